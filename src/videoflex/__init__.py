@@ -1,0 +1,26 @@
+"""videoflex: flexible-length coarse-to-fine video tokenization (VideoFlexTok), trainable and fast."""
+
+from videoflex.tokenizer.config import (
+    DecoderConfig,
+    EncoderConfig,
+    FSQConfig,
+    LossConfig,
+    SamplerConfig,
+    TokenizerConfig,
+)
+from videoflex.tokenizer.model import VideoFlexTok
+from videoflex.tokenizer.presets import PRESETS, get_preset
+from videoflex.vae.config import VAEConfig
+
+__all__ = [
+    "PRESETS",
+    "DecoderConfig",
+    "EncoderConfig",
+    "FSQConfig",
+    "LossConfig",
+    "SamplerConfig",
+    "TokenizerConfig",
+    "VAEConfig",
+    "VideoFlexTok",
+    "get_preset",
+]

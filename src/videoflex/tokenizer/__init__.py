@@ -1,0 +1,1 @@
+"""The VideoFlexTok tokenizer: encoder, FSQ, flow decoder, samplers, presets."""

@@ -1,0 +1,195 @@
+"""Typed configuration of the VideoFlexTok tokenizer: encoder, quantizer, decoder, sampler, loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from videoflex.vae.config import VAEConfig
+
+
+def _check_positive(owner: str, **values: int | float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{owner}: {name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A transformer stack: ``depth`` blocks of width ``width = heads * head_dim``.
+
+    Blocks are pre-norm with non-affine LayerNorm, QK-norm, SwiGLU MLP of hidden size
+    ``int(2 * mlp_ratio * width / 3)``, no biases, no RoPE.
+    """
+
+    width: int
+    depth: int
+    head_dim: int = 64
+    mlp_ratio: float = 4.0
+    patch_size: int = 1
+
+    def __post_init__(self) -> None:
+        _check_positive(type(self).__name__, width=self.width, depth=self.depth, head_dim=self.head_dim,
+                        mlp_ratio=self.mlp_ratio, patch_size=self.patch_size)
+        if self.width % self.head_dim:
+            raise ValueError(f"{type(self).__name__}: width {self.width} is not a multiple of head_dim {self.head_dim}")
+
+    @property
+    def heads(self) -> int:
+        return self.width // self.head_dim
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(2 * self.mlp_ratio * self.width / 3)
+
+
+@dataclass(frozen=True)
+class EncoderConfig(TransformerConfig):
+    """The register encoder (mask: time-block-causal-last)."""
+
+
+@dataclass(frozen=True)
+class DecoderConfig(TransformerConfig):
+    """The rectified-flow decoder.
+
+    attention: ``"block_causal"`` (a step sees itself and earlier steps) or ``"full"`` (bidirectional,
+        as the released checkpoints after their second training stage).
+    """
+
+    attention: Literal["block_causal", "full"] = "block_causal"
+
+
+@dataclass(frozen=True)
+class FSQConfig:
+    """Finite scalar quantisation levels; the codebook has ``prod(levels)`` entries."""
+
+    levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
+
+    def __post_init__(self) -> None:
+        if not self.levels or any(level < 2 for level in self.levels):
+            raise ValueError(f"FSQConfig: every level must be >= 2, got {self.levels}")
+
+    @property
+    def dim(self) -> int:
+        return len(self.levels)
+
+    @property
+    def codebook_size(self) -> int:
+        size = 1
+        for level in self.levels:
+            size *= level
+        return size
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How ``detokenize`` integrates the flow from noise (s=1) to data (s=0).
+
+    method: ``"euler"`` or ``"heun"`` on a uniform grid of ``steps`` intervals.
+    guidance: classifier-free guidance scale w (1 = no guidance; v = v_u + w (v_c - v_u)).
+    guidance_method: ``"cfg"`` (plain) or ``"apg"`` (adaptive projected guidance, arXiv 2410.02416).
+    apg_threshold: cap on the norm of v_c - v_u, taken per channel over (T, H, W).
+    apg_eta: weight of the component of v_c - v_u parallel to v_c (0 drops it).
+    apg_momentum: running average of v_c - v_u across steps (0 = none; negative values as in the paper).
+    """
+
+    steps: int = 30
+    method: Literal["euler", "heun"] = "euler"
+    guidance: float = 15.0
+    guidance_method: Literal["cfg", "apg"] = "apg"
+    apg_threshold: float = 0.6
+    apg_eta: float = 0.0
+    apg_momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_positive("SamplerConfig", steps=self.steps, apg_threshold=self.apg_threshold)
+        if self.guidance < 0:
+            raise ValueError(f"SamplerConfig: guidance must be >= 0, got {self.guidance}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The decoder's training objective (DESIGN.md §1).
+
+    time_mean, time_std: flow time s = sigmoid(N(mean, std)) (logit-normal).
+    nested_dropout: draw keep k per clip uniformly from {1, 2, 4, ..., N}; otherwise always N.
+    guidance_dropout: probability that a clip's registers are all replaced by the null condition.
+    prefix_prob: probability that a clip's first ``prefix_steps`` latent steps stay clean (conditioning).
+    prefix_noise: the clean prefix gets Gaussian noise of a std drawn uniformly from [0, prefix_noise].
+    """
+
+    time_mean: float = 0.0
+    time_std: float = 1.0
+    nested_dropout: bool = True
+    guidance_dropout: float = 0.1
+    prefix_prob: float = 0.0
+    prefix_steps: int = 1
+    prefix_noise: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("guidance_dropout", "prefix_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"LossConfig: {name} must lie in [0, 1], got {value}")
+        _check_positive("LossConfig", time_std=self.time_std, prefix_steps=self.prefix_steps)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The whole tokenizer.
+
+    image_size: (H, W) of the videos the model was built for (position tables cover this grid; smaller
+        sizes divisible by ``spatial_factor * patch_size`` also work).
+    chunk_frames: frames per chunk (1 + tf * m; 17 -> 5 latent steps). Longer videos are cut into chunks.
+    chunk_overlap: frames shared by consecutive chunks (1 + tf * j); later chunks are decoded
+        conditioned on them and their token steps are dropped.
+    num_registers: N, tokens per latent step.
+    sample_posterior: draw VAE latents from the posterior at encode (as the released code) instead of
+        taking its mean.
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    vae: VAEConfig
+    encoder: EncoderConfig
+    decoder: DecoderConfig
+    fsq: FSQConfig = field(default_factory=FSQConfig)
+    num_registers: int = 256
+    chunk_frames: int = 17
+    chunk_overlap: int = 1
+    sample_posterior: bool = False
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        _check_positive("TokenizerConfig", num_registers=self.num_registers, chunk_frames=self.chunk_frames,
+                        chunk_overlap=self.chunk_overlap)
+        tf = self.vae.temporal_factor
+        for name in ("chunk_frames", "chunk_overlap"):
+            value = getattr(self, name)
+            if (value - 1) % tf:
+                raise ValueError(f"TokenizerConfig: {name} must be 1 + {tf}*m for the VAE, got {value}")
+        if self.chunk_overlap >= self.chunk_frames:
+            raise ValueError("TokenizerConfig: chunk_overlap must be smaller than chunk_frames")
+        for part in (self.encoder, self.decoder):
+            factor = self.vae.spatial_factor * part.patch_size
+            if self.image_size[0] % factor or self.image_size[1] % factor:
+                raise ValueError(
+                    f"TokenizerConfig: image_size {self.image_size} is not divisible by "
+                    f"VAE factor x patch size = {factor}"
+                )
+
+    @property
+    def chunk_steps(self) -> int:
+        """Latent steps in a full chunk (the encoder's register table has this many rows)."""
+        return 1 + (self.chunk_frames - 1) // self.vae.temporal_factor
+
+    @property
+    def overlap_steps(self) -> int:
+        """Latent steps a later chunk shares with the previous one (its first steps, not kept)."""
+        return 1 + (self.chunk_overlap - 1) // self.vae.temporal_factor
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        sf = self.vae.spatial_factor
+        return self.image_size[0] // sf, self.image_size[1] // sf

@@ -1,0 +1,96 @@
+"""The rectified-flow decoder: predicts the velocity of noised latents, conditioned on register tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from videoflex.tokenizer.config import DecoderConfig
+from videoflex.tokenizer.embeddings import PositionTable3D, TimestepEmbedder, patchify, unpatchify
+from videoflex.tokenizer.layers import AdaLNBlock, GroupModulation, layer_norm, modulate
+from videoflex.tokenizer.masks import dense_mask
+
+PATCH_GROUP, REGISTER_GROUP = 0, 1  # adaLN sub-sequences, in the order of the modulation weights
+
+
+def _per_sample(value: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=torch.long).reshape(batch)
+    return torch.full((batch,), int(value), dtype=torch.long, device=device)
+
+
+class Decoder(nn.Module):
+    """Noised latents ``[B,C,t,h,w]`` + flow time + register tokens -> velocity ``[B,C,t,h,w]``.
+
+    Tokens are first turned into decoder registers by :meth:`embed_tokens` (FSQ codes -> linear, then the
+    learned mask token past the kept prefix, the prefix-mask token on conditioning steps, the null
+    condition for guidance). Each step is the block ``[registers_t (N) | patches_t (h'w')]``; blocks are
+    adaLN-zero with separate modulation for registers and patches; the mask is time-block-causal or full.
+    """
+
+    def __init__(self, config: DecoderConfig, latent_channels: int, max_steps: int,
+                 latent_size: tuple[int, int], num_registers: int, code_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        p, d = config.patch_size, config.width
+        self.num_registers = num_registers
+        self.code_embed = nn.Linear(code_dim, d)
+        self.nested_mask_token = nn.Parameter(torch.zeros(d))
+        self.prefix_mask_token = nn.Parameter(torch.zeros(d))
+        self.null_condition = nn.Parameter(torch.zeros(d))
+        self.patch_embed = nn.Linear(latent_channels * p * p, d)
+        self.positions = PositionTable3D(max_steps, latent_size[0] // p, latent_size[1] // p, d)
+        self.time_embed = TimestepEmbedder(d)
+        self.blocks = nn.ModuleList(
+            AdaLNBlock(d, config.head_dim, config.mlp_hidden, groups=2) for _ in range(config.depth)
+        )
+        self.head_modulation = GroupModulation(d, groups=1, chunks=2)
+        self.head = nn.Linear(d, latent_channels * p * p)
+
+    def embed_tokens(self, codes: torch.Tensor, keep: int | torch.Tensor, prefix_steps: int | torch.Tensor = 0,
+                     null: torch.Tensor | None = None) -> torch.Tensor:
+        """FSQ codes ``[B,t,N,d]`` -> decoder registers ``[B,t,N,D]``.
+
+        keep: tokens kept per step (int or ``[B]``); positions ``>= keep`` become the nested-dropout mask
+            token, so ids beyond ``keep`` never influence the output.
+        prefix_steps: leading steps given as clean latents (int or ``[B]``); their registers become the
+            prefix-mask token.
+        null: bool ``[B]``; those samples get the null condition everywhere (classifier-free guidance).
+        """
+        b, t, n, _ = codes.shape
+        x = self.code_embed(codes)
+        position = torch.arange(n, device=codes.device)
+        dropped = position[None, :] >= _per_sample(keep, b, codes.device)[:, None]  # [B,N]
+        x = torch.where(dropped[:, None, :, None], self.nested_mask_token.to(x.dtype), x)
+        step = torch.arange(t, device=codes.device)
+        prefixed = step[None, :] < _per_sample(prefix_steps, b, codes.device)[:, None]  # [B,t]
+        x = torch.where(prefixed[:, :, None, None], self.prefix_mask_token.to(x.dtype), x)
+        if null is not None:
+            x = torch.where(null.reshape(b, 1, 1, 1), self.null_condition.to(x.dtype), x)
+        return x
+
+    def null_registers(self, batch: int, steps: int) -> torch.Tensor:
+        """Registers of the unconditional branch: the null condition everywhere, ``[B,t,N,D]``."""
+        return self.null_condition.expand(batch, steps, self.num_registers, -1)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor, registers: torch.Tensor) -> torch.Tensor:
+        """Velocity ``v = eps - x0`` of ``x [B,C,t,h,w]`` at flow time ``s [B]`` (or per step ``[B,t]``),
+        conditioned on ``registers [B,t,N,D]``."""
+        b, _, t, h, w = x.shape
+        p = self.config.patch_size
+        grid = (h // p, w // p)
+        patches = self.patch_embed(patchify(x, p)) + self.positions(t, *grid)  # [B,t,L,D]
+        n_reg, n_patch = registers.shape[2], patches.shape[2]
+        c = self.time_embed(s if s.dim() == 2 else s[:, None])  # [B,t|1,D]
+        seq = torch.cat([registers.to(patches.dtype), patches], dim=2)  # [B,t,N+L,D]
+        group = torch.cat([torch.full((n_reg,), REGISTER_GROUP), torch.full((n_patch,), PATCH_GROUP)]).to(x.device)
+        mask = dense_mask(self.attention_mask_kind, t, n_reg, n_patch, x.device)
+        for block in self.blocks:
+            seq = block(seq, c, group, mask)
+        out = seq[:, :, n_reg:]  # [B,t,L,D]
+        shift, scale = self.head_modulation(c, torch.zeros(n_patch, dtype=torch.long, device=x.device))
+        return unpatchify(self.head(modulate(layer_norm(out), shift, scale)), p, grid)
+
+    @property
+    def attention_mask_kind(self) -> str:
+        return "full" if self.config.attention == "full" else "time_block_causal"

@@ -1,0 +1,53 @@
+"""The register encoder: VAE latents -> per-step causal registers -> FSQ inputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from videoflex.tokenizer.config import EncoderConfig
+from videoflex.tokenizer.embeddings import PositionTable3D, patchify
+from videoflex.tokenizer.layers import Block
+from videoflex.tokenizer.masks import dense_mask
+
+
+class Encoder(nn.Module):
+    """Latents ``[B,C,t,h,w]`` -> pre-quantisation codes ``[B,t,N,d]`` (d = FSQ channels).
+
+    Each latent step t becomes the block ``[patches_t (h'w') | registers_t (N)]``; every step has its own
+    N learned register vectors. Under the time-block-causal-last mask a step sees only earlier steps and
+    register i sees only registers ``<= i`` of its step, so tokens are streamable and coarse-to-fine.
+    Only the register outputs are kept, projected by a zero-initialised linear to the FSQ dimension.
+    """
+
+    def __init__(self, config: EncoderConfig, latent_channels: int, max_steps: int,
+                 latent_size: tuple[int, int], num_registers: int, code_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        p, d = config.patch_size, config.width
+        self.patch_embed = nn.Linear(latent_channels * p * p, d)
+        self.positions = PositionTable3D(max_steps, latent_size[0] // p, latent_size[1] // p, d)
+        self.registers = nn.Parameter(torch.zeros(max_steps, num_registers, d))
+        self.blocks = nn.ModuleList(Block(d, config.head_dim, config.mlp_hidden) for _ in range(config.depth))
+        self.to_codes = nn.Linear(d, code_dim)
+
+    @property
+    def max_steps(self) -> int:
+        return self.registers.shape[0]
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[B,C,t,h,w] -> [B,t,N,d]``."""
+        b, _, t, h, w = latents.shape
+        p = self.config.patch_size
+        if t > self.max_steps:
+            raise ValueError(f"the encoder takes at most {self.max_steps} latent steps per chunk, got {t}")
+        patches = self.patch_embed(patchify(latents, p))  # [B,t,L,D]
+        patches = patches + self.positions(t, h // p, w // p)
+        registers = self.registers[:t].expand(b, -1, -1, -1).to(patches.dtype)  # [B,t,N,D]
+        n_patch, n_reg = patches.shape[2], registers.shape[2]
+        x = torch.cat([patches, registers], dim=2).flatten(1, 2)  # [B, t*(L+N), D]
+        mask = dense_mask("time_block_causal_last", t, n_patch, n_reg, x.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        registers_out = x.view(b, t, n_patch + n_reg, -1)[:, :, n_patch:]  # [B,t,N,D]
+        return self.to_codes(registers_out)

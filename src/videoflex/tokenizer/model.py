@@ -1,0 +1,375 @@
+"""VideoFlexTok: video <-> variable-length coarse-to-fine token sequences.
+
+Pipeline (DESIGN.md §1)::
+
+    video [B,3,T,H,W] -> VAE -> latents [B,C,t,h,w] -> Encoder -> FSQ -> ids [B,t,N]
+    ids[..., :k] -> Decoder (rectified flow, guided) -> latents -> VAE -> video
+
+Videos of any length are cut into overlapping chunks (:mod:`videoflex.tokenizer.chunking`); chunks are
+encoded independently in one batch and decoded one after another, each later chunk conditioned on the
+last frames decoded before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from videoflex.tokenizer.chunking import ChunkPlan, plan_chunks, plan_from_steps
+from videoflex.tokenizer.config import SamplerConfig, TokenizerConfig
+from videoflex.tokenizer.decoder import Decoder
+from videoflex.tokenizer.encoder import Encoder
+from videoflex.tokenizer.flow import (
+    FixedPrefix,
+    Guidance,
+    flow_loss,
+    interpolate,
+    logit_normal_time,
+    nested_keep,
+    sample,
+)
+from videoflex.tokenizer.fsq import FSQ
+from videoflex.utils.dataclass_io import config_hash, from_dict, to_json
+from videoflex.vae import build_vae
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT_NAME = "videoflex-tokenizer"
+
+
+@dataclass(frozen=True)
+class TrainingLoss:
+    """One training step's objective and what was drawn for it."""
+
+    loss: torch.Tensor  # scalar
+    keep: torch.Tensor  # [B] tokens per step kept (nested dropout)
+    s: torch.Tensor  # [B] flow times
+    null: torch.Tensor  # [B] bool, guidance dropout
+    prefix_steps: torch.Tensor  # [B] clean conditioning steps
+
+
+class VideoFlexTok(nn.Module):
+    """The tokenizer: a frozen VAE, the register encoder with FSQ, and the flow decoder."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        latent_channels, steps = config.vae.latent_channels, config.chunk_steps
+        self.vae = build_vae(config.vae)
+        self.fsq = FSQ(config.fsq.levels)
+        self.encoder = Encoder(config.encoder, latent_channels, steps, config.latent_size,
+                               config.num_registers, config.fsq.dim)
+        self.decoder = Decoder(config.decoder, latent_channels, steps, config.latent_size,
+                               config.num_registers, config.fsq.dim)
+        self.init_weights()
+
+    # ------------------------------------------------------------------------------------ construction
+
+    def init_weights(self) -> None:
+        """All initialisation in one place: xavier linears, small learned vectors, adaLN-zero, zero heads."""
+        for module in (self.encoder, self.decoder):
+            for m in module.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        enc, dec = self.encoder, self.decoder
+        for p in (enc.registers, enc.positions.table_t, enc.positions.table_h, enc.positions.table_w,
+                  dec.positions.table_t, dec.positions.table_h, dec.positions.table_w,
+                  dec.nested_mask_token, dec.prefix_mask_token, dec.null_condition):
+            nn.init.normal_(p, std=0.02)
+        nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
+        nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
+        zero = [enc.to_codes, dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]
+        for m in zero:  # adaLN-zero: every block starts as the identity, the heads output zero
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_preset(cls, name: str, device: torch.device | str | None = None) -> VideoFlexTok:
+        """A randomly initialised model of a named preset (see ``videoflex.tokenizer.presets``)."""
+        from videoflex.tokenizer.presets import get_preset
+
+        with torch.device(device or "cpu"):
+            return cls(get_preset(name))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    @property
+    def num_registers(self) -> int:
+        return self.config.num_registers
+
+    @property
+    def codebook_size(self) -> int:
+        return self.fsq.codebook_size
+
+    # ------------------------------------------------------------------------------------ validation
+
+    def check_video(self, video: torch.Tensor, name: str = "video") -> None:
+        """Raise ``ValueError`` unless ``video`` is float ``[B,3,T,H,W]`` in [-1,1] of a size the model takes."""
+        if not isinstance(video, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(video).__name__}")
+        if not video.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {video.dtype}")
+        if video.dim() != 5:
+            raise ValueError(f"{name} must have shape [B, 3, T, H, W], got {tuple(video.shape)}")
+        if video.shape[1] != 3:
+            raise ValueError(f"{name} must have 3 (RGB) channels on axis 1, got {video.shape[1]} "
+                             f"(shape {tuple(video.shape)}; expected [B, 3, T, H, W])")
+        h, w = video.shape[-2:]
+        sf = self.config.vae.spatial_factor
+        factor = sf * max(self.config.encoder.patch_size, self.config.decoder.patch_size)
+        if h % factor or w % factor:
+            raise ValueError(f"{name} height and width must be divisible by {factor} (VAE factor {sf} x patch "
+                             f"size); got {h}x{w}")
+        if (h, w) != tuple(self.config.image_size):
+            size = "x".join(map(str, self.config.image_size))
+            raise ValueError(f"{name} is {h}x{w}; the model takes {size} frames (resize and crop first)")
+        if video.numel():
+            lo, hi = float(video.min()), float(video.max())
+            if not (-1.001 <= lo and hi <= 1.001):
+                raise ValueError(f"{name} values must lie in [-1, 1]; got [{lo:.3g}, {hi:.3g}]"
+                                 + (" (uint8-range pixels? divide by 127.5 and subtract 1)" if hi > 2 else ""))
+
+    def check_keep(self, keep: int) -> int:
+        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= self.num_registers:
+            raise ValueError(f"keep must be an integer in [1, {self.num_registers}], got {keep!r}")
+        return keep
+
+    def check_ids(self, ids: torch.Tensor, keep: int) -> None:
+        if not isinstance(ids, torch.Tensor):
+            raise ValueError(f"ids must be a torch.Tensor, got {type(ids).__name__}")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"ids must be an integer tensor, got dtype {ids.dtype}")
+        if ids.dim() != 3:
+            raise ValueError(f"ids must have shape [B, t, n], got {tuple(ids.shape)}")
+        if ids.shape[1] < 1:
+            raise ValueError("ids hold no time step")
+        n = ids.shape[2]
+        if n > self.num_registers:
+            raise ValueError(f"ids have {n} tokens per step; the model has {self.num_registers}")
+        if n < keep:
+            raise ValueError(f"keep={keep} but ids hold only {n} tokens per step")
+        if ids.numel():
+            lo, hi = int(ids[..., :keep].min()), int(ids[..., :keep].max())
+            if lo < 0 or hi >= self.codebook_size:
+                raise ValueError(f"ids must lie in [0, {self.codebook_size}); got [{lo}, {hi}]")
+
+    # ------------------------------------------------------------------------------------ one chunk
+
+    def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64."""
+        return self.fsq(self.encoder(latents))[1]
+
+    def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
+                       prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample the latents of one chunk.
+
+        ids: ``[B,t,n]`` (n >= keep; ids of prefix steps are ignored). noise: ``[B,C,t,h,w]``.
+        prefix: clean latents ``[B,C,c,h,w]`` fixed in the first c steps (their registers are masked).
+        Returns latents ``[B,C,t,h,w]``.
+        """
+        b, t = ids.shape[:2]
+        n = self.num_registers
+        ids = ids[..., :keep]
+        if keep < n:  # the masked positions need placeholder ids; their values never matter
+            ids = torch.cat([ids, ids.new_zeros(b, t, n - keep)], dim=-1)
+        prefix_steps = 0 if prefix is None else prefix.shape[2]
+        registers = self.decoder.embed_tokens(self.fsq.ids_to_codes(ids).to(noise.dtype), keep, prefix_steps)
+        guidance = None
+        if sampler.guidance != 1.0:
+            registers = torch.cat([registers, self.decoder.null_registers(b, t).to(registers.dtype)])
+            if sampler.guidance_method == "apg":
+                guidance = Guidance(sampler.guidance, "apg", sampler.apg_threshold, sampler.apg_eta,
+                                    sampler.apg_momentum)
+            else:
+                guidance = Guidance(sampler.guidance, "cfg")
+        return sample(lambda x, s: self.decoder(x, s, registers), noise, sampler.steps, sampler.method,
+                      guidance, FixedPrefix(prefix) if prefix is not None else None)
+
+    # ------------------------------------------------------------------------------------ any length
+
+    def plan(self, num_frames: int) -> ChunkPlan:
+        c = self.config
+        return plan_chunks(num_frames, c.chunk_frames, c.chunk_overlap, c.vae.temporal_factor)
+
+    def encode_video(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """VAE latents of a clip of ``1 + tf*m`` frames, mean or sampled as the config says."""
+        return self.vae.encode(video, sample=self.config.sample_posterior, generator=generator)
+
+    @torch.no_grad()
+    def tokenize(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Video ``[B,3,T,H,W]`` in [-1,1], any T >= 1 -> ids ``[B,t,N]`` int64, ``t = 1 + ceil((T-1)/tf)``.
+
+        The video is padded at the end (last frame repeated) to ``1 + tf*m`` frames and cut into chunks of
+        ``chunk_frames`` overlapping by ``chunk_overlap``; equal-length chunks are encoded in one batch.
+        ``generator`` drives posterior sampling when the config samples it.
+        """
+        self.check_video(video)
+        plan = self.plan(video.shape[2])
+        pad = plan.padded_frames - video.shape[2]
+        if pad:
+            video = torch.cat([video, video[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+        video = video.to(self.device)
+        groups: dict[int, list[int]] = {}
+        for i, chunk in enumerate(plan.chunks):
+            groups.setdefault(chunk.frames, []).append(i)
+        per_chunk: dict[int, torch.Tensor] = {}
+        for frames, members in groups.items():
+            clips = torch.cat([video[:, :, plan.chunks[i].start: plan.chunks[i].start + frames] for i in members])
+            ids = self.encode_latents(self.encode_video(clips, generator)).view(len(members), video.shape[0], -1,
+                                                                             self.num_registers)
+            per_chunk.update({i: ids[j] for j, i in enumerate(members)})
+        kept = [per_chunk[i][:, chunk.steps - chunk.kept_steps:] for i, chunk in enumerate(plan.chunks)]
+        return torch.cat(kept, dim=1)
+
+    @torch.no_grad()
+    def detokenize(self, ids: torch.Tensor, keep: int | None = None, steps: int | None = None,
+                   guidance: float | None = None, num_frames: int | None = None,
+                   generator: torch.Generator | None = None, conditioning_frames: torch.Tensor | None = None,
+                   sampler: SamplerConfig | None = None, progress: bool = False) -> torch.Tensor:
+        """ids ``[B,t,n]`` -> video ``[B,3,T,H,W]`` in [-1,1] from the first ``keep`` tokens of each step.
+
+        keep: tokens per step to use (default: all N); ids beyond ``keep`` are never read.
+        steps, guidance: override the sampler config (``sampler`` or the model's default).
+        num_frames: frames to return (default ``1 + tf*(t-1)``; the padding added by ``tokenize`` is trimmed).
+        generator: seeds the flow noise; the same generator state gives the same video.
+        conditioning_frames: ``[B,3,Tc,H,W]`` (Tc = 1 + tf*j, fewer frames than a chunk) fixed as the
+            first frames of the first chunk; their latent steps are given clean and their tokens unused.
+        """
+        keep = self.check_keep(self.num_registers if keep is None else keep)
+        self.check_ids(ids, keep)
+        sampler = dataclasses.replace(sampler or self.config.sampler,
+                                      **{k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None})
+        c = self.config
+        plan = plan_from_steps(ids.shape[1], c.chunk_frames, c.chunk_overlap, c.vae.temporal_factor, num_frames)
+        b, device = ids.shape[0], self.device
+        h, w = c.latent_size
+        prefix = None
+        if conditioning_frames is not None:
+            self.check_video(conditioning_frames, "conditioning_frames")
+            if conditioning_frames.shape[0] != b:
+                raise ValueError(f"conditioning_frames has batch {conditioning_frames.shape[0]}, ids have {b}")
+            prefix = self.encode_video(conditioning_frames.to(device), generator)
+            if prefix.shape[2] >= plan.chunks[0].steps:
+                raise ValueError(f"conditioning_frames cover {prefix.shape[2]} latent steps; the first chunk "
+                                 f"has only {plan.chunks[0].steps}")
+        ids = ids.to(device)
+        frames, used = [], 0
+        dtype = next(self.decoder.parameters()).dtype
+        for i, chunk in enumerate(tqdm(plan.chunks, desc="decoding chunks", disable=not progress)):
+            chunk_ids = ids[:, used: used + chunk.kept_steps]
+            used += chunk.kept_steps
+            if i > 0:  # condition on the frames shared with the previous chunk
+                overlap = torch.cat(frames, dim=2)[:, :, -c.chunk_overlap:]
+                prefix = self.encode_video(overlap, generator)
+                chunk_ids = torch.cat([chunk_ids.new_zeros(b, chunk.steps - chunk.kept_steps, ids.shape[2]),
+                                       chunk_ids], dim=1)
+            noise = torch.randn(b, c.vae.latent_channels, chunk.steps, h, w, generator=generator,
+                                device=device, dtype=dtype)
+            latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix)
+            video = self.vae.decode(latents).clamp(-1, 1)
+            frames.append(video if i == 0 else video[:, :, c.chunk_overlap:])
+        return torch.cat(frames, dim=2)[:, :, : plan.num_frames]
+
+    # ------------------------------------------------------------------------------------ training
+
+    def training_loss(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> TrainingLoss:
+        """The flow objective on one chunk of clean latents ``[B,C,t,h,w]`` (DESIGN.md §1).
+
+        Draws per clip: the kept token count (nested dropout), guidance dropout (null condition), a clean
+        conditioning prefix (left out of the loss, registers masked), the flow time s ~ logit-normal.
+        """
+        cfg, device = self.config.loss, latents.device
+        b, t = latents.shape[0], latents.shape[2]
+        codes, _ = self.fsq(self.encoder(latents))
+        keep = (nested_keep(b, self.num_registers, generator, device) if cfg.nested_dropout
+                else torch.full((b,), self.num_registers, device=device))
+        uniform = torch.rand(3, b, generator=generator, device=device)
+        null = uniform[0] < cfg.guidance_dropout
+        prefix_steps = torch.where(uniform[1] < cfg.prefix_prob, min(cfg.prefix_steps, t - 1), 0)
+        registers = self.decoder.embed_tokens(codes.to(latents.dtype), keep, prefix_steps, null)
+        s = logit_normal_time(b, cfg.time_mean, cfg.time_std, generator, device)
+        noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+        x_s = interpolate(latents, noise, s)
+        step = torch.arange(t, device=device)
+        is_prefix = step[None, :] < prefix_steps[:, None]  # [B,t]
+        sigma = (uniform[2] * cfg.prefix_noise).view(b, 1, 1, 1, 1)
+        clean = latents + sigma * noise
+        x_s = torch.where(is_prefix[:, None, :, None, None], clean, x_s)
+        v = self.decoder(x_s, s, registers)
+        loss = flow_loss(v, latents, noise, (~is_prefix).float())
+        return TrainingLoss(loss, keep, s, null, prefix_steps)
+
+    # ------------------------------------------------------------------------------------ files
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config_json = to_json(self.config)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "config": config_json})
+        tmp.replace(directory / WEIGHTS_NAME)
+        tmp = directory / f".{CONFIG_NAME}.tmp"
+        tmp.write_text(json.dumps(json.loads(config_json), indent=2) + "\n")
+        tmp.replace(directory / CONFIG_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> VideoFlexTok:
+        """Load a model saved by :meth:`save_pretrained` (a folder or its ``model.safetensors``).
+
+        The architecture comes from the config stored in the file; the model is built on the meta device
+        and the weights assigned. Missing, unexpected or mis-shaped tensors are refused with their names.
+        """
+        path = Path(path)
+        file = path / WEIGHTS_NAME if path.is_dir() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} found")
+        config = read_config(file)
+        with torch.device("meta"):
+            model = cls(config)
+        state = load_file(str(file), device=str(device))
+        check_state_dict(model, state, file)
+        model.load_state_dict(state, strict=True, assign=True)
+        return model.eval()
+
+
+def read_config(file: str | Path) -> TokenizerConfig:
+    """The :class:`TokenizerConfig` stored in a videoflex safetensors file (``ValueError`` if none)."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for non-safetensors input
+        raise ValueError(f"{file}: not a safetensors file ({e})") from None
+    if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
+        raise ValueError(f"{file}: not a videoflex tokenizer checkpoint (no videoflex config in its metadata)")
+    return from_dict(TokenizerConfig, json.loads(metadata["config"]))
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: object) -> None:
+    """Raise ``ValueError`` naming every missing, unexpected or mis-shaped tensor."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                    if k in state and state[k].shape != v.shape)
+    problems = [f"{label} {items}" for label, items in (("missing", missing), ("unexpected", unexpected),
+                                                        ("mis-shaped (file vs model)", shapes)) if items]
+    if problems:
+        raise ValueError(f"{source}: weights do not fit the model: " + "; ".join(problems))

@@ -1,0 +1,75 @@
+"""Named model presets: Python constructors returning typed configs, in one registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from videoflex.tokenizer.config import DecoderConfig, EncoderConfig, SamplerConfig, TokenizerConfig
+from videoflex.vae.config import VAEConfig
+
+VIDTOK_488_16CH = VAEConfig(kind="vidtok", latent_channels=16, temporal_factor=4, spatial_factor=8,
+                            base_channels=128, channel_mult=(1, 2, 4, 4), num_res_blocks=2)
+
+
+def tiny() -> TokenizerConfig:
+    """Seconds on a CPU: 32x32 pixels folded 4x4x4 into 192 channels, 2+2 blocks of width 64, 16 tokens a step."""
+    return TokenizerConfig(
+        name="tiny",
+        image_size=(32, 32),
+        vae=VAEConfig(kind="space_to_depth", latent_channels=192, temporal_factor=4, spatial_factor=4),
+        encoder=EncoderConfig(width=64, depth=2, head_dim=32, patch_size=2),
+        decoder=DecoderConfig(width=64, depth=2, head_dim=32, patch_size=2),
+        num_registers=16,
+        sampler=SamplerConfig(steps=4, guidance=3.0),
+    )
+
+
+def ablation_d12() -> TokenizerConfig:
+    """The paper's ablation size: d12 encoder and decoder (D=768), 128x128, VidTok VAE, patch 1."""
+    return TokenizerConfig(
+        name="ablation-d12",
+        image_size=(128, 128),
+        vae=VIDTOK_488_16CH,
+        encoder=EncoderConfig(width=768, depth=12, patch_size=1),
+        decoder=DecoderConfig(width=768, depth=12, patch_size=1),
+    )
+
+
+def k600_d18() -> TokenizerConfig:
+    """Kinetics-600 model (``EPFL-VILAB/videoflextok_d18_d18_k600``): d18+d18, D=1152, 128x128, patch 1.
+
+    Decoder attention is full, as the released weights after their second (decoder fine-tuning) stage.
+    """
+    return TokenizerConfig(
+        name="k600-d18",
+        image_size=(128, 128),
+        vae=VIDTOK_488_16CH,
+        encoder=EncoderConfig(width=1152, depth=18, patch_size=1),
+        decoder=DecoderConfig(width=1152, depth=18, patch_size=1, attention="full"),
+    )
+
+
+def panda_d18_d28() -> TokenizerConfig:
+    """Text-to-video model (``EPFL-VILAB/videoflextok_d18_d28``): d18 encoder (D=1152), d28 decoder
+    (D=1792), 256x256, patch 2, full decoder attention."""
+    return TokenizerConfig(
+        name="panda-d18-d28",
+        image_size=(256, 256),
+        vae=VIDTOK_488_16CH,
+        encoder=EncoderConfig(width=1152, depth=18, patch_size=2),
+        decoder=DecoderConfig(width=1792, depth=28, patch_size=2, attention="full"),
+    )
+
+
+PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
+    "tiny": tiny,
+    "ablation-d12": ablation_d12,
+    "k600-d18": k600_d18,
+    "panda-d18-d28": panda_d18_d28,
+}
+
+
+def get_preset(name: str) -> TokenizerConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,33 @@
+import torch
+
+from videoflex.tokenizer.fsq import FSQ
+
+
+def test_all_codes_round_trip_exactly():
+    fsq = FSQ((8, 8, 8, 5, 5, 5))
+    ids = torch.arange(fsq.codebook_size)
+    codes = fsq.ids_to_codes(ids)
+    assert fsq.codebook_size == 64000
+    assert torch.equal(fsq.codes_to_ids(codes), ids)
+    # codes are distinct grid points in [-1, 1]
+    assert codes.min() >= -1 and codes.max() <= 1
+    assert torch.unique(codes, dim=0).shape[0] == 64000
+
+
+def test_quantize_lands_on_the_grid_with_straight_through_gradient():
+    fsq = FSQ((8, 5))
+    z = (torch.randn(1000, 2) * 3).requires_grad_()
+    codes, ids = fsq(z)
+    assert torch.equal(fsq.ids_to_codes(ids), codes.detach())
+    assert set(torch.unique(codes[:, 0] * 4).tolist()) <= set(range(-4, 4))
+    assert set(torch.unique(codes[:, 1] * 2).tolist()) <= set(range(-2, 3))
+    codes.sum().backward()
+    assert z.grad is not None and (z.grad.abs() > 0).any()
+
+
+def test_every_level_value_is_reachable():
+    fsq = FSQ((8, 8, 8, 5, 5, 5))
+    z = torch.linspace(-6, 6, 2001)[:, None].expand(-1, 6)
+    codes, _ = fsq(z)
+    for i, level in enumerate((8, 8, 8, 5, 5, 5)):
+        assert torch.unique(codes[:, i]).numel() == level
