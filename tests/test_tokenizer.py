@@ -1,5 +1,7 @@
 """Behaviour of the public tokenizer API on the tiny preset (random weights)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -187,13 +189,26 @@ def test_bad_ids_and_keep_are_refused(tiny_model, video):
 def test_training_loss_backpropagates_to_encoder_and_decoder(tiny_model, video):
     model = VideoFlexTok.from_preset("tiny")
     latents = model.vae.encode(video)
-    out = model.training_loss(latents, generator=gen())
-    out.loss.backward()
-    assert torch.isfinite(out.loss)
+    loss = model.training_loss(latents, generator=gen())
+    loss.backward()
+    assert torch.isfinite(loss)
     assert model.decoder.head.weight.grad.abs().sum() > 0
     # with zero-initialised heads the encoder gets gradient only after a step; use the random model
     tiny_model.zero_grad()
-    tiny_model.training_loss(latents, generator=gen()).loss.backward()
+    tiny_model.training_loss(latents, generator=gen()).backward()
     assert tiny_model.encoder.blocks[0].attn.wq.weight.grad.abs().sum() > 0
     assert tiny_model.encoder.registers.grad.abs().sum() > 0
     tiny_model.zero_grad()
+
+
+def test_training_loss_splits_over_the_batch(tiny_model, video):
+    """Draws made for the whole batch give the same loss as the mean over its halves (DDP, accumulation)."""
+    from videoflex.tokenizer.model import draw_training
+
+    config = dataclasses.replace(tiny_model.config.loss, prefix_prob=0.5)
+    latents = torch.cat([tiny_model.vae.encode(video)] * 2)
+    draws = draw_training(config, 16, tuple(latents.shape), gen(3))
+    with torch.no_grad():
+        whole = tiny_model.training_loss(latents, draws)
+        halves = [tiny_model.training_loss(latents[i:i + 2], draws[i:i + 2]) for i in (0, 2)]
+    torch.testing.assert_close(whole, sum(halves) / 2)

@@ -54,9 +54,12 @@ class DecoderConfig(TransformerConfig):
 
     attention: ``"block_causal"`` (a step sees itself and earlier steps) or ``"full"`` (bidirectional,
         as the released checkpoints after their second training stage).
+    timestep_scale: flow times s in [0, 1] are multiplied by this before the sinusoidal embedding
+        (the reference's ``1000 / max_timestep``).
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"
+    timestep_scale: float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class FSQConfig:
 class SamplerConfig:
     """How ``detokenize`` integrates the flow from noise (s=1) to data (s=0).
 
+    The defaults reproduce the released models' README: Euler, 30 steps, APG with guidance 20,
+    threshold 0.6, eta 0, momentum 0.
+
     method: ``"euler"`` or ``"heun"`` on a uniform grid of ``steps`` intervals.
     guidance: classifier-free guidance scale w (1 = no guidance; v = v_u + w (v_c - v_u)).
     guidance_method: ``"cfg"`` (plain) or ``"apg"`` (adaptive projected guidance, arXiv 2410.02416).
@@ -95,7 +101,7 @@ class SamplerConfig:
 
     steps: int = 30
     method: Literal["euler", "heun"] = "euler"
-    guidance: float = 15.0
+    guidance: float = 20.0
     guidance_method: Literal["cfg", "apg"] = "apg"
     apg_threshold: float = 0.6
     apg_eta: float = 0.0

@@ -40,7 +40,7 @@ class Decoder(nn.Module):
         self.null_condition = nn.Parameter(torch.zeros(d))
         self.patch_embed = nn.Linear(latent_channels * p * p, d)
         self.positions = PositionTable3D(max_steps, latent_size[0] // p, latent_size[1] // p, d)
-        self.time_embed = TimestepEmbedder(d)
+        self.time_embed = TimestepEmbedder(d, scale=config.timestep_scale)
         self.blocks = nn.ModuleList(
             AdaLNBlock(d, config.head_dim, config.mlp_hidden, groups=2) for _ in range(config.depth)
         )

@@ -21,7 +21,7 @@ def unpatchify(patches: torch.Tensor, patch: int, grid: tuple[int, int]) -> torc
 
 
 class PositionTable3D(nn.Module):
-    """Learned factorised positions: ``pos[t, y, x] = table_t[t] + table_h[y] + table_w[x]``."""
+    """Learned factorised positions: ``pos[t, y, x] = (table_h[y] + table_w[x]) + table_t[t]``."""
 
     def __init__(self, steps: int, height: int, width: int, dim: int) -> None:
         super().__init__()
@@ -34,28 +34,28 @@ class PositionTable3D(nn.Module):
         for name, n, table in (("steps", steps, self.table_t), ("height", height, self.table_h), ("width", width, self.table_w)):
             if n > table.shape[0]:
                 raise ValueError(f"grid {name} {n} exceeds the model's position table ({table.shape[0]})")
-        pos = self.table_t[:steps, None, None] + self.table_h[None, :height, None] + self.table_w[None, None, :width]
+        pos = (self.table_h[:height, None] + self.table_w[None, :width])[None] + self.table_t[:steps, None, None]
         return pos.flatten(1, 2)
 
 
-def timestep_features(s: torch.Tensor, dim: int, max_period: float = 256.0, max_timestep: float = 1.0) -> torch.Tensor:
-    """Sinusoidal features ``[..., dim]`` of flow times ``s [...]`` in [0, max_timestep]: ``[cos, sin]``
-    of ``s * 1000 / max_timestep`` at frequencies ``max_period ** (-i / (dim/2))``."""
+def timestep_features(s: torch.Tensor, dim: int, scale: float = 1000.0, max_period: float = 256.0) -> torch.Tensor:
+    """Sinusoidal features ``[..., dim]`` of flow times ``s [...]``: ``[cos, sin]`` of ``s * f_i`` at
+    frequencies ``f_i = scale * max_period ** (-i / (dim/2))``."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=s.device) / half)
-    args = (s.float() * (1000.0 / max_timestep))[..., None] * freqs
+    freqs = scale * torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=s.device) / half)
+    args = s.float()[..., None] * freqs
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 class TimestepEmbedder(nn.Module):
-    """Flow time ``s [...] -> [..., D]``: sinusoidal features then ``Linear, SiLU, Linear``."""
+    """Flow time ``s [...] -> [..., D]``: sinusoidal features of ``s * scale`` then ``Linear, SiLU, Linear``."""
 
-    def __init__(self, dim: int, frequency_dim: int = 256) -> None:
+    def __init__(self, dim: int, frequency_dim: int = 256, scale: float = 1000.0) -> None:
         super().__init__()
-        self.frequency_dim = frequency_dim
+        self.frequency_dim, self.scale = frequency_dim, scale
         self.fc1 = nn.Linear(frequency_dim, dim)
         self.fc2 = nn.Linear(dim, dim)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        features = timestep_features(s, self.frequency_dim).to(self.fc1.weight.dtype)
+        features = timestep_features(s, self.frequency_dim, self.scale).to(self.fc1.weight.dtype)
         return self.fc2(F.silu(self.fc1(features)))

@@ -7,7 +7,7 @@ from torch import nn
 
 from videoflex.tokenizer.config import EncoderConfig
 from videoflex.tokenizer.embeddings import PositionTable3D, patchify
-from videoflex.tokenizer.layers import Block
+from videoflex.tokenizer.layers import Block, layer_norm
 from videoflex.tokenizer.masks import dense_mask
 
 
@@ -17,7 +17,8 @@ class Encoder(nn.Module):
     Each latent step t becomes the block ``[patches_t (h'w') | registers_t (N)]``; every step has its own
     N learned register vectors. Under the time-block-causal-last mask a step sees only earlier steps and
     register i sees only registers ``<= i`` of its step, so tokens are streamable and coarse-to-fine.
-    Only the register outputs are kept, projected by a zero-initialised linear to the FSQ dimension.
+    Only the register outputs are kept: non-affine LayerNorm, then a zero-initialised linear to the FSQ
+    dimension.
     """
 
     def __init__(self, config: EncoderConfig, latent_channels: int, max_steps: int,
@@ -50,4 +51,4 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         registers_out = x.view(b, t, n_patch + n_reg, -1)[:, :, n_patch:]  # [B,t,N,D]
-        return self.to_codes(registers_out)
+        return self.to_codes(layer_norm(registers_out))

@@ -30,15 +30,16 @@ def interpolate(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch
 
 def flow_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
               step_weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error to the target ``noise - x0`` over ``[B,C,t,h,w]``.
+    """Mean squared error to the target ``noise - x0`` over ``[B,C,t,h,w]``: the mean over samples of
+    each sample's mean error (so a batch split across processes averages to the same value).
 
-    step_weight: ``[B,t]`` 0/1 weights (0 = clean conditioning step, left out of the loss); the loss is the
-    mean over the weighted elements.
+    step_weight: ``[B,t]`` 0/1 weights (0 = clean conditioning step, left out of the loss).
     """
     err = (v_pred.float() - (noise - x0).float()).pow(2).mean(dim=(1, 3, 4))  # [B,t]
     if step_weight is None:
         return err.mean()
-    return (err * step_weight).sum() / step_weight.sum().clamp_min(1)
+    per_sample = (err * step_weight).sum(dim=1) / step_weight.sum(dim=1).clamp_min(1)
+    return per_sample.mean()
 
 
 def nested_keep(batch: int, num_registers: int, generator: torch.Generator | None = None,
@@ -55,10 +56,10 @@ def nested_keep(batch: int, num_registers: int, generator: torch.Generator | Non
 # ----------------------------------------------------------------------------------------------- sampling
 
 def time_grid(steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Uniform grid from s = 1 to s = 0, ``[steps + 1]``."""
+    """Uniform grid ``s_i = i / steps`` from s = 1 down to s = 0, ``[steps + 1]``."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return torch.linspace(1.0, 0.0, steps + 1, device=device)
+    return torch.arange(steps, -1, -1, device=device, dtype=torch.float32) / steps
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,11 @@ class Guidance:
         dims = (2, 3, 4)
         norm = torch.linalg.vector_norm(diff, dim=dims, keepdim=True)
         diff = diff * torch.clamp(self.threshold / norm.clamp_min(1e-12), max=1.0)
-        unit = torch.nn.functional.normalize(v_cond.flatten(2), dim=-1).view_as(v_cond)
-        parallel = (diff * unit).sum(dim=dims, keepdim=True) * unit
-        update = (diff - parallel) + self.eta * parallel
+        # the projection runs in float64, as the reference implementation
+        unit = torch.nn.functional.normalize(v_cond.double().flatten(2), dim=-1).view(v_cond.shape)
+        parallel = (diff.double() * unit).sum(dim=dims, keepdim=True) * unit
+        orthogonal = diff.double() - parallel
+        update = (orthogonal.to(diff.dtype) + self.eta * parallel.to(diff.dtype))
         return v_cond + (self.scale - 1.0) * update, running
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from videoflex.tokenizer.chunking import ChunkPlan, plan_chunks, plan_from_steps
-from videoflex.tokenizer.config import SamplerConfig, TokenizerConfig
+from videoflex.tokenizer.config import LossConfig, SamplerConfig, TokenizerConfig
 from videoflex.tokenizer.decoder import Decoder
 from videoflex.tokenizer.encoder import Encoder
 from videoflex.tokenizer.flow import (
@@ -45,14 +45,33 @@ FORMAT_NAME = "videoflex-tokenizer"
 
 
 @dataclass(frozen=True)
-class TrainingLoss:
-    """One training step's objective and what was drawn for it."""
+class TrainingDraws:
+    """The random choices of one training step, per clip (drawn up front so that a batch split over
+    processes or micro-batches sees exactly the draws of the whole batch)."""
 
-    loss: torch.Tensor  # scalar
-    keep: torch.Tensor  # [B] tokens per step kept (nested dropout)
+    keep: torch.Tensor  # [B] int64, tokens kept per step (nested dropout)
+    null: torch.Tensor  # [B] bool, guidance dropout: null condition instead of the tokens
+    prefix_steps: torch.Tensor  # [B] int64, clean conditioning steps
+    prefix_sigma: torch.Tensor  # [B] noise std on the clean prefix
     s: torch.Tensor  # [B] flow times
-    null: torch.Tensor  # [B] bool, guidance dropout
-    prefix_steps: torch.Tensor  # [B] clean conditioning steps
+    noise: torch.Tensor  # [B,C,t,h,w]
+
+    def __getitem__(self, index: slice) -> TrainingDraws:
+        return TrainingDraws(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+
+def draw_training(config: LossConfig, num_registers: int, latent_shape: tuple[int, ...],
+                  generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> TrainingDraws:
+    """Draw a step's randomness for latents of shape ``[B,C,t,h,w]`` (DESIGN.md §1)."""
+    b, t = latent_shape[0], latent_shape[2]
+    keep = (nested_keep(b, num_registers, generator, device) if config.nested_dropout
+            else torch.full((b,), num_registers, device=device))
+    uniform = torch.rand(3, b, generator=generator, device=device)
+    prefix_steps = torch.where(uniform[1] < config.prefix_prob, min(config.prefix_steps, t - 1), 0)
+    s = logit_normal_time(b, config.time_mean, config.time_std, generator, device)
+    noise = torch.randn(latent_shape, generator=generator, device=device)
+    return TrainingDraws(keep, uniform[0] < config.guidance_dropout, prefix_steps,
+                         uniform[2] * config.prefix_noise, s, noise)
 
 
 class VideoFlexTok(nn.Module):
@@ -283,32 +302,26 @@ class VideoFlexTok(nn.Module):
 
     # ------------------------------------------------------------------------------------ training
 
-    def training_loss(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> TrainingLoss:
-        """The flow objective on one chunk of clean latents ``[B,C,t,h,w]`` (DESIGN.md §1).
+    def training_loss(self, latents: torch.Tensor, draws: TrainingDraws | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """The flow objective (scalar) on one chunk of clean latents ``[B,C,t,h,w]`` (DESIGN.md §1).
 
-        Draws per clip: the kept token count (nested dropout), guidance dropout (null condition), a clean
-        conditioning prefix (left out of the loss, registers masked), the flow time s ~ logit-normal.
+        Per clip (``draws``, or drawn here with ``generator``): the kept token count (nested dropout),
+        guidance dropout (null condition), a clean conditioning prefix (left out of the loss, its registers
+        masked), the flow time s ~ logit-normal and the noise.
         """
-        cfg, device = self.config.loss, latents.device
-        b, t = latents.shape[0], latents.shape[2]
+        if draws is None:
+            draws = draw_training(self.config.loss, self.num_registers, tuple(latents.shape), generator,
+                                  latents.device)
         codes, _ = self.fsq(self.encoder(latents))
-        keep = (nested_keep(b, self.num_registers, generator, device) if cfg.nested_dropout
-                else torch.full((b,), self.num_registers, device=device))
-        uniform = torch.rand(3, b, generator=generator, device=device)
-        null = uniform[0] < cfg.guidance_dropout
-        prefix_steps = torch.where(uniform[1] < cfg.prefix_prob, min(cfg.prefix_steps, t - 1), 0)
-        registers = self.decoder.embed_tokens(codes.to(latents.dtype), keep, prefix_steps, null)
-        s = logit_normal_time(b, cfg.time_mean, cfg.time_std, generator, device)
-        noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-        x_s = interpolate(latents, noise, s)
-        step = torch.arange(t, device=device)
-        is_prefix = step[None, :] < prefix_steps[:, None]  # [B,t]
-        sigma = (uniform[2] * cfg.prefix_noise).view(b, 1, 1, 1, 1)
-        clean = latents + sigma * noise
+        registers = self.decoder.embed_tokens(codes.to(latents.dtype), draws.keep, draws.prefix_steps, draws.null)
+        noise = draws.noise.to(latents.dtype)
+        x_s = interpolate(latents, noise, draws.s)
+        is_prefix = torch.arange(latents.shape[2], device=latents.device)[None, :] < draws.prefix_steps[:, None]
+        clean = latents + draws.prefix_sigma.view(-1, 1, 1, 1, 1).to(latents.dtype) * noise
         x_s = torch.where(is_prefix[:, None, :, None, None], clean, x_s)
-        v = self.decoder(x_s, s, registers)
-        loss = flow_loss(v, latents, noise, (~is_prefix).float())
-        return TrainingLoss(loss, keep, s, null, prefix_steps)
+        v = self.decoder(x_s, draws.s, registers)
+        return flow_loss(v, latents, noise, (~is_prefix).float())
 
     # ------------------------------------------------------------------------------------ files
 

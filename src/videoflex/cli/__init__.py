@@ -1,0 +1,1 @@
+"""The ``videoflex`` command line: one module per command, registered in :mod:`videoflex.cli.main`."""
