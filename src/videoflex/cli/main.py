@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each command lives in its own module exposing ``add_parser(subparsers)``; the parser calls ``args.run``.
-COMMANDS = ("presets",)
+COMMANDS = ("presets", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -139,8 +139,9 @@ def write_comparison(
         video_out = write_video(video_path, frames, fps)
     if strip_path is not None:
         strip_out = Path(strip_path)
-        strip = comparison_strip(original, reconstructions, num_frames=num_strip_frames,
-                                 original_label=original_label)
+        strip = comparison_strip(
+            original, reconstructions, num_frames=num_strip_frames, original_label=original_label
+        )
         with atomic_output_path(strip_out) as tmp:
             strip.save(tmp, format="PNG")
     return ComparisonFiles(video=video_out, strip=strip_out)

@@ -20,7 +20,6 @@ Decoding that stops early (``max_frames``) does not look past the frames it need
 from __future__ import annotations
 
 import io
-import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -73,7 +72,8 @@ class DecodedVideo:
         fps: frame rate of ``video`` (the requested rate, or the source rate when every frame is kept).
         start: time of the first output frame in the source, seconds.
         source_fps: average frame rate of the source stream.
-        source_num_frames: frame count of the whole source stream (declared, else counted).
+        source_num_frames: frame count of the whole source stream: declared by the container, else
+            counted while decoding to the end, else estimated from the container's duration.
         source_size: ``(H, W)`` of the source frames as displayed.
     """
 
@@ -120,7 +120,9 @@ def _check_video(video: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------- geometry
 
 
-def resize_crop_geometry(src_hw: tuple[int, int], size: Size | None) -> tuple[tuple[int, int], tuple[int, int]]:
+def resize_crop_geometry(
+    src_hw: tuple[int, int], size: Size | None
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Resize target and crop offset that turn a frame of ``src_hw`` into ``size``.
 
     Returns ``((resized_h, resized_w), (top, left))``: resize to the first (aspect kept, covering the
@@ -189,12 +191,10 @@ def _stream_rate(stream: av.video.stream.VideoStream) -> Fraction:
     return Fraction(rate) if rate else Fraction(25)
 
 
-def _rotation(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame | None) -> int:
-    """Counter-clockwise display rotation in degrees, a multiple of 90."""
-    angle = 0.0
-    if first_frame is not None:
-        angle = float(first_frame.rotation or 0)
-    return int(round(angle / 90.0)) * 90 % 360
+def _rotation(frame: av.VideoFrame) -> int:
+    """Counter-clockwise rotation (degrees, multiple of 90, in [0, 360)) that displays ``frame`` upright,
+    from the container's display matrix."""
+    return round(float(frame.rotation or 0) / 90.0) * 90 % 360
 
 
 def _declared_duration(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -235,13 +235,14 @@ def probe_video(source: VideoSource, *, name: str | None = None) -> VideoInfo:
             raise VideoReadError(label, "no decodable video frame")
         if not h or not w:
             h, w = first.height, first.width
-        if _rotation(stream, first) in (90, 270):
+        if _rotation(first) in (90, 270):
             h, w = w, h
     num_frames = declared if declared > 0 else _count_packets(source, label)
     if num_frames <= 0:
         raise VideoReadError(label, "video stream has no frames")
-    return VideoInfo(fps=float(rate), num_frames=num_frames, size=(h, w), duration=float(num_frames / rate),
-                     codec=codec)
+    return VideoInfo(
+        fps=float(rate), num_frames=num_frames, size=(h, w), duration=float(num_frames / rate), codec=codec
+    )
 
 
 class _FrameConverter:
@@ -306,6 +307,9 @@ def read_video(
         rate = _stream_rate(stream)
         declared_frames = int(stream.frames or 0)
         declared_duration = _declared_duration(stream)
+        container_duration = declared_duration
+        if container_duration is None and container.duration:
+            container_duration = Fraction(container.duration, 1_000_000)  # microseconds
         origin = Fraction(stream.start_time or 0) * Fraction(stream.time_base or 1)
         start_q = Fraction(start).limit_denominator(1_000_000)
         if start_q > 0:
@@ -326,11 +330,15 @@ def read_video(
     if not frames:
         if count == 0 and start_q == 0:
             raise VideoReadError(label, "no decodable video frame")
-        raise VideoReadError(label, f"start {start} s is at or past the end of the video ({float(end_time):.2f} s)")
+        raise VideoReadError(
+            label, f"start {start} s is at or past the end of the video ({float(end_time):.2f} s)"
+        )
     if declared_frames > 0:
         source_num_frames = declared_frames
     elif reached_end and start_q == 0:
         source_num_frames = count
+    elif container_duration is not None:  # cheaper than counting packets (use probe_video for that)
+        source_num_frames = max(count, round(container_duration * rate))
     else:
         source_num_frames = _count_packets(source, label)
     return DecodedVideo(
@@ -368,7 +376,7 @@ def _sample_frames(container, stream, label, rate, origin, start, fps, size, max
     try:
         for frame in container.decode(stream):
             if converter is None:
-                converter = _FrameConverter(frame, _rotation(stream, frame), size)
+                converter = _FrameConverter(frame, _rotation(frame), size)
             count += 1
             if frame.is_corrupt and not allow_corrupt:
                 raise VideoReadError(label, f"corrupt data: the decoder flagged frame {count - 1} as damaged")
@@ -391,7 +399,9 @@ def _sample_frames(container, stream, label, rate, origin, start, fps, size, max
             if full():
                 return frames, False, held_end, count, converter
     except av.error.FFmpegError as err:
-        raise VideoReadError(label, f"decoding failed after {count} frames ({_ffmpeg_message(err)})") from None
+        raise VideoReadError(
+            label, f"decoding failed after {count} frames ({_ffmpeg_message(err)})"
+        ) from None
     if step is not None and held is not None:
         while start + j * step < held_end and not full():
             emit(held)

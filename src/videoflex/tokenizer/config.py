@@ -56,10 +56,15 @@ class DecoderConfig(TransformerConfig):
         as the released checkpoints after their second training stage).
     timestep_scale: flow times s in [0, 1] are multiplied by this before the sinusoidal embedding
         (the reference's ``1000 / max_timestep``).
+    prediction: what the network outputs. ``"velocity"`` (v = eps - x0 directly, as the released models)
+        or ``"data"`` (x0, turned into the velocity ``(x_s - x0) / max(s, 0.05)``). Predicting data is far
+        easier when a patch has more values than the width, e.g. pixel-space (space-to-depth) models;
+        the loss stays on the velocity either way.
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"
     timestep_scale: float = 1000.0
+    prediction: Literal["velocity", "data"] = "velocity"
 
 
 @dataclass(frozen=True)

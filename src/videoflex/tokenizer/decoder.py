@@ -11,6 +11,7 @@ from videoflex.tokenizer.layers import AdaLNBlock, GroupModulation, layer_norm, 
 from videoflex.tokenizer.masks import dense_mask
 
 PATCH_GROUP, REGISTER_GROUP = 0, 1  # adaLN sub-sequences, in the order of the modulation weights
+MIN_DATA_PREDICTION_TIME = 0.05  # velocity = (x_s - x0) / max(s, this) for data-predicting decoders
 
 
 def _per_sample(value: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -89,7 +90,11 @@ class Decoder(nn.Module):
             seq = block(seq, c, group, mask)
         out = seq[:, :, n_reg:]  # [B,t,L,D]
         shift, scale = self.head_modulation(c, torch.zeros(n_patch, dtype=torch.long, device=x.device))
-        return unpatchify(self.head(modulate(layer_norm(out), shift, scale)), p, grid)
+        y = unpatchify(self.head(modulate(layer_norm(out), shift, scale)), p, grid)
+        if self.config.prediction == "velocity":
+            return y
+        s = s if s.dim() == 2 else s[:, None]  # [B,t|1] -> broadcast over [B,C,t,h,w]
+        return (x - y) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
 
     @property
     def attention_mask_kind(self) -> str:

@@ -1,0 +1,1 @@
+"""Training: the tokenizer trainer (one process to torchrun), its data cache, schedules, checkpoints."""

