@@ -1,0 +1,109 @@
+"""The tokenizer trainer: exact resume after kill -9, DDP == one process, NaN stops, foreign checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from videoflex.cli.main import main
+from videoflex.tokenizer.model import VideoFlexTok
+from videoflex.train.checkpoint import list_checkpoints, load_checkpoint
+from videoflex.train.config import load_train_config
+from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, train
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def recipe(out: Path, cache: Path, **extra: object) -> list[str]:
+    """Overrides for a few-step tiny run on synthetic shapes (32x32)."""
+    items = {"out_dir": str(out), "model": "tiny", "steps": 6, "batch_size": 4, "save_every": 2,
+             "log_every": 1, "eval_every": 1000, "data.size": 32, "data.cache_dir": str(cache),
+             "data.train": "[{kind: shapes, count: 12}]", "optim.warmup_steps": 2, **extra}
+    return [f"{k}={v}" for k, v in items.items()]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "videoflex.cli.main", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, cache):
+    whole = tmp_path / "whole"
+    assert main(["train", "tokenizer", "--quiet", *recipe(whole, cache, steps=40)]) == 0
+    broken = tmp_path / "broken"
+    proc = cli("train", "tokenizer", "--quiet", *recipe(broken, cache, steps=40))
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name >= "step_00000004.pt" for p in (broken / "checkpoints").glob("step_*.pt")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list_checkpoints(broken / "checkpoints")
+    assert done and load_checkpoint(done[-1]).step < 40, "the run finished before it could be killed"
+    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(broken, cache, steps=40)]) == 0
+    a, b = weights(whole), weights(broken)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache):
+    one = tmp_path / "one"
+    assert main(["train", "tokenizer", "--quiet", *recipe(one, cache, steps=3)]) == 0
+    two = tmp_path / "two"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "videoflex.cli.main", "train", "tokenizer", "--quiet",
+                           *recipe(two, cache, steps=3)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = weights(one), weights(two)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
+    # and the weights moved: the comparison is not between two untouched initialisations
+    init = VideoFlexTok.from_preset("tiny").state_dict()
+    assert any(not torch.allclose(a[k], init[k]) for k in a)
+
+
+def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(tmp_path, cache, monkeypatch):
+    out = tmp_path / "nan"
+    original = VideoFlexTok.training_loss
+    calls = {"n": 0}
+
+    def poisoned(self, latents, draws=None, generator=None):
+        calls["n"] += 1
+        loss = original(self, latents, draws, generator)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(VideoFlexTok, "training_loss", poisoned)
+    config = load_train_config(None, recipe(out, cache))
+    with pytest.raises(TrainingDiverged, match="at step 5") as err:
+        train(config, progress=False)
+    assert "step_00000004.pt" in str(err.value)
+    saved = list_checkpoints(out / "checkpoints")
+    assert [p.name for p in saved] == ["step_00000002.pt", "step_00000004.pt"]
+    assert load_checkpoint(saved[-1]).step == 4
+    VideoFlexTok.from_pretrained(out / "model")  # the exported model of step 4 is intact
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, cache, capsys):
+    out = tmp_path / "mismatch"
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=2)]) == 0
+    config = load_train_config(None, recipe(out, cache, steps=4, model="demo", **{"data.size": 64}))
+    with pytest.raises(CheckpointMismatch, match="different configuration"):
+        train(config, resume=True, progress=False)
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=4)]) == 2  # no --resume: refused
+    assert "--resume" in capsys.readouterr().err
