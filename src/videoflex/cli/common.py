@@ -1,0 +1,185 @@
+"""Helpers shared by the commands: option types, model loading, device, seed and output paths."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from videoflex.cli.errors import UserError
+from videoflex.tokenizer.model import WEIGHTS_NAME, VideoFlexTok
+from videoflex.tokenizer.presets import PRESETS
+
+DEFAULT_MODEL = Path("checkpoints") / "demo"
+"""The shipped demo model, looked up in the working folder, then in the source checkout."""
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def keep_list(text: str) -> list[int]:
+    """argparse type: comma-separated token counts >= 1, e.g. ``1,4,16,256`` (sorted, duplicates dropped)."""
+    values = []
+    for part in text.split(","):
+        values.append(positive_int(part.strip()))
+    return sorted(set(values))
+
+
+# ----------------------------------------------------------------------------- shared options
+
+
+def add_model_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """``--model``, ``--device``, ``--seed``, ``--quiet``: the options of every command that runs a model."""
+    p.add_argument("--model", metavar="PATH|PRESET",
+                   help=f"a saved model (folder with model.safetensors, or the file) or a preset name "
+                        f"(random weights; see 'videoflex presets'); default: {DEFAULT_MODEL} if it exists")
+    p.add_argument("--device", default="cpu",
+                   help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
+    if seed:
+        p.add_argument("--seed", type=non_negative_int, default=0,
+                       help="seed of the decoder's noise: the same seed gives the same output (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device ``--device`` names; ``UserError`` if it is malformed or not available."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: MPS is not available on this machine (use --device cpu)")
+    return device
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (fresh for every decode: same seed, same noise)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model and where it came from (``source``: a path, or ``"preset <name> (random weights)"``)."""
+
+    model: VideoFlexTok
+    source: str
+
+
+def default_model_path() -> Path | None:
+    """``checkpoints/demo`` under the working folder or the source checkout, if it holds a model."""
+    checkout = Path(__file__).resolve().parents[3]
+    for root in (Path.cwd(), checkout):
+        if (root / DEFAULT_MODEL / WEIGHTS_NAME).is_file():
+            return root / DEFAULT_MODEL
+    return None
+
+
+def load_model(spec: str | None, device: torch.device) -> LoadedModel:
+    """Load ``--model``: a saved model folder/file, else a preset name; default :data:`DEFAULT_MODEL`.
+
+    Raises ``UserError`` naming the problem (no default model, unknown name, unreadable file).
+    """
+    if spec is None:
+        found = default_model_path()
+        if found is None:
+            raise UserError(f"no model given and the demo model {DEFAULT_MODEL} is not there; pass --model "
+                            f"PATH (a saved model) or --model PRESET ({', '.join(PRESETS)}; random weights)")
+        spec = str(found)
+    path = Path(spec)
+    if path.exists():
+        try:
+            model = VideoFlexTok.from_pretrained(path, device=str(device))
+        except (ValueError, FileNotFoundError) as err:
+            message = str(err)
+            raise UserError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        return LoadedModel(model.eval(), str(path))
+    if spec in PRESETS:
+        model = VideoFlexTok.from_preset(spec, device=device).eval()
+        return LoadedModel(model, f"preset {spec} (random weights)")
+    raise UserError(f"--model {spec}: no such file or folder, and not a preset ({', '.join(PRESETS)})")
+
+
+# ----------------------------------------------------------------------------- files and messages
+
+
+def require_input(path: str | Path) -> Path:
+    """``path`` as a ``Path``; ``UserError`` unless it is an existing file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a file")
+    return path
+
+
+def output_folder(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed; ``UserError`` if it is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (printed even with ``--quiet``)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def size_text(size: tuple[int, int]) -> str:
+    """``(H, W)`` as ``"WxH"`` (width first, as video tools print it)."""
+    return f"{size[1]}x{size[0]}"

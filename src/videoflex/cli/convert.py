@@ -1,0 +1,44 @@
+"""``videoflex convert``: an official VideoFlexTok checkpoint (apple/ml-videoflextok) -> our native format."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from videoflex.cli.errors import UserError
+from videoflex.tokenizer.official import describe, is_official_checkpoint, load_official
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert a released VideoFlexTok checkpoint to the videoflex format",
+        description="Read an official VideoFlexTok checkpoint (e.g. EPFL-VILAB/videoflextok_d18_d18_k600's "
+                    "model.safetensors, or the folder holding it and its config.json), check every tensor "
+                    "against its embedded config, and write model.safetensors + config.json in the videoflex "
+                    "format. (VideoFlexTok.from_pretrained also reads official checkpoints directly.)")
+    p.add_argument("checkpoint", type=Path, help="official .safetensors file, or a folder holding one")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the converted model to")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="dtype of the written weights (default: float32, as the reference runs them)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.checkpoint.exists():
+        raise FileNotFoundError(f"{args.checkpoint}: no such file or folder")
+    if not is_official_checkpoint(args.checkpoint):
+        raise UserError(f"{args.checkpoint}: not an official VideoFlexTok checkpoint (expected a safetensors file "
+                        f"with video_tokenizer.* / vae.vidtok.* tensors)")
+    try:
+        model = load_official(args.checkpoint)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    model.to(DTYPES[args.dtype])
+    out = model.save_pretrained(args.output)
+    print(describe(model.config))
+    print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
+    return 0

@@ -1,0 +1,222 @@
+"""``videoflex inspect FILE``: describe a token file, a model, a training checkpoint, a latent cache or a
+video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+from pathlib import Path
+
+import safetensors
+import torch
+from safetensors import safe_open
+
+from videoflex.cli.errors import UserError
+from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_index
+from videoflex.io.tokens import TOKEN_FORMAT, load_tokens, read_token_header
+from videoflex.io.video import probe_video
+from videoflex.tokenizer.config import TokenizerConfig
+from videoflex.tokenizer.model import FORMAT_NAME, WEIGHTS_NAME, VideoFlexTok, read_config
+from videoflex.tokenizer.params import count_parameters
+from videoflex.utils.dataclass_io import config_hash, from_dict
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "inspect", help="describe a token file, model, checkpoint, latent cache or video",
+        description="Describe FILE: a token file (model, shape, tokens per step, source), a saved model (folder "
+                    "or model.safetensors: config summary and parameter counts), a training checkpoint "
+                    "(step_*.pt), a latent cache (folder or its index.json), webdataset shards (a .tar or a "
+                    "folder of them), or a video (codec, size, frames, "
+                    "frame rate, duration). Nothing is modified.")
+    p.add_argument("file", metavar="FILE", help="the file or folder to describe")
+    p.set_defaults(run=run)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _show(rows: list[tuple[str, str]]) -> None:
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file():
+            return _model(path / WEIGHTS_NAME, folder=path)
+        if (path / INDEX_NAME).is_file():
+            return _latent_cache(path)
+        tars = sorted(path.glob("*.tar"))
+        if tars:
+            return _shards(path, tars)
+        raise UserError(f"{path}: a folder without {WEIGHTS_NAME} (a model), {INDEX_NAME} (a latent cache) "
+                        "or .tar shards")
+    if path.name == INDEX_NAME:
+        return _latent_cache(path.parent)
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except safetensors.SafetensorError as err:
+            raise UserError(f"{path}: not a complete safetensors file, truncated or corrupt ({err})") from None
+        kind = metadata.get("format")
+        if kind == TOKEN_FORMAT:
+            return _tokens(path)
+        if kind == FORMAT_NAME:
+            return _model(path)
+        if kind == LATENT_FORMAT:
+            return _latent_shard(path, metadata)
+        return _foreign(path)
+    if path.suffix == ".pt":
+        return _training_checkpoint(path)
+    if path.suffix == ".tar":
+        return _shards(path, [path])
+    return _video(path)
+
+
+def _tokens(path: Path) -> int:
+    header = read_token_header(path)
+    tokens = load_tokens(path)  # validates the ids too
+    m = header.metadata
+    _show([
+        ("token file", f"{path} ({_bytes(path.stat().st_size)}, format {TOKEN_FORMAT} v{header.format_version})"),
+        ("model", (f"{m.model_name} [{m.model_config_hash}], {m.num_registers} tokens per step, "
+                   f"codebook {m.codebook_size}")),
+        ("tokens", (f"{tokens.token_steps} time steps x {tokens.tokens_per_step} tokens per step = "
+                    f"{header.num_tokens} tokens")),
+        ("stored", (f"{str(header.dtype).removeprefix('torch.')} [{header.tokens_per_step}, {header.token_steps}] "
+                    "(token-major: a prefix of k tokens per step is one slice)")),
+        ("video", f"{m.num_frames} frames at {m.fps:g} fps, {m.image_size[1]}x{m.image_size[0]}"),
+        ("source", f"{m.source_path or '?'} ({m.source_size[1]}x{m.source_size[0]})"),
+    ])
+    return 0
+
+
+def _config_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
+    e, d, v = config.encoder, config.decoder, config.vae
+    s = config.sampler
+    with torch.device("meta"):
+        counts = count_parameters(VideoFlexTok(config))
+    return [
+        ("name", f"{config.name} [{config_hash(config)}]"),
+        ("frames", (f"{config.image_size[1]}x{config.image_size[0]}, chunks of {config.chunk_frames} frames "
+                    f"overlapping {config.chunk_overlap}")),
+        ("VAE", (f"{v.kind}, {v.latent_channels} latent channels, {v.temporal_factor}x{v.spatial_factor}x"
+                 f"{v.spatial_factor} (t x h x w) compression")),
+        ("encoder", f"depth {e.depth}, width {e.width}, {e.heads} heads, patch {e.patch_size}"),
+        ("decoder", (f"depth {d.depth}, width {d.width}, {d.heads} heads, patch {d.patch_size}, "
+                     f"{d.attention} attention, predicts {d.prediction}")),
+        ("tokens", (f"{config.num_registers} per time step, codebook {config.fsq.codebook_size} "
+                    f"(FSQ levels {list(config.fsq.levels)})")),
+        ("sampler", f"{s.method}, {s.steps} steps, guidance {s.guidance:g} ({s.guidance_method})"),
+        ("parameters", (f"VAE {counts.vae / 1e6:.2f}M, encoder {counts.encoder / 1e6:.2f}M, decoder "
+                        f"{counts.decoder / 1e6:.2f}M (adaLN {counts.adaln / 1e6:.2f}M); total "
+                        f"{(counts.vae + counts.encoder + counts.decoder) / 1e6:.2f}M")),
+    ]
+
+
+def _model(file: Path, folder: Path | None = None) -> int:
+    try:
+        config = read_config(file)
+    except ValueError as err:  # read_config names the file and the problem
+        raise UserError(str(err)) from None
+    with safe_open(str(file), framework="pt") as f:
+        keys = list(f.keys())
+        dtypes = sorted({f.get_slice(k).get_dtype() for k in keys})
+    rows = [("model", str(folder or file)),
+            ("weights", f"{file.name}: {_bytes(file.stat().st_size)}, {len(keys)} tensors ({', '.join(dtypes)})")]
+    _show(rows + _config_rows(config))
+    return 0
+
+
+def _training_checkpoint(path: Path) -> int:
+    from videoflex.train.checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(path)
+    except ValueError as err:  # load_checkpoint names the file and the problem
+        raise UserError(str(err)) from None
+    try:
+        config = from_dict(TokenizerConfig, json.loads(state.model_config))
+    except (json.JSONDecodeError, ValueError) as err:
+        raise UserError(f"{path}: the model config in this checkpoint cannot be read ({err})") from None
+    rows = [("checkpoint", f"{path} ({_bytes(path.stat().st_size)}), training step {state.step}"),
+            ("weights", f"{len(state.model)} model tensors, {len(state.ema)} EMA tensors")]
+    _show(rows + _config_rows(config))
+    return 0
+
+
+def _latent_cache(root: Path) -> int:
+    info = read_latent_index(root)
+    c, t, h, w = info.latent_shape
+    _show([
+        ("latent cache", f"{root}: {info.num_samples} clips in {len(info.shards)} shard(s)"),
+        ("latents", f"[{c}, {t}, {h}, {w}] (C, t, h, w) stored as {info.dtype}"),
+        ("clips", f"{info.num_frames} frames at {info.fps:g} fps, {info.image_size[1]}x{info.image_size[0]}"),
+        ("VAE", f"fingerprint {info.vae_fingerprint}, from model {info.model_name or '?'}"),
+    ])
+    return 0
+
+
+def _latent_shard(path: Path, metadata: dict[str, str]) -> int:
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        shape = f.get_slice("latents").get_shape() if "latents" in keys else "?"
+    _show([("latent shard", f"{path} ({_bytes(path.stat().st_size)}), {metadata.get('count', '?')} clips"),
+           ("latents", f"{list(shape)}"), ("VAE", f"fingerprint {metadata.get('vae_fingerprint', '?')}"),
+           ("cache", f"see {path.parent / INDEX_NAME}")])
+    return 0
+
+
+def _shards(where: Path, tars: list[Path]) -> int:
+    counts, first = [], None
+    for tar in tars:
+        try:
+            with tarfile.open(tar) as archive:
+                names = archive.getnames()
+                if first is None and any(n.endswith(".json") for n in names):
+                    member = archive.extractfile(next(n for n in names if n.endswith(".json")))
+                    first = json.loads(member.read()) if member is not None else None
+        except (tarfile.TarError, OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{tar}: not a readable .tar shard ({err})") from None
+        counts.append(sum(n.endswith(".mp4") for n in names))
+    rows = [("shards", f"{where}: {sum(counts)} clips in {len(tars)} .tar file(s)")]
+    if first is not None:
+        rows.append(("first clip", ", ".join(f"{k} {v!r}" for k, v in first.items())))
+    _show(rows)
+    return 0
+
+
+def _foreign(path: Path) -> int:
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        tensors = [(k, f.get_slice(k)) for k in keys]
+        rows = [(k, f"{s.get_dtype()} {list(s.get_shape())}") for k, s in tensors[:20]]
+    if len(keys) > 20:
+        rows.append(("...", f"{len(keys) - 20} more"))
+    _show([("safetensors", f"{path} ({_bytes(path.stat().st_size)}), {len(keys)} tensors; not a videoflex file")]
+          + rows)
+    return 0
+
+
+def _video(path: Path) -> int:
+    info = probe_video(path)
+    _show([
+        ("video", f"{path} ({_bytes(path.stat().st_size)})"),
+        ("codec", info.codec),
+        ("size", f"{info.size[1]}x{info.size[0]}"),
+        ("frames", f"{info.num_frames} at {info.fps:.4g} fps"),
+        ("duration", f"{info.duration:.2f} s"),
+    ])
+    return 0

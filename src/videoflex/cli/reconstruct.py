@@ -1,0 +1,175 @@
+"""``videoflex reconstruct IN -o OUTDIR``: tokenize a video once, decode it from k tokens per step for
+several k, and compare (side-by-side video, PNG strip, PSNR/SSIM table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from videoflex.cli.common import (
+    add_model_options,
+    keep_list,
+    load_model,
+    make_generator,
+    non_negative_float,
+    output_folder,
+    positive_float,
+    positive_int,
+    require_input,
+    resolve_device,
+    size_text,
+    warn,
+)
+from videoflex.eval.metrics import video_metrics
+from videoflex.io.compare import write_comparison
+from videoflex.io.video import atomic_output_path, read_video
+
+DEFAULT_KEEP = (1, 4, 16, 256)
+VIDEO_NAME, STRIP_NAME, METRICS_NAME = "comparison.mp4", "strip.png", "metrics.json"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "reconstruct", help="reconstruct a video from k tokens per step, for several k, and compare",
+        description="Tokenize a video once, decode it from the first k tokens of every time step for each k, "
+                    f"and write OUTDIR/{VIDEO_NAME} (the original and one labelled panel per k, side by side), "
+                    f"OUTDIR/{STRIP_NAME} (evenly spaced frames, one row per panel) and OUTDIR/{METRICS_NAME}; "
+                    "print PSNR and SSIM per k. Every k decodes from the same noise (--seed).")
+    p.add_argument("input", metavar="IN", help="a video file (any container and codec FFmpeg reads)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    p.add_argument("--keep", type=keep_list, metavar="K,K,...",
+                   help="token counts per time step to decode from, e.g. 1,4,16,256; values above the "
+                        "model's N are clipped to N with a warning (default: 1,4,16,256 up to N)")
+    p.add_argument("--frames", type=positive_int, metavar="N",
+                   help="frames to reconstruct, from --start at --fps (default: one chunk of the model, 17)")
+    p.add_argument("--fps", type=positive_float, default=8.0,
+                   help="frame rate the video is sampled at (default: 8, as the models)")
+    p.add_argument("--start", type=non_negative_float, default=0.0, metavar="SECONDS",
+                   help="time of the first frame in the video (default: 0)")
+    p.add_argument("--steps", type=positive_int, help="flow sampling steps (default: the model's sampler setting)")
+    p.add_argument("--guidance", type=non_negative_float,
+                   help="classifier-free guidance scale, 1 = none (default: the model's sampler setting)")
+    p.add_argument("--strip-frames", type=positive_int, default=6, metavar="N",
+                   help=f"frames (columns) in {STRIP_NAME} (default: 6)")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+@dataclass(frozen=True)
+class KeepResult:
+    """Reconstruction quality from ``keep`` tokens per step (``tokens`` in all)."""
+
+    keep: int
+    tokens: int
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``reconstruct`` did and measured (also written as ``metrics.json``)."""
+
+    input: str
+    model: str  # where the model came from
+    model_name: str
+    model_config_hash: str
+    frames: int
+    fps: float
+    start: float
+    size: tuple[int, int]  # (H, W) of the frames the model sees
+    source_size: tuple[int, int]
+    source_frames: int
+    source_fps: float
+    token_steps: int
+    tokens_per_step: int  # the model's N
+    steps: int
+    method: str
+    guidance: float
+    guidance_method: str
+    seed: int
+    device: str
+    seconds: float
+    results: tuple[KeepResult, ...]
+
+    def print(self, files: list[Path]) -> None:
+        """Header lines, the table of PSNR/SSIM per k, the files written and the wall time."""
+        offset = f" from {self.start:g} s" if self.start else ""
+        print(f"input     {self.input}: {self.frames} frames at {self.fps:g} fps{offset}, {size_text(self.size)} "
+              f"(source {size_text(self.source_size)}, {self.source_frames} frames at {self.source_fps:.4g} fps)")
+        print(f"model     {self.model_name} [{self.model_config_hash}] from {self.model}")
+        print(f"tokens    {self.token_steps} time steps x up to {self.tokens_per_step} tokens per step")
+        print(f"sampling  {self.steps} {self.method} steps, guidance {self.guidance:g} ({self.guidance_method}), "
+              f"seed {self.seed}, {self.device}")
+        print()
+        print(f"{'k':>5} {'tokens':>7} {'PSNR dB':>8} {'SSIM':>7} {'seconds':>8}")
+        for r in self.results:
+            print(f"{r.keep:>5} {r.tokens:>7} {r.psnr:>8.2f} {r.ssim:>7.3f} {r.seconds:>8.1f}")
+        print()
+        print(f"wrote     {', '.join(map(str, files))}")
+        print(f"time      {self.seconds:.1f} s")
+
+
+def resolve_keep(requested: list[int] | None, n: int) -> list[int]:
+    """The k values to decode: requested ones clipped to ``n`` (with a warning), sorted, distinct."""
+    if requested is None:
+        return sorted({min(k, n) for k in DEFAULT_KEEP})
+    too_many = [k for k in requested if k > n]
+    if too_many:
+        warn(f"--keep {','.join(map(str, too_many))}: the model has {n} tokens per time step; using {n}")
+    return sorted({min(k, n) for k in requested})
+
+
+def run(args: argparse.Namespace) -> int:
+    source = require_input(args.input)
+    out = output_folder(args.output)
+    device = resolve_device(args.device)
+    loaded = load_model(args.model, device)
+    model, config = loaded.model, loaded.model.config
+    keeps = resolve_keep(args.keep, model.num_registers)
+    frames = args.frames or config.chunk_frames
+    steps = args.steps or config.sampler.steps
+    guidance = config.sampler.guidance if args.guidance is None else args.guidance
+    started = time.perf_counter()
+
+    decoded = read_video(source, fps=args.fps, size=config.image_size, max_frames=frames, start=args.start)
+    original = decoded.video  # [3, T, H, W]
+    ids = model.tokenize(original[None], generator=make_generator(args.seed, device))  # [1, t, N]
+    token_steps = ids.shape[1]
+    reference = (original[None].float() + 1) / 2  # [1, 3, T, H, W] in [0, 1]
+
+    results: list[KeepResult] = []
+    panels: dict[str, torch.Tensor] = {}
+    bar = tqdm(keeps, desc="decoding", unit="k", disable=args.quiet)
+    for keep in bar:
+        bar.set_postfix_str(f"k={keep}")
+        t0 = time.perf_counter()
+        video = model.detokenize(ids, keep=keep, steps=steps, guidance=guidance, num_frames=original.shape[1],
+                                 generator=make_generator(args.seed, device)).cpu()  # [1, 3, T, H, W]
+        seconds = time.perf_counter() - t0
+        metrics = video_metrics(reference, (video.float() + 1) / 2)
+        results.append(KeepResult(keep, keep * token_steps, float(metrics.psnr[0]), float(metrics.ssim[0]), seconds))
+        panels[f"k={keep}"] = video[0]
+    bar.close()
+
+    files = write_comparison(original, panels, decoded.fps, video_path=out / VIDEO_NAME,
+                             strip_path=out / STRIP_NAME, num_strip_frames=args.strip_frames)
+    sampler = config.sampler
+    report = Report(
+        input=str(source), model=loaded.source, model_name=config.name, model_config_hash=model.config_hash,
+        frames=original.shape[1], fps=decoded.fps, start=decoded.start, size=tuple(config.image_size),
+        source_size=decoded.source_size, source_frames=decoded.source_num_frames, source_fps=decoded.source_fps,
+        token_steps=token_steps, tokens_per_step=model.num_registers, steps=steps, method=sampler.method,
+        guidance=guidance, guidance_method=sampler.guidance_method, seed=args.seed, device=str(device),
+        seconds=round(time.perf_counter() - started, 3), results=tuple(results))
+    metrics_path = out / METRICS_NAME
+    with atomic_output_path(metrics_path) as tmp:
+        tmp.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    report.print([files.video, files.strip, metrics_path])
+    return 0

@@ -1,0 +1,70 @@
+"""``videoflex tokenize IN... -o DIR``: videos to token files (one ``<stem>.tokens.safetensors`` each)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tqdm.auto import tqdm
+
+from videoflex.cli.common import (
+    add_model_options,
+    load_model,
+    make_generator,
+    output_folder,
+    positive_float,
+    positive_int,
+    require_input,
+    resolve_device,
+    size_text,
+)
+from videoflex.cli.errors import UserError
+from videoflex.io.tokens import TOKEN_SUFFIX, TokenMetadata, VideoTokens, save_tokens
+from videoflex.io.video import read_video
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tokenize", help="turn videos into token files",
+        description="Tokenize videos. Each video is read at --fps, resized (short side) and centre-cropped to "
+                    "the model's frame size, and written as DIR/<stem>.tokens.safetensors (see "
+                    "videoflex.io.tokens for the format). One line is printed per file.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="video files (any container and codec FFmpeg reads)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder for the token files (created if missing)")
+    p.add_argument("--keep", type=positive_int, metavar="K",
+                   help="store only the first K tokens of every time step (default: all of the model's N)")
+    p.add_argument("--fps", type=positive_float, default=8.0,
+                   help="frame rate the video is sampled at before tokenizing (default: 8, as the models)")
+    p.add_argument("--max-frames", type=positive_int, metavar="N",
+                   help="tokenize only the first N frames (at --fps); default: the whole video")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = [require_input(path) for path in args.inputs]
+    names: dict[str, str] = {}
+    for path in inputs:
+        name = f"{path.stem}{TOKEN_SUFFIX}"
+        if name in names:
+            raise UserError(f"{path}: would overwrite the tokens of {names[name]} (same name {name})")
+        names[name] = str(path)
+    out = output_folder(args.output)
+    device = resolve_device(args.device)
+    model = load_model(args.model, device).model
+    n = model.num_registers
+    keep = n if args.keep is None else args.keep
+    if keep > n:
+        raise UserError(f"--keep {keep}: model {model.config.name!r} has {n} tokens per time step")
+    bar = tqdm(inputs, desc="tokenizing", unit="video", disable=args.quiet or len(inputs) == 1)
+    for path in bar:
+        decoded = read_video(path, fps=args.fps, size=model.config.image_size, max_frames=args.max_frames)
+        ids = model.tokenize(decoded.video[None], generator=make_generator(args.seed, device))
+        metadata = TokenMetadata.for_model(model, num_frames=decoded.num_frames, fps=decoded.fps,
+                                           source_size=decoded.source_size, source_path=str(path))
+        tokens = VideoTokens(ids[0, :, :keep].cpu(), metadata)
+        target = save_tokens(out / f"{path.stem}{TOKEN_SUFFIX}", tokens)
+        tqdm.write(f"{path} -> {target}: {decoded.num_frames} frames at {decoded.fps:g} fps "
+                   f"({size_text(decoded.source_size)} source), {tokens.token_steps} steps x {keep} tokens "
+                   f"= {tokens.token_steps * keep} tokens")
+    return 0
