@@ -17,9 +17,9 @@ from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_i
 from videoflex.io.tokens import TOKEN_FORMAT, load_tokens, read_token_header
 from videoflex.io.video import probe_video
 from videoflex.tokenizer.config import TokenizerConfig
-from videoflex.tokenizer.model import FORMAT_NAME, WEIGHTS_NAME, VideoFlexTok, read_config
+from videoflex.tokenizer.model import FORMAT_NAME, WEIGHTS_NAME, VideoFlexTok, model_config_hash, read_config
 from videoflex.tokenizer.params import count_parameters
-from videoflex.utils.dataclass_io import config_hash, from_dict
+from videoflex.utils.dataclass_io import from_dict
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -109,7 +109,7 @@ def _config_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
     with torch.device("meta"):
         counts = count_parameters(VideoFlexTok(config))
     return [
-        ("name", f"{config.name} [{config_hash(config)}]"),
+        ("name", f"{config.name} [{model_config_hash(config)}]"),
         ("frames", (f"{config.image_size[1]}x{config.image_size[0]}, chunks of {config.chunk_frames} frames "
                     f"overlapping {config.chunk_overlap}")),
         ("VAE", (f"{v.kind}, {v.latent_channels} latent channels, {v.temporal_factor}x{v.spatial_factor}x"

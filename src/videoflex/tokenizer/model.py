@@ -327,9 +327,7 @@ class VideoFlexTok(nn.Module):
 
     @property
     def config_hash(self) -> str:
-        """Hash of what decides the meaning of the tokens: the config without sampler and loss settings
-        (re-saving a model with other sampling defaults keeps its token files valid)."""
-        return config_hash(dataclasses.replace(self.config, sampler=SamplerConfig(), loss=LossConfig()))
+        return model_config_hash(self.config)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames."""
@@ -367,6 +365,12 @@ class VideoFlexTok(nn.Module):
         check_state_dict(model, state, file)
         model.load_state_dict(state, strict=True, assign=True)
         return model.eval()
+
+
+def model_config_hash(config: TokenizerConfig) -> str:
+    """Hash of what decides the meaning of the tokens: the config without sampler and loss settings
+    (re-saving a model with other sampling defaults keeps its token files valid)."""
+    return config_hash(dataclasses.replace(config, sampler=SamplerConfig(), loss=LossConfig()))
 
 
 def read_config(file: str | Path) -> TokenizerConfig:
