@@ -1,0 +1,147 @@
+"""``videoflex eval``: reconstruction sweeps over token counts, and FVD between two sets of videos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from videoflex.cli.common import (
+    add_model_options,
+    keep_list,
+    load_model,
+    output_folder,
+    positive_int,
+    resolve_device,
+    warn,
+)
+from videoflex.cli.errors import UserError
+from videoflex.eval.i3d_weights import load_i3d
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="evaluate: token-count sweeps (PSNR, SSIM, rFVD), FVD",
+                              description="Evaluation with the field's metrics, offline. rFVD/FVD need the I3D "
+                                          "Kinetics-400 weights: python -m videoflex.eval.i3d_weights fetch.")
+    sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    r = sub.add_parser("recon", help="reconstruction quality at each token count over a set of videos",
+                       description="Tokenize every clip once, decode it from the first k tokens of every time step "
+                                   "for each k, and write OUT/results.json (PSNR, SSIM, rFVD per k, settings, model "
+                                   "hash, wall time) and OUT/quality_vs_tokens.png.")
+    r.add_argument("--data", required=True, help="a video file or a folder of videos (searched recursively)")
+    r.add_argument("-o", "--out", default="outputs/eval_recon", help="output folder (default: outputs/eval_recon)")
+    r.add_argument("--keep", type=keep_list, help="token counts, e.g. 1,2,4,8 (default: 1, 2, 4, ... N)")
+    r.add_argument("--steps", type=positive_int, help="flow steps (default: the model's)")
+    r.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    r.add_argument("--frames", type=positive_int, help="frames per clip (default: one chunk of the model)")
+    r.add_argument("--clips-per-video", type=positive_int, default=1, help="evenly spaced clips per video (default 1)")
+    r.add_argument("--max-clips", type=positive_int, help="use at most this many clips")
+    r.add_argument("--batch-size", type=positive_int, default=4, help="clips decoded together (default 4)")
+    r.add_argument("--i3d-weights", help="I3D checkpoint for rFVD (default: the fetched cache file)")
+    r.add_argument("--no-fvd", action="store_true", help="skip rFVD (no I3D needed)")
+    add_model_options(r)
+    r.set_defaults(run=run_recon)
+
+    f = sub.add_parser("fvd", help="Frechet video distance between two sets of videos",
+                       description="FVD of I3D Kinetics-400 logits (16 frames at 224x224) between REAL and FAKE. Each "
+                                   "is a folder of videos or a statistics file written by --save-real-stats.")
+    f.add_argument("real", help="folder of real videos, or a .safetensors statistics file")
+    f.add_argument("fake", help="folder of generated videos, or a .safetensors statistics file")
+    f.add_argument("--frames", type=positive_int, default=16, help="frames per clip (default 16)")
+    f.add_argument("--size", type=positive_int, default=224, help="short side and centre crop (default 224)")
+    f.add_argument("--fps", type=float, default=None, help="sampling rate (default: every frame)")
+    f.add_argument("--save-real-stats", help="write the real set's statistics here to reuse them")
+    f.add_argument("--i3d-weights", help="I3D checkpoint (default: the fetched cache file)")
+    f.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(run=run_fvd)
+
+
+def video_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"{path}: no such file or folder")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not files:
+        raise UserError(f"{path}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+    return files
+
+
+def read_clips(files: list[Path], frames: int, size: int | tuple[int, int], fps: float | None,
+               clips_per_video: int = 1, progress: bool = True) -> torch.Tensor:
+    """Evenly spaced clips of ``frames`` frames from every file, ``[N,3,T,H,W]`` in [-1, 1]."""
+    from tqdm.auto import tqdm
+
+    from videoflex.data.folder import VideoEntry, VideoFileDataset
+    from videoflex.data.transforms import ClipSpec
+
+    window = "uniform" if clips_per_video > 1 else "start"
+    dataset = VideoFileDataset([VideoEntry(f, None, None) for f in files],
+                               ClipSpec(num_frames=frames, fps=fps, size=size, window=window),
+                               clips_per_video=clips_per_video)
+    return torch.stack([dataset[i].video for i in tqdm(range(len(dataset)), desc="reading", disable=not progress)])
+
+
+def run_recon(args: argparse.Namespace) -> int:
+    from videoflex.eval.sweep import SweepSettings, default_keeps, run_sweep, save_sweep
+
+    device = resolve_device(args.device)
+    model = load_model(args.model, device).model
+    n = model.num_registers
+    keeps = args.keep or list(default_keeps(n))
+    if any(k > n for k in keeps):
+        warn(f"--keep: the model has {n} tokens per time step; dropping {[k for k in keeps if k > n]}")
+        keeps = [k for k in keeps if k <= n] or [n]
+    frames = args.frames or model.config.chunk_frames
+    h, w = model.config.image_size
+    clips = read_clips(video_files(Path(args.data)), frames, (h, w), 8.0, args.clips_per_video, not args.quiet)
+    if args.max_clips:
+        clips = clips[: args.max_clips]
+    i3d = None if args.no_fvd else load_i3d(args.i3d_weights, device=device)
+    if i3d is not None and frames < 16:
+        raise UserError(f"--frames {frames}: rFVD needs at least 16 frames (or pass --no-fvd)")
+    settings = SweepSettings(tuple(keeps), args.steps or model.config.sampler.steps,
+                             model.config.sampler.guidance if args.guidance is None else args.guidance,
+                             args.seed, args.batch_size)
+    result = run_sweep(model, clips, settings, i3d, progress=not args.quiet)
+    json_path, png_path = save_sweep(result, output_folder(args.out))
+    print(f"model {result.model} [{result.model_hash}], {result.num_clips} clips x {result.frames} frames, "
+          f"{settings.steps} steps, guidance {settings.guidance:g}")
+    print(f"{'k':>5} {'tokens':>7} {'PSNR dB':>8} {'SSIM':>7} {'rFVD':>8}")
+    for r in result.results:
+        rfvd = f"{r.rfvd:8.1f}" if r.rfvd is not None else f"{'-':>8}"
+        print(f"{r.keep:>5} {r.tokens_per_clip:>7} {r.psnr:>8.2f} {r.ssim:>7.3f} {rfvd}")
+    print(f"wrote {json_path}, {png_path} ({result.wall_time_s:.1f} s)")
+    return 0
+
+
+def run_fvd(args: argparse.Namespace) -> int:
+    from videoflex.eval.fvd import feature_stats, fvd, load_stats, save_stats
+    from videoflex.eval.i3d import i3d_embed
+
+    device = resolve_device(args.device)
+    i3d = None
+
+    def stats_of(spec: str):
+        nonlocal i3d
+        path = Path(spec)
+        if path.is_file() and path.suffix == ".safetensors":
+            try:
+                return load_stats(path)
+            except ValueError as e:
+                raise UserError(f"{path}: {e}") from None
+        if i3d is None:
+            i3d = load_i3d(args.i3d_weights, device=device)
+        clips = read_clips(video_files(path), args.frames, args.size, args.fps, progress=not args.quiet)
+        return feature_stats(i3d_embed(i3d, clips, progress=not args.quiet).logits)
+
+    real, fake = stats_of(args.real), stats_of(args.fake)
+    if args.save_real_stats:
+        save_stats(real, args.save_real_stats, description=f"I3D logits of {args.real}")
+    print(f"FVD {fvd(real, fake):.2f} ({real.n} real, {fake.n} fake clips)")
+    return 0
