@@ -9,7 +9,7 @@ import sys
 from typing import NoReturn
 
 # Each command lives in its own module exposing ``add_parser(subparsers)``; the parser calls ``args.run``.
-COMMANDS = ("tokenize", "detokenize", "reconstruct", "inspect", "prepare-data", "eval", "presets", "train")
+COMMANDS = ("tokenize", "detokenize", "reconstruct", "inspect", "prepare-data", "eval", "convert", "presets", "train")
 
 
 class _Parser(argparse.ArgumentParser):

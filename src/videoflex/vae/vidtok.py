@@ -1,0 +1,384 @@
+"""The VidTok ``kl_causal_488_16chn`` causal video VAE (the frozen autoencoder of the released models).
+
+A 3-D convolutional KL-VAE factorised into per-frame 2-D residual blocks and per-pixel causal 1-D
+residual blocks, with LayerNorm over channels, spatial down/upsampling by 2 at every level but the last
+and temporal down/upsampling by 2 at the ``log2(tf)`` levels below the top::
+
+    video [B,3,T,H,W] --(3 copies of frame 0 in front)--> encoder --> moments [B,2C,t,h,w]
+    moments -> (mean, logvar) -> latents [B,C,t,h,w]  (mean, or mean + std * noise)
+    latents --> decoder --> [B,3,T+3,H,W] --(drop the 3 leading frames)--> video [B,3,T,H,W]
+
+Causality: every temporal operation pads in front only, so latent step i depends on frames ``<= tf*i``.
+Parameter names below ``encoder.``/``decoder.`` are those of the reference implementation
+(``vae.vidtok.encoder.down.0.block.0.conv1.weight`` there is ``vae.encoder.down.0.block.0.conv1.weight`` here).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from videoflex.vae.base import VideoVAE, pad_first_frame
+from videoflex.vae.config import VAEConfig
+
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+# ------------------------------------------------------------------------------------------- primitives
+
+
+class ChannelNorm(nn.Module):
+    """Affine LayerNorm over the channel axis (axis 1) at every position of ``[N,C,...]`` (eps 1e-6)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class CausalConv3d(nn.Module):
+    """``Conv3d`` with zero padding: ``k_t - s_t`` frames in front (none behind), ``k - s`` pixels split
+    around each spatial side. ``[B,Cin,T,H,W] -> [B,Cout,ceil(T/s_t),H/s,W/s]``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
+        super().__init__()
+        time_pad = kernel - stride[0]
+        space_pad = kernel - stride[1]
+        self.padding = (space_pad // 2, space_pad - space_pad // 2, space_pad // 2, space_pad - space_pad // 2,
+                        time_pad, 0)
+        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.padding))
+
+
+class CausalConv1d(nn.Module):
+    """``Conv1d`` over time with ``k - 1`` zero frames in front: ``[N,Cin,T] -> [N,Cout,T]``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.time_pad = kernel - 1
+        self.conv = nn.Conv1d(cin, cout, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (self.time_pad, 0)))
+
+
+# ------------------------------------------------------------------------------------------- blocks
+
+
+def per_frame(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (also how norms run on 5-D tensors: the same
+    memory layouts as the reference, hence the same convolution algorithms and bit-identical results)."""
+    b = x.shape[0]
+    return rearrange(fn(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> b c t h w", b=b)
+
+
+class SpatialResBlock(nn.Module):
+    """Per-frame residual block ``[N,Cin,H,W] -> [N,Cout,H,W]``: two (norm, swish, 3x3 conv); a 1x1
+    ``nin_shortcut`` when the width changes."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.norm1 = ChannelNorm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = ChannelNorm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(swish(self.norm2(h)))
+        return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
+
+
+class TemporalResBlock(nn.Module):
+    """Per-pixel causal residual block over time ``[N,C,T] -> [N,C,T]``: two (norm, swish, causal k=3 conv)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = ChannelNorm(channels)
+        self.conv1 = CausalConv1d(channels, channels)
+        self.norm2 = ChannelNorm(channels)
+        self.conv2 = CausalConv1d(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(swish(self.norm1(x)))
+        return x + self.conv2(swish(self.norm2(h)))
+
+
+class CausalResBlock3D(nn.Module):
+    """Residual block of two causal 3x3x3 convolutions (middle of the VAE): ``[B,C,T,H,W] -> same``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = ChannelNorm(channels)
+        self.conv1 = CausalConv3d(channels, channels, 3)
+        self.norm2 = ChannelNorm(channels)
+        self.conv2 = CausalConv3d(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(swish(per_frame(self.norm1, x)))
+        return x + self.conv2(swish(per_frame(self.norm2, h)))
+
+
+class FrameAttention(nn.Module):
+    """Single-head self-attention among the pixels of each frame, residual: ``[B,C,T,H,W] -> same``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = ChannelNorm(channels)
+        self.q = CausalConv3d(channels, channels, 1)
+        self.k = CausalConv3d(channels, channels, 1)
+        self.v = CausalConv3d(channels, channels, 1)
+        self.proj_out = CausalConv3d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = per_frame(self.norm, x)
+        q, k, v = (rearrange(f(h), "b c t h w -> b t (h w) c").contiguous() for f in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v)  # scale C ** -0.5
+        out = rearrange(out, "b t (h w) c -> b c t h w", h=x.shape[3], w=x.shape[4])
+        return x + self.proj_out(out)
+
+
+class MidBlock(nn.Module):
+    """``block_1 -> attn_1 -> block_2`` at the lowest resolution: ``[B,C,t,h,w] -> same``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.block_1 = CausalResBlock3D(channels)
+        self.attn_1 = FrameAttention(channels)
+        self.block_2 = CausalResBlock3D(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+class Downsample2D(nn.Module):
+    """Per-frame 3x3 stride-2 conv after one zero row/column on the bottom/right: ``[N,C,H,W] -> [N,C,H/2,W/2]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample2D(nn.Module):
+    """Per-frame nearest x2 then 3x3 conv: ``[N,C,H,W] -> [N,C,2H,2W]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(x.dtype))
+
+
+class TimeDownsample2x(nn.Module):
+    """Causal temporal /2: ``a * avgpool3(1 zero frame in front) + (1 - a) * causal stride-2 conv``,
+    ``a = sigmoid(mix_factor)``. ``[B,C,T,H,W] -> [B,C,ceil(T/2),H,W]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels, 3, stride=(2, 1, 1))
+        self.mix_factor = nn.Parameter(torch.tensor([2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.sigmoid(self.mix_factor)
+        pooled = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), (3, 1, 1), stride=(2, 1, 1))
+        return a * pooled + (1 - a) * self.conv(x)
+
+
+class TimeUpsample2x(nn.Module):
+    """Temporal x2: every frame repeated, then ``a * x + (1 - a) * causal conv(x)``, ``a = sigmoid(mix_factor)``.
+    ``[B,C,T,H,W] -> [B,C,2T,H,W]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels, 3)
+        self.mix_factor = nn.Parameter(torch.tensor([2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.sigmoid(self.mix_factor)
+        x = x.repeat_interleave(2, dim=2)
+        return a * x + (1 - a) * self.conv(x)
+
+
+def spatial_temporal(x: torch.Tensor, spatial: SpatialResBlock, temporal: TemporalResBlock) -> torch.Tensor:
+    """A spatial block on every frame, then a temporal block on every pixel: ``[B,Cin,T,H,W] -> [B,Cout,T,H,W]``."""
+    b, _, t, h, w = x.shape
+    x = rearrange(spatial(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> (b h w) c t", b=b, t=t)
+    return rearrange(temporal(x), "(b h w) c t -> b c t h w", b=b, h=h, w=w)
+
+
+class SpatialLevel(nn.Module):
+    """One resolution level: ``block`` (spatial residual blocks) and an optional ``downsample``/``upsample``."""
+
+    def __init__(self, blocks: list[SpatialResBlock], downsample: Downsample2D | None = None,
+                 upsample: Upsample2D | None = None) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        self.downsample = downsample
+        self.upsample = upsample
+
+
+class TemporalLevel(nn.Module):
+    """One resolution level: ``block`` (temporal residual blocks) and an optional temporal resampler."""
+
+    def __init__(self, blocks: list[TemporalResBlock], downsample: TimeDownsample2x | None = None,
+                 upsample: TimeUpsample2x | None = None) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        self.downsample = downsample
+        self.upsample = upsample
+
+
+def _temporal_levels(config: VAEConfig) -> set[int]:
+    """Levels that resample time: the ``log2(tf)`` levels just below the top (``{1, 2}`` for 4 levels, tf 4)."""
+    levels = len(config.channel_mult)
+    count = int(math.log2(config.temporal_factor))
+    if count > levels - 1:
+        raise ValueError(f"VidTokVAE: temporal_factor {config.temporal_factor} needs {count} downsampling levels; "
+                         f"channel_mult {config.channel_mult} has {levels - 1}")
+    return set(range(levels - 2, levels - 2 - count, -1))
+
+
+# ------------------------------------------------------------------------------------------- encoder, decoder
+
+
+class VidTokEncoder(nn.Module):
+    """Padded video ``[B,3,T',H,W]`` (T' divisible by tf) -> moments ``[B,2C,T'/tf,H/sf,W/sf]``."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        ch, mult = config.base_channels, config.channel_mult
+        levels, temporal = len(mult), _temporal_levels(config)
+        self.conv_in = CausalConv3d(3, ch, 3)
+        self.down, self.down_temporal = nn.ModuleList(), nn.ModuleList()
+        cin = ch
+        for i, m in enumerate(mult):
+            cout = ch * m
+            blocks = [SpatialResBlock(cin if j == 0 else cout, cout) for j in range(config.num_res_blocks)]
+            self.down.append(SpatialLevel(blocks, downsample=Downsample2D(cout) if i < levels - 1 else None))
+            self.down_temporal.append(TemporalLevel([TemporalResBlock(cout) for _ in range(config.num_res_blocks)],
+                                                    downsample=TimeDownsample2x(cout) if i in temporal else None))
+            cin = cout
+        self.mid = MidBlock(cin)
+        self.norm_out = ChannelNorm(cin)
+        self.conv_out = CausalConv3d(cin, 2 * config.latent_channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        for spatial, temporal in zip(self.down, self.down_temporal):
+            for s_block, t_block in zip(spatial.block, temporal.block):
+                x = spatial_temporal(x, s_block, t_block)
+            if spatial.downsample is not None:
+                x = per_frame(spatial.downsample, x)
+            if temporal.downsample is not None:
+                x = temporal.downsample(x)
+        x = self.mid(x)
+        return self.conv_out(swish(per_frame(self.norm_out, x)))
+
+
+class VidTokDecoder(nn.Module):
+    """Latents ``[B,C,t,h,w]`` -> video ``[B,3,tf*t,h*sf,w*sf]`` (before dropping the padded frames).
+
+    ``up[i]``/``up_temporal[i]`` hold level i; they run from the lowest resolution (last level) up.
+    """
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        ch, mult = config.base_channels, config.channel_mult
+        temporal = _temporal_levels(config)
+        cin = ch * mult[-1]
+        self.conv_in = CausalConv3d(config.latent_channels, cin, 3)
+        self.mid = MidBlock(cin)
+        up, up_temporal = [], []
+        for i in reversed(range(len(mult))):
+            cout = ch * mult[i]
+            blocks = [SpatialResBlock(cin if j == 0 else cout, cout) for j in range(config.num_res_blocks + 1)]
+            up.append(SpatialLevel(blocks, upsample=Upsample2D(cout) if i > 0 else None))
+            up_temporal.append(TemporalLevel([TemporalResBlock(cout) for _ in range(config.num_res_blocks + 1)],
+                                             upsample=TimeUpsample2x(cout) if i in temporal else None))
+            cin = cout
+        self.up = nn.ModuleList(reversed(up))
+        self.up_temporal = nn.ModuleList(reversed(up_temporal))
+        self.norm_out = ChannelNorm(cin)
+        self.conv_out = CausalConv3d(cin, 3, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.mid(self.conv_in(z))
+        for spatial, temporal in zip(reversed(self.up), reversed(self.up_temporal)):
+            for s_block, t_block in zip(spatial.block, temporal.block):
+                x = spatial_temporal(x, s_block, t_block)
+            if spatial.upsample is not None:
+                x = per_frame(spatial.upsample, x)
+            if temporal.upsample is not None:
+                x = temporal.upsample(x)
+        return self.conv_out(swish(per_frame(self.norm_out, x)))
+
+
+# ------------------------------------------------------------------------------------------- the VAE
+
+
+@dataclass(frozen=True)
+class DiagonalGaussian:
+    """The posterior ``N(mean, exp(logvar))`` over latents, each ``[B,C,t,h,w]`` (logvar clamped to [-30, 20])."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``mean + std * noise``; the float32 noise comes from ``generator`` (on its device) or, when None,
+        from the global CPU RNG (as the reference implementation draws it)."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=torch.float32)
+        return self.mean + torch.exp(0.5 * self.logvar) * noise.to(self.mean.device, self.mean.dtype)
+
+
+class VidTokVAE(VideoVAE):
+    """VidTok causal KL-VAE (``kl_causal_488_16chn`` with the default config): ``[B,3,1+tf*m,H,W] <->
+    [B,C,1+m,H/sf,W/sf]``. Frame 0 is repeated ``tf - 1`` times in front before encoding so that latent step 0
+    holds frame 0 alone; decoding drops those frames again."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        if config.kind != "vidtok":
+            raise ValueError(f"VidTokVAE needs a VAEConfig of kind 'vidtok', got {config.kind!r}")
+        super().__init__(config)
+        self.encoder = VidTokEncoder(config)
+        self.decoder = VidTokDecoder(config)
+
+    def posterior(self, video: torch.Tensor) -> DiagonalGaussian:
+        """``[B,3,T,H,W]`` in [-1,1], ``T = 1 + tf*m`` -> the posterior over latents ``[B,C,1+m,H/sf,W/sf]``."""
+        if video.dim() != 5 or video.shape[1] != 3:
+            raise ValueError(f"VidTokVAE encodes videos [B, 3, T, H, W], got {tuple(video.shape)}")
+        self.check_num_frames(video.shape[2])
+        sf = self.spatial_factor
+        if video.shape[3] % sf or video.shape[4] % sf:
+            raise ValueError(f"VidTokVAE: height and width must be divisible by {sf}, got {tuple(video.shape[3:])}")
+        moments = self.encoder(pad_first_frame(video, self.temporal_factor - 1))
+        mean, logvar = moments.chunk(2, dim=1)
+        return DiagonalGaussian(mean, logvar.clamp(*LOGVAR_RANGE))
+
+    def encode(self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        posterior = self.posterior(video)
+        return posterior.sample(generator) if sample else posterior.mean
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        if latents.dim() != 5 or latents.shape[1] != self.latent_channels:
+            raise ValueError(f"VidTokVAE decodes latents [B, {self.latent_channels}, t, h, w], "
+                             f"got {tuple(latents.shape)}")
+        return self.decoder(latents)[:, :, self.temporal_factor - 1:]

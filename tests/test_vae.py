@@ -1,0 +1,129 @@
+"""The video autoencoders: VidTok causal VAE (small widths) and the space-to-depth VAE."""
+
+import pytest
+import torch
+
+from videoflex.vae import VAEConfig, build_vae
+from videoflex.vae.space_to_depth import SpaceToDepthVAE
+from videoflex.vae.vidtok import VidTokVAE
+
+SMALL = VAEConfig(kind="vidtok", latent_channels=16, temporal_factor=4, spatial_factor=8, base_channels=16,
+                  channel_mult=(1, 2, 4, 4), num_res_blocks=2)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def clip(frames: int, seed: int = 0, size: int = 32) -> torch.Tensor:
+    return torch.rand(1, 3, frames, size, size, generator=gen(seed)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def vae() -> VidTokVAE:
+    torch.manual_seed(0)
+    model = build_vae(SMALL).eval()
+    with torch.no_grad():  # the default init leaves the mixing factors equal everywhere; make them differ
+        for name, p in model.named_parameters():
+            if name.endswith("mix_factor"):
+                p.copy_(torch.randn(1, generator=gen(len(name))))
+    return model
+
+
+def test_build_vae_picks_the_class(vae):
+    assert isinstance(vae, VidTokVAE)
+    assert "encoder.down.0.block.0.conv1.weight" in vae.state_dict()
+    assert "decoder.up_temporal.1.upsample.mix_factor" in vae.state_dict()
+
+
+@pytest.mark.parametrize("frames", [1, 5, 17])
+def test_shapes(vae, frames):
+    with torch.no_grad():
+        latents = vae.encode(clip(frames))
+        assert latents.shape == (1, 16, 1 + (frames - 1) // 4, 4, 4)
+        assert vae.decode(latents).shape == (1, 3, frames, 32, 32)
+
+
+def test_encoder_is_causal(vae):
+    video = clip(17)
+    with torch.no_grad():
+        base = vae.encode(video)
+        for i in range(4):  # latent step i covers frames <= 4i
+            changed = video.clone()
+            changed[:, :, 4 * i + 1:] = clip(16 - 4 * i, seed=10 + i)
+            latents = vae.encode(changed)
+            torch.testing.assert_close(latents[:, :, : i + 1], base[:, :, : i + 1], rtol=0, atol=1e-6)
+            assert (latents[:, :, i + 1] - base[:, :, i + 1]).abs().max() > 1e-3
+
+
+def test_decoder_is_causal(vae):
+    with torch.no_grad():
+        latents = vae.encode(clip(17))
+        base = vae.decode(latents)
+        changed = latents.clone()
+        changed[:, :, 3:] += 1.0
+        out = vae.decode(changed)
+    torch.testing.assert_close(out[:, :, :9], base[:, :, :9], rtol=0, atol=1e-6)  # frames of steps 0..2
+    assert (out[:, :, 9:] - base[:, :, 9:]).abs().max() > 1e-3
+
+
+def test_mean_and_sampled_encode(vae):
+    video = clip(5)
+    with torch.no_grad():
+        mean = vae.encode(video)
+        a = vae.encode(video, sample=True, generator=gen(1))
+        b = vae.encode(video, sample=True, generator=gen(1))
+        c = vae.encode(video, sample=True, generator=gen(2))
+        torch.manual_seed(5)
+        d = vae.encode(video, sample=True)
+        torch.manual_seed(5)
+        e = vae.encode(video, sample=True)
+        posterior = vae.posterior(video)
+    assert torch.equal(mean, vae.encode(video))
+    assert torch.equal(a, b) and torch.equal(d, e)
+    assert not torch.equal(a, c) and not torch.equal(a, mean)
+    # the sample is mean + std * noise with noise ~ N(0, 1)
+    noise = (a - posterior.mean) / torch.exp(0.5 * posterior.logvar)
+    torch.testing.assert_close(noise, torch.randn(mean.shape, generator=gen(1)), rtol=1e-4, atol=1e-4)
+
+
+def test_global_rng_draw_matches_plain_randn(vae):
+    """With no generator the noise is ``torch.randn(shape)`` from the global CPU RNG (the reference's draw)."""
+    video = clip(5)
+    with torch.no_grad():
+        posterior = vae.posterior(video)
+        torch.manual_seed(11)
+        sampled = vae.encode(video, sample=True)
+    torch.manual_seed(11)
+    expected = posterior.mean + torch.exp(0.5 * posterior.logvar) * torch.randn(posterior.mean.shape)
+    assert torch.equal(sampled, expected)
+
+
+@pytest.mark.parametrize("frames", [0, 2, 4, 16, 18])
+def test_bad_frame_counts_raise(vae, frames):
+    with pytest.raises(ValueError, match="1 \\+ 4\\*m"):
+        vae.encode(torch.zeros(1, 3, frames, 32, 32))
+    s2d = SpaceToDepthVAE(VAEConfig(kind="space_to_depth", latent_channels=192, temporal_factor=4, spatial_factor=4))
+    with pytest.raises(ValueError, match="1 \\+ 4\\*m"):
+        s2d.encode(torch.zeros(1, 3, frames, 32, 32))
+
+
+def test_bad_shapes_raise(vae):
+    with pytest.raises(ValueError, match="divisible by 8"):
+        vae.encode(torch.zeros(1, 3, 5, 36, 32))
+    with pytest.raises(ValueError, match="latents"):
+        vae.decode(torch.zeros(1, 8, 2, 4, 4))
+
+
+def test_too_few_levels_for_the_temporal_factor():
+    with pytest.raises(ValueError, match="temporal_factor 4"):
+        VidTokVAE(VAEConfig(kind="vidtok", spatial_factor=2, base_channels=8, channel_mult=(1, 2)))
+
+
+@pytest.mark.parametrize("frames", [1, 5, 17])
+def test_space_to_depth_is_an_exact_inverse(frames):
+    s2d = build_vae(VAEConfig(kind="space_to_depth", latent_channels=192, temporal_factor=4, spatial_factor=4))
+    video = clip(frames)
+    latents = s2d.encode(video)
+    assert latents.shape == (1, 192, 1 + (frames - 1) // 4, 8, 8)
+    assert torch.equal(s2d.decode(latents), video)
