@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from videoflex.eval.i3d import INCEPTION_WIDTHS, I3D, I3DConfig
+from videoflex.eval.i3d import I3D, INCEPTION_WIDTHS, I3DConfig
 
 WEIGHTS_NAME = "i3d-kinetics-400.ckpt"
 WEIGHTS_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
@@ -75,10 +75,11 @@ def _numpy_reconstruct():  # numpy >= 2 moved it to numpy._core; old pickles nam
     return _reconstruct
 
 
+SAFE_BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset"})
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that builds numpy arrays and plain containers and refuses every other global."""
-
-    _SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset"}
 
     def find_class(self, module: str, name: str):
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
@@ -87,7 +88,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return np.ndarray
         if module == "numpy" and name == "dtype":
             return np.dtype
-        if module == "builtins" and name in self._SAFE_BUILTINS:
+        if module == "builtins" and name in SAFE_BUILTINS:
             return getattr(builtins, name)
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays allowed")
 
@@ -96,14 +97,12 @@ def _flatten(tree: object, prefix: str, out: dict[str, np.ndarray]) -> None:
     if isinstance(tree, dict):
         for key, value in tree.items():
             if not isinstance(key, str):
-                raise ValueError(f"checkpoint key under '{prefix}' is not a string: {key!r}")
+                raise TypeError(f"checkpoint key under '{prefix}' is not a string: {key!r}")
             _flatten(value, f"{prefix}/{key}" if prefix else key, out)
     elif isinstance(tree, np.ndarray):
-        if tree.dtype != np.float32:
-            raise ValueError(f"checkpoint array '{prefix}' has dtype {tree.dtype}, expected float32")
         out[prefix] = tree
     else:
-        raise ValueError(f"checkpoint entry '{prefix}' is a {type(tree).__name__}, expected dict or array")
+        raise TypeError(f"checkpoint entry '{prefix}' is a {type(tree).__name__}, expected dict or array")
 
 
 def load_checkpoint_arrays(path: str | Path | None = None) -> dict[str, np.ndarray]:
@@ -112,6 +111,9 @@ def load_checkpoint_arrays(path: str | Path | None = None) -> dict[str, np.ndarr
     tree = RestrictedUnpickler(io.BytesIO(data)).load()
     flat: dict[str, np.ndarray] = {}
     _flatten(tree, "", flat)
+    for key, array in flat.items():
+        if array.dtype != np.float32:
+            raise ValueError(f"checkpoint array '{key}' has dtype {array.dtype}, expected float32")
     return flat
 
 

@@ -17,7 +17,9 @@ from tqdm.auto import tqdm
 
 from videoflex.data.sample import VideoSample
 from videoflex.train.config import DataConfig, SourceConfig
+from videoflex.tokenizer.model import VideoFlexTok
 from videoflex.utils.dataclass_io import config_hash, to_json
+from videoflex.vae.base import VideoVAE
 
 
 def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]:
@@ -63,6 +65,41 @@ class ClipCache:
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         """Float clips ``[B,3,T,H,W]`` in [-1, 1]."""
         return self.clips[indices].float() / 127.5 - 1.0
+
+    def latent_shape(self, vae: VideoVAE) -> tuple[int, int, int, int]:
+        """``(C, t, h, w)`` of one clip's latents."""
+        _, frames, h, w = self.clips.shape[1:]
+        return vae.latent_channels, vae.latent_steps(frames), h // vae.spatial_factor, w // vae.spatial_factor
+
+    def latents(self, indices: torch.Tensor, model: VideoFlexTok, generator: torch.Generator) -> torch.Tensor:
+        """Latents ``[B,C,t,h,w]`` of the clips at ``indices`` (the frozen VAE runs here)."""
+        with torch.no_grad():
+            return model.encode_video(self.batch(indices).to(model.device), generator)
+
+
+@dataclass(frozen=True)
+class LatentTensorCache:
+    """Precomputed VAE latents ``[N,C,t,h,w]`` (a latent cache read into memory)."""
+
+    values: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def latent_shape(self, vae: VideoVAE) -> tuple[int, int, int, int]:
+        return tuple(self.values.shape[1:])
+
+    def latents(self, indices: torch.Tensor, model: VideoFlexTok, generator: torch.Generator) -> torch.Tensor:
+        return self.values[indices].to(model.device, torch.float32)
+
+
+def load_latent_cache(root: str | Path, vae: VideoVAE, progress: bool = True) -> LatentTensorCache:
+    """Read a latent cache (checked against ``vae``) into memory."""
+    from videoflex.data.latent_cache import LatentCacheDataset
+
+    dataset = LatentCacheDataset(root, vae=vae)
+    values = [dataset[i].latents for i in tqdm(range(len(dataset)), desc="reading latents", disable=not progress)]
+    return LatentTensorCache(torch.stack(values))
 
 
 def cache_path(data: DataConfig, split: str) -> Path:

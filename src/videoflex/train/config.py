@@ -30,7 +30,11 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Clips of ``frames`` frames at ``size`` pixels and ``fps``, cached once as uint8 (``cache_dir``)."""
+    """Clips of ``frames`` frames at ``size`` pixels and ``fps``, cached once as uint8 (``cache_dir``).
+
+    latents: train from a latent cache written by ``videoflex prepare-data --latents DIR`` instead of
+        the ``train`` sources (the frozen VAE then never runs during training).
+    """
 
     frames: int = 17
     size: int = 64
@@ -38,6 +42,7 @@ class DataConfig:
     train: tuple[SourceConfig, ...] = ()
     eval: tuple[SourceConfig, ...] = ()
     cache_dir: str = "outputs/cache"
+    latents: str = ""
 
 
 @dataclass(frozen=True)

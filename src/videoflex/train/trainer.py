@@ -35,7 +35,7 @@ from videoflex.tokenizer.model import TrainingDraws, VideoFlexTok, draw_training
 from videoflex.tokenizer.presets import PRESETS
 from videoflex.train import distributed
 from videoflex.train.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
-from videoflex.train.clip_cache import ClipCache, load_or_build_cache
+from videoflex.train.clip_cache import ClipCache, LatentTensorCache, load_latent_cache, load_or_build_cache
 from videoflex.train.config import TrainConfig, config_to_yaml
 from videoflex.train.schedule import lr_at, update_ema
 from videoflex.utils.dataclass_io import from_dict, to_json
@@ -207,22 +207,18 @@ def micro_batches(config: TrainConfig, ctx: distributed.DistributedContext) -> l
     return [slice(start + i * size, start + (i + 1) * size) for i in range(config.grad_accum)]
 
 
-def train_step(run: Run, cache: ClipCache, step: int) -> float:
+def train_step(run: Run, cache: ClipCache | LatentTensorCache, step: int) -> float:
     """One optimiser step; returns the global mean loss."""
     config, model, device = run.config, run.model, run.ctx.device
     g = config.batch_size
     indices = torch.randint(len(cache), (g,), generator=seeded(config.seed, step, 0))
-    c, t_frames, h, w = cache.clips.shape[1:]
-    vae = model.vae
-    latent_shape = (g, vae.latent_channels, vae.latent_steps(t_frames), h // vae.spatial_factor,
-                    w // vae.spatial_factor)
+    latent_shape = (g, *cache.latent_shape(model.vae))
     draws = draw_training(model.config.loss, model.num_registers, latent_shape, seeded(config.seed, step, 1))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     total = torch.zeros((), device=device)
     slices = micro_batches(config, run.ctx)
     for i, part in enumerate(slices):
-        with torch.no_grad():
-            latents = model.encode_video(cache.batch(indices[part]).to(device), seeded(config.seed, step, 2 + i))
+        latents = cache.latents(indices[part], model, seeded(config.seed, step, 2 + i))
         part_draws = TrainingDraws(*(getattr(draws[part], f.name).to(device)
                                      for f in dataclasses.fields(TrainingDraws)))
         sync_now = i == len(slices) - 1 or not hasattr(run.step_module, "no_sync")
@@ -283,11 +279,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(config_to_yaml(config))
-        train_cache = load_or_build_cache(config.data, "train", progress)
+        if not config.data.latents:
+            load_or_build_cache(config.data, "train", progress)
         eval_cache = load_or_build_cache(config.data, "eval", progress) if config.data.eval else None
     distributed.barrier(ctx)  # the main process builds the caches, the others then read them
-    if not ctx.is_main:
-        train_cache = load_or_build_cache(config.data, "train", False)
+    train_cache = (load_latent_cache(config.data.latents, run.model.vae, progress and ctx.is_main)
+                   if config.data.latents else load_or_build_cache(config.data, "train", False))
     stop = {"signal": None}
 
     def request_stop(signum: int, _frame: object) -> None:
