@@ -107,3 +107,12 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, cache, capsys):
         train(config, resume=True, progress=False)
     assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=4)]) == 2  # no --resume: refused
     assert "--resume" in capsys.readouterr().err
+
+
+def test_training_from_a_latent_cache(tmp_path, cache):
+    latents = tmp_path / "latents"
+    assert main(["prepare-data", "--source", "shapes", "--count", "6", "--frames", "17", "--size", "32",
+                 "--latents", str(latents), "--model", "tiny", "--quiet"]) == 0
+    out = tmp_path / "from_latents"
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=2, **{"data.latents": str(latents)})]) == 0
+    assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1]).step == 2
