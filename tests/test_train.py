@@ -46,17 +46,17 @@ def cache(tmp_path_factory) -> Path:
 
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, cache):
     whole = tmp_path / "whole"
-    assert main(["train", "tokenizer", "--quiet", *recipe(whole, cache, steps=40)]) == 0
+    assert main(["train", "tokenizer", "--quiet", *recipe(whole, cache, steps=16)]) == 0
     broken = tmp_path / "broken"
-    proc = cli("train", "tokenizer", "--quiet", *recipe(broken, cache, steps=40))
+    proc = cli("train", "tokenizer", "--quiet", *recipe(broken, cache, steps=16))
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name >= "step_00000004.pt" for p in (broken / "checkpoints").glob("step_*.pt")):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = list_checkpoints(broken / "checkpoints")
-    assert done and load_checkpoint(done[-1]).step < 40, "the run finished before it could be killed"
-    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(broken, cache, steps=40)]) == 0
+    assert done and load_checkpoint(done[-1]).step < 16, "the run finished before it could be killed"
+    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(broken, cache, steps=16)]) == 0
     a, b = weights(whole), weights(broken)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
