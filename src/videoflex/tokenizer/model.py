@@ -106,10 +106,12 @@ class VideoFlexTok(nn.Module):
             nn.init.normal_(p, std=0.02)
         nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
         nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
-        zero = [enc.to_codes, dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]
-        for m in zero:  # adaLN-zero: every block starts as the identity, the heads output zero
+        zero = [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]
+        for m in zero:  # adaLN-zero: every block starts as the identity, the head outputs zero
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        nn.init.normal_(enc.to_codes.weight, std=self.config.encoder.code_init_std)  # std 0: zero init
+        nn.init.zeros_(enc.to_codes.bias)
 
     @classmethod
     def from_preset(cls, name: str, device: torch.device | str | None = None) -> VideoFlexTok:

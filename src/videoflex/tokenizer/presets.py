@@ -64,12 +64,13 @@ def panda_d18_d28() -> TokenizerConfig:
 def demo() -> TokenizerConfig:
     """The shipped CPU demo model: 64x64 pixels folded 4x8x8 into 768 channels (no learned VAE),
     d4 encoder and d4 decoder of width 192, 32 tokens a step (160 for 17 frames). The decoder predicts
-    data (a 768-value patch from a 192-wide token), converted to the flow velocity."""
+    data (a 768-value patch from a 192-wide token), converted to the flow velocity; the code projection
+    starts random so that a short CPU run learns to use the tokens early."""
     return TokenizerConfig(
         name="demo",
         image_size=(64, 64),
         vae=VAEConfig(kind="space_to_depth", latent_channels=768, temporal_factor=4, spatial_factor=8),
-        encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1),
+        encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1, code_init_std=192**-0.5),
         decoder=DecoderConfig(width=192, depth=4, head_dim=64, patch_size=1, prediction="data"),
         num_registers=32,
         sampler=SamplerConfig(steps=20, guidance=1.5, guidance_method="cfg"),
