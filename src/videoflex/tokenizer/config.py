@@ -47,10 +47,10 @@ class TransformerConfig:
 class EncoderConfig(TransformerConfig):
     """The register encoder (mask: time-block-causal-last).
 
-    code_init_std: initial std of the projection to the FSQ dimension. 0 (the released models'
-        zero init) starts every token at the same code; a std near ``1 / sqrt(width)`` spreads the
-        codes over the levels from the first step, so a short training run learns to use the tokens
-        sooner (the demo model: with zero init its encoder still emitted 4 distinct ids after 200 steps).
+    code_init_std: initial std of the projection to the FSQ dimension. 0 is the released models'
+        zero init (every token starts at the same code); a small std breaks that symmetry from the
+        first step. Too large a std (``1 / sqrt(width)``) saturates the tanh bound of FSQ once the
+        features align, and the codes collapse onto a few corners of the grid.
     """
 
     code_init_std: float = 0.0
@@ -66,8 +66,10 @@ class DecoderConfig(TransformerConfig):
         (the reference's ``1000 / max_timestep``).
     prediction: what the network outputs. ``"velocity"`` (v = eps - x0 directly, as the released models)
         or ``"data"`` (x0, turned into the velocity ``(x_s - x0) / max(s, 0.05)``). Predicting data is far
-        easier when a patch has more values than the width, e.g. pixel-space (space-to-depth) models;
-        the loss stays on the velocity either way.
+        easier when a patch has more values than the width, e.g. pixel-space (space-to-depth) models.
+        Such decoders are trained on the data-space error ``|x0_pred - x0|^2`` (the velocity error
+        times ``s^2``), which weights every noise level alike; the velocity error alone would weight
+        the cleanest inputs by ``1/s^2``, where the tokens matter least.
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"

@@ -29,16 +29,20 @@ def interpolate(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch
 
 
 def flow_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
-              step_weight: torch.Tensor | None = None) -> torch.Tensor:
+              step_weight: torch.Tensor | None = None, sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error to the target ``noise - x0`` over ``[B,C,t,h,w]``: the mean over samples of
     each sample's mean error (so a batch split across processes averages to the same value).
 
     step_weight: ``[B,t]`` 0/1 weights (0 = clean conditioning step, left out of the loss).
+    sample_weight: ``[B]`` weights of the samples' errors.
     """
     err = (v_pred.float() - (noise - x0).float()).pow(2).mean(dim=(1, 3, 4))  # [B,t]
     if step_weight is None:
-        return err.mean()
-    per_sample = (err * step_weight).sum(dim=1) / step_weight.sum(dim=1).clamp_min(1)
+        per_sample = err.mean(dim=1)
+    else:
+        per_sample = (err * step_weight).sum(dim=1) / step_weight.sum(dim=1).clamp_min(1)
+    if sample_weight is not None:
+        per_sample = per_sample * sample_weight
     return per_sample.mean()
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from videoflex.tokenizer.chunking import ChunkPlan, plan_chunks, plan_from_steps
 from videoflex.tokenizer.config import LossConfig, SamplerConfig, TokenizerConfig
-from videoflex.tokenizer.decoder import Decoder
+from videoflex.tokenizer.decoder import MIN_DATA_PREDICTION_TIME, Decoder
 from videoflex.tokenizer.encoder import Encoder
 from videoflex.tokenizer.flow import (
     FixedPrefix,
@@ -323,7 +323,10 @@ class VideoFlexTok(nn.Module):
         clean = latents + draws.prefix_sigma.view(-1, 1, 1, 1, 1).to(latents.dtype) * noise
         x_s = torch.where(is_prefix[:, None, :, None, None], clean, x_s)
         v = self.decoder(x_s, draws.s, registers)
-        return flow_loss(v, latents, noise, (~is_prefix).float())
+        weight = None
+        if self.config.decoder.prediction == "data":  # the data-space error: every noise level counts alike
+            weight = draws.s.clamp_min(MIN_DATA_PREDICTION_TIME).to(torch.float32) ** 2
+        return flow_loss(v, latents, noise, (~is_prefix).float(), weight)
 
     # ------------------------------------------------------------------------------------ files
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from videoflex.tokenizer.config import DecoderConfig, EncoderConfig, SamplerConfig, TokenizerConfig
+from videoflex.tokenizer.config import DecoderConfig, EncoderConfig, LossConfig, SamplerConfig, TokenizerConfig
 from videoflex.vae.config import VAEConfig
 
 VIDTOK_488_16CH = VAEConfig(kind="vidtok", latent_channels=16, temporal_factor=4, spatial_factor=8,
@@ -70,10 +70,11 @@ def demo() -> TokenizerConfig:
         name="demo",
         image_size=(64, 64),
         vae=VAEConfig(kind="space_to_depth", latent_channels=768, temporal_factor=4, spatial_factor=8),
-        encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1, code_init_std=192**-0.5),
+        encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1, code_init_std=0.1 * 192**-0.5),
         decoder=DecoderConfig(width=192, depth=4, head_dim=64, patch_size=1, prediction="data"),
         num_registers=32,
         sampler=SamplerConfig(steps=20, guidance=1.5, guidance_method="cfg"),
+        loss=LossConfig(time_mean=0.5),
     )
 
 
