@@ -36,12 +36,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     Each names the file or option and the problem in its message. Other exceptions keep their traceback.
     """
     from videoflex.cli.errors import UserError
-    from videoflex.data.latent_cache import LatentCacheError
-    from videoflex.io.errors import VideoError
-    from videoflex.io.tokens import TokenFileError
+    from videoflex.io.errors import FileError  # videos, token files, latent caches
 
-    return (UserError, VideoError, TokenFileError, LatentCacheError, FileNotFoundError, FileExistsError,
-            IsADirectoryError, NotADirectoryError, PermissionError)
+    return (UserError, FileError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:

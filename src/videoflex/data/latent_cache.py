@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from videoflex.data.sample import VideoSample
+from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
 from videoflex.utils.dataclass_io import to_dict, to_json
 from videoflex.vae.base import VideoVAE
@@ -47,16 +48,8 @@ SHARD_PATTERN = "latents-{:06d}.safetensors"
 LATENT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class LatentCacheError(ValueError):
+class LatentCacheError(FileError):
     """A latent cache cannot be used; ``str(error)`` is ``"<file>: <problem>"``."""
-
-    def __init__(self, source: str | os.PathLike, problem: str) -> None:
-        self.source = str(source)
-        self.problem = problem
-        super().__init__(f"{self.source}: {problem}")
-
-    def __reduce__(self):
-        return (type(self), (self.source, self.problem))
 
 
 @dataclass

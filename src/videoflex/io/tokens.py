@@ -45,6 +45,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
 
 if TYPE_CHECKING:
@@ -63,16 +64,8 @@ _METADATA_KEYS = frozenset({
 })
 
 
-class TokenFileError(ValueError):
+class TokenFileError(FileError):
     """A token file cannot be used; ``str(error)`` is ``"<file>: <problem>"``."""
-
-    def __init__(self, source: str | os.PathLike, problem: str) -> None:
-        self.source = str(source)
-        self.problem = problem
-        super().__init__(f"{self.source}: {problem}")
-
-    def __reduce__(self):
-        return (type(self), (self.source, self.problem))
 
 
 class TokenModelMismatch(TokenFileError):
