@@ -62,13 +62,15 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, cache):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache, parallel):
     one = tmp_path / "one"
     assert main(["train", "tokenizer", "--quiet", *recipe(one, cache, steps=3)]) == 0
     two = tmp_path / "two"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "videoflex.cli.main", "train", "tokenizer", "--quiet",
-                           *recipe(two, cache, steps=3)], capture_output=True, text=True, timeout=300)
+                           *recipe(two, cache, steps=3, parallel=parallel)], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = weights(one), weights(two)
     for k in a:
