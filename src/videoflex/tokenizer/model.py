@@ -334,12 +334,17 @@ class VideoFlexTok(nn.Module):
     def config_hash(self) -> str:
         return model_config_hash(self.config)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames."""
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames.
+
+        dtype: store floating-point tensors in this type (e.g. ``torch.bfloat16`` halves the file);
+        :meth:`from_pretrained` loads them back as float32.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config_json = to_json(self.config)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+                 for k, v in self.state_dict().items()}
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
         save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "config": config_json})
         tmp.replace(directory / WEIGHTS_NAME)
@@ -353,7 +358,8 @@ class VideoFlexTok(nn.Module):
         """Load a model saved by :meth:`save_pretrained` (a folder or its ``model.safetensors``).
 
         The architecture comes from the config stored in the file; the model is built on the meta device
-        and the weights assigned. Missing, unexpected or mis-shaped tensors are refused with their names.
+        and the weights assigned, as float32. Missing, unexpected or mis-shaped tensors are refused with
+        their names. Released apple/ml-videoflextok checkpoints are converted while loading.
         """
         path = Path(path)
         file = path / WEIGHTS_NAME if path.is_dir() else path
@@ -366,7 +372,7 @@ class VideoFlexTok(nn.Module):
         config = read_config(file)
         with torch.device("meta"):
             model = cls(config)
-        state = load_file(str(file), device=str(device))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(file), device=str(device)).items()}
         check_state_dict(model, state, file)
         model.load_state_dict(state, strict=True, assign=True)
         return model.eval()
