@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _measure import peak_rss_mib, run_isolated  # noqa: E402
+from _measure import peak_rss_mib, run_isolated
 
 
 def measure(preset: str, op: str, batch: int, steps: int, repeats: int) -> dict:

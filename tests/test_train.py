@@ -70,7 +70,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache, par
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "videoflex.cli.main", "train", "tokenizer", "--quiet",
                            *recipe(two, cache, steps=3, parallel=parallel)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = weights(one), weights(two)
     for k in a:

@@ -8,7 +8,7 @@ from typing import Literal
 from videoflex.vae.config import VAEConfig
 
 
-def _check_positive(owner: str, **values: int | float) -> None:
+def _check_positive(owner: str, **values: float) -> None:
     for name, value in values.items():
         if value <= 0:
             raise ValueError(f"{owner}: {name} must be > 0, got {value}")

@@ -77,7 +77,7 @@ class Decoder(nn.Module):
     def forward(self, x: torch.Tensor, s: torch.Tensor, registers: torch.Tensor) -> torch.Tensor:
         """Velocity ``v = eps - x0`` of ``x [B,C,t,h,w]`` at flow time ``s [B]`` (or per step ``[B,t]``),
         conditioned on ``registers [B,t,N,D]``."""
-        b, _, t, h, w = x.shape
+        t, h, w = x.shape[2:]
         p = self.config.patch_size
         grid = (h // p, w // p)
         patches = self.patch_embed(patchify(x, p)) + self.positions(t, *grid)  # [B,t,L,D]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from videoflex.tokenizer.config import DecoderConfig, EncoderConfig, LossConfig, SamplerConfig, TokenizerConfig
+from videoflex.tokenizer.config import (
+    DecoderConfig,
+    EncoderConfig,
+    LossConfig,
+    SamplerConfig,
+    TokenizerConfig,
+)
 from videoflex.vae.config import VAEConfig
 
 VIDTOK_488_16CH = VAEConfig(kind="vidtok", latent_channels=16, temporal_factor=4, spatial_factor=8,
