@@ -118,3 +118,13 @@ def test_training_from_a_latent_cache(tmp_path, cache):
     out = tmp_path / "from_latents"
     assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=2, **{"data.latents": str(latents)})]) == 0
     assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1]).step == 2
+
+
+@pytest.mark.parametrize("variant", [{"grad_accum": 2}, {"activation_checkpointing": "true"}])
+def test_accumulation_and_activation_checkpointing_train_the_same_weights(tmp_path, cache, variant):
+    plain, other = tmp_path / "plain", tmp_path / "other"
+    assert main(["train", "tokenizer", "--quiet", *recipe(plain, cache, steps=3)]) == 0
+    assert main(["train", "tokenizer", "--quiet", *recipe(other, cache, steps=3, **variant)]) == 0
+    a, b = weights(plain), weights(other)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)

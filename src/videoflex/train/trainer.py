@@ -124,8 +124,13 @@ class Run:
 
 
 def _make_optimizer(config: TrainConfig, named: list[tuple[str, nn.Parameter]]) -> torch.optim.Optimizer:
-    decay = [p for n, p in named if p.dim() >= 2 and "positions" not in n and "registers" not in n]
-    no_decay = [p for n, p in named if not (p.dim() >= 2 and "positions" not in n and "registers" not in n)]
+    """AdamW; weight decay on matrices only (not on biases, learned tokens, positions or registers)."""
+
+    def decays(name: str, p: nn.Parameter) -> bool:
+        return p.dim() >= 2 and "positions" not in name and "registers" not in name
+
+    decay = [p for n, p in named if decays(n, p)]
+    no_decay = [p for n, p in named if not decays(n, p)]
     o = config.optim
     return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
