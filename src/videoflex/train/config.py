@@ -102,10 +102,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: ema_decay must lie in [0, 1), got {self.ema_decay}")
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (values parsed as YAML) to nested plain data."""
     for item in overrides:
@@ -118,7 +114,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = yaml.safe_load(value)
     return data
 
 
