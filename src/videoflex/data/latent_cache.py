@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from videoflex.data.sample import VideoSample
+from videoflex.data.sample import VideoSample, iterate_samples
 from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
 from videoflex.utils.dataclass_io import to_dict, to_json
@@ -169,10 +169,7 @@ def write_latent_cache(
         raise ValueError(f"dtype must be one of {sorted(LATENT_DTYPES)}, got {dtype!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    total = len(samples) if hasattr(samples, "__len__") else None
-    if isinstance(samples, Dataset) and total is not None:
-        dataset = samples
-        samples = (dataset[i] for i in range(total))
+    samples, total = iterate_samples(samples)
     if limit is not None:
         total = limit if total is None else min(total, limit)
         samples = (s for _, s in zip(range(limit), samples))

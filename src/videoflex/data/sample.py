@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from torch.utils.data import Dataset
 
 
 @dataclass
@@ -92,3 +93,12 @@ def collate_samples(samples: Sequence[VideoSample]) -> VideoBatch:
         sources=[s.source for s in samples],
         fps=[float(s.fps) for s in samples],
     )
+
+
+def iterate_samples(samples: Iterable[VideoSample] | Dataset) -> tuple[Iterator[VideoSample], int | None]:
+    """An iterator over ``samples`` (any iterable, or a map-style dataset read by index) and its
+    length when known."""
+    total = len(samples) if hasattr(samples, "__len__") else None
+    if isinstance(samples, Dataset) and total is not None:
+        return (samples[i] for i in range(total)), total
+    return iter(samples), total

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from videoflex.data.sample import VideoSample
+from videoflex.data.sample import VideoSample, iterate_samples
 from videoflex.data.transforms import ClipSpec, clip_start, pad_frames
 from videoflex.io.errors import VideoReadError
 from videoflex.io.video import atomic_output_path, encode_mp4, probe_video, read_video
@@ -50,10 +50,7 @@ def write_shards(
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    total = len(samples) if hasattr(samples, "__len__") else None
-    if isinstance(samples, Dataset) and total is not None:
-        dataset = samples
-        samples = (dataset[i] for i in range(total))
+    samples, total = iterate_samples(samples)
     paths: list[Path] = []
     batch: list[tuple[str, VideoSample]] = []
     for n, sample in enumerate(tqdm(samples, total=total, desc="writing shards", disable=not progress)):
