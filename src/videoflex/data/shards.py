@@ -27,9 +27,9 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from videoflex.data.sample import VideoSample, iterate_samples
-from videoflex.data.transforms import ClipSpec, clip_start, pad_frames
+from videoflex.data.transforms import ClipSpec, clip_start, cut_clip
 from videoflex.io.errors import VideoReadError
-from videoflex.io.video import atomic_output_path, encode_mp4, probe_video, read_video
+from videoflex.io.video import atomic_output_path, encode_mp4, probe_video
 
 
 def write_shards(
@@ -205,13 +205,10 @@ class VideoShardDataset(IterableDataset[VideoSample]):
                 duration, source_fps = probed.duration, probed.fps
             rate = clip.fps if clip.fps is not None else source_fps
             start = clip_start(duration, clip.num_frames / rate, clip.window, rng)
-        decoded = read_video(
-            data, fps=clip.fps, size=clip.size, max_frames=clip.num_frames, start=start, name=name + ".mp4"
-        )
-        video = decoded.video if clip.num_frames is None else pad_frames(decoded.video, clip.num_frames)
+        decoded = cut_clip(data, clip, start, rng, name=name + ".mp4")
         label = meta.get("label")
         return VideoSample(
-            video=video,
+            video=decoded.video,
             label=None if label is None else int(label),
             caption=meta.get("caption"),
             source=meta.get("source") or name,

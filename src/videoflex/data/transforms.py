@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videoflex.io.video import Size, resize_crop_geometry
+from videoflex.io.video import DecodedVideo, Size, VideoSource, read_video, resize_crop_geometry
 
 Window = Literal["random", "start", "center", "uniform"]
 """Where a clip sits in a longer video: a seeded random start, the start, the centre, or (with several
@@ -25,12 +25,19 @@ class ClipSpec:
         fps: sampling rate; ``None`` = every source frame.
         size: ``S`` (short side to ``S``, centre crop ``S x S``), ``(H, W)``, or ``None`` (source size).
         window: where the clip starts, see :data:`Window`.
+        crop_scale: ``(lo, hi)``: a random resized crop (training augmentation): the clip is cut from a
+            window of the output's aspect whose side is a fraction drawn uniformly from ``[lo, hi]`` of the
+            largest such window in the frame, at a random position (the same for all frames), then resized
+            to ``size``. ``None``: the centred crop. Drawn from the same seeded generator as the window.
+        flip: mirror the clip left-right with probability 1/2 (same generator).
     """
 
     num_frames: int | None = 17
     fps: float | None = 8.0
     size: Size | None = 64
     window: Window = "random"
+    crop_scale: tuple[float, float] | None = None
+    flip: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames is not None and self.num_frames < 1:
@@ -43,6 +50,12 @@ class ClipSpec:
             sizes = (self.size,) if isinstance(self.size, int) else tuple(self.size)
             if len(sizes) not in (1, 2) or any(int(s) < 1 for s in sizes):
                 raise ValueError(f"size must be a positive int or (H, W), got {self.size}")
+        if self.crop_scale is not None:
+            lo, hi = self.crop_scale
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ValueError(f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale}")
+            if self.size is None:
+                raise ValueError("a random crop (crop_scale) needs an output size")
 
 
 def clip_start(
@@ -96,3 +109,38 @@ def resize_video(video: torch.Tensor, size: Size, mode: Literal["crop", "squash"
         frames = F.interpolate(frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
     frames = frames[:, :, top : top + out_h, left : left + out_w]
     return frames.permute(1, 0, 2, 3).contiguous()
+
+
+def random_crop(video: torch.Tensor, size: Size, scale: tuple[float, float], rng: np.random.Generator) -> torch.Tensor:
+    """A random resized crop of ``[3, T, H, W]`` (see :attr:`ClipSpec.crop_scale`), the same window in
+    every frame, resized to ``size``: returns float ``[3, T, h, w]``."""
+    _, _, h, w = video.shape
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    largest = min(h / out_h, w / out_w)  # the largest window of the output's aspect, in output units
+    fraction = float(rng.uniform(scale[0], scale[1]))
+    crop_h = max(1, min(h, round(out_h * largest * fraction)))
+    crop_w = max(1, min(w, round(out_w * largest * fraction)))
+    top = int(rng.integers(0, h - crop_h + 1))
+    left = int(rng.integers(0, w - crop_w + 1))
+    return resize_video(video[:, :, top : top + crop_h, left : left + crop_w], (out_h, out_w), mode="squash")
+
+
+def cut_clip(source: VideoSource, clip: ClipSpec, start: float, rng: np.random.Generator | None,
+             name: str | None = None) -> DecodedVideo:
+    """Decode the clip ``clip`` names from ``source`` (a path or bytes) starting at ``start`` seconds:
+    frames at ``clip.fps``, padded to ``clip.num_frames``, resized (or randomly cropped and flipped with
+    ``rng``, which an augmenting spec needs). The video is float ``[3, T, h, w]`` in [-1, 1]."""
+    augment = clip.crop_scale is not None or clip.flip
+    if augment and rng is None:
+        raise ValueError("a random crop or flip needs a random generator")
+    decoded = read_video(source, fps=clip.fps, size=None if augment else clip.size, max_frames=clip.num_frames,
+                         start=start, name=name)
+    video = decoded.video if clip.num_frames is None else pad_frames(decoded.video, clip.num_frames)
+    if augment:
+        if clip.crop_scale is not None:
+            video = random_crop(video, clip.size, clip.crop_scale, rng)
+        elif clip.size is not None:
+            video = resize_video(video, clip.size)
+        if clip.flip and rng.random() < 0.5:
+            video = video.flip(-1)
+    return replace(decoded, video=video)

@@ -70,11 +70,15 @@ class DecoderConfig(TransformerConfig):
         Such decoders are trained on the data-space error ``|x0_pred - x0|^2`` (the velocity error
         times ``s^2``), which weights every noise level alike; the velocity error alone would weight
         the cleanest inputs by ``1/s^2``, where the tokens matter least.
+    register_positions: add a learned embedding per token index and per latent step to the decoder's
+        registers. The released models have none: a step's tokens reach their decoder as an unordered set
+        (only the encoder orders them). With positions a small model learns sooner what each token says.
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"
     timestep_scale: float = 1000.0
     prediction: Literal["velocity", "data"] = "velocity"
+    register_positions: bool = False
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class Decoder(nn.Module):
         self.nested_mask_token = nn.Parameter(torch.zeros(d))
         self.prefix_mask_token = nn.Parameter(torch.zeros(d))
         self.null_condition = nn.Parameter(torch.zeros(d))
+        if config.register_positions:
+            self.register_index = nn.Parameter(torch.zeros(num_registers, d))
+            self.register_step = nn.Parameter(torch.zeros(max_steps, d))
         self.patch_embed = nn.Linear(latent_channels * p * p, d)
         self.positions = PositionTable3D(max_steps, latent_size[0] // p, latent_size[1] // p, d)
         self.time_embed = TimestepEmbedder(d, scale=config.timestep_scale)
@@ -60,6 +63,8 @@ class Decoder(nn.Module):
         """
         b, t, n, _ = codes.shape
         x = self.code_embed(codes)
+        if self.config.register_positions:  # only kept tokens carry their position; masks stay as they are
+            x = x + (self.register_index[:n] + self.register_step[:t, None]).to(x.dtype)
         position = torch.arange(n, device=codes.device)
         dropped = position[None, :] >= _per_sample(keep, b, codes.device)[:, None]  # [B,N]
         x = torch.where(dropped[:, None, :, None], self.nested_mask_token.to(x.dtype), x)

