@@ -93,6 +93,25 @@ def test_register_positions_order_the_decoder_tokens(tiny_model, video):
                        positioned.detokenize(scrambled, keep=4, generator=gen()))
 
 
+def test_zero_init_input_starts_from_positions_alone(video):
+    """With ``zero_init_input`` the projection of the noised latents starts at zero, the decoder's only
+    path from its input: the first predictions ignore the noise, and the projection still learns."""
+    config = VideoFlexTok.from_preset("tiny").config
+    model = VideoFlexTok(dataclasses.replace(config, decoder=dataclasses.replace(config.decoder, zero_init_input=True)))
+    assert not model.decoder.patch_embed.weight.any()
+    with torch.no_grad():  # the rest random (the zero-initialised head would hide everything)
+        for name, p in model.decoder.named_parameters():
+            if name != "patch_embed.weight":
+                p.copy_(torch.randn(p.shape, generator=gen(7)) * 0.2)
+    latents = model.encode_video(video)
+    registers = model.decoder.embed_tokens(model.fsq(model.encoder(latents))[0], keep=16)
+    s = torch.full((2,), 0.7)
+    x1, x2 = (torch.randn(latents.shape, generator=gen(i)) for i in (1, 2))
+    torch.testing.assert_close(model.decoder(x1, s, registers), model.decoder(x2, s, registers))
+    model.training_loss(latents, generator=gen()).backward()
+    assert model.decoder.patch_embed.weight.grad.abs().sum() > 0
+
+
 def test_same_generator_same_output_and_different_seed_differs(tiny_model, video):
     ids = tiny_model.tokenize(video)
     a = tiny_model.detokenize(ids, generator=gen(1))

@@ -73,12 +73,16 @@ class DecoderConfig(TransformerConfig):
     register_positions: add a learned embedding per token index and per latent step to the decoder's
         registers. The released models have none: a step's tokens reach their decoder as an unordered set
         (only the encoder orders them). With positions a small model learns sooner what each token says.
+    zero_init_input: start the projection of the noised latents at zero. Near pure noise the projected
+        noise would swamp the patches' positions, so at the start a patch would not know where it is;
+        for decoders trained near s = 1 (their patches then start from their positions alone).
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"
     timestep_scale: float = 1000.0
     prediction: Literal["velocity", "data"] = "velocity"
     register_positions: bool = False
+    zero_init_input: bool = False
 
 
 @dataclass(frozen=True)

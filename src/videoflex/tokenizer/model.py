@@ -110,6 +110,8 @@ class VideoFlexTok(nn.Module):
         nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
         nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
         zero = [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]
+        if self.config.decoder.zero_init_input:
+            nn.init.zeros_(dec.patch_embed.weight)
         for m in zero:  # adaLN-zero: every block starts as the identity, the head outputs zero
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
