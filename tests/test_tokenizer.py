@@ -112,6 +112,19 @@ def test_zero_init_input_starts_from_positions_alone(video):
     assert model.decoder.patch_embed.weight.grad.abs().sum() > 0
 
 
+def test_embedding_init_std_reaches_positions_and_registers():
+    config = VideoFlexTok.from_preset("tiny").config
+    wide = dataclasses.replace(
+        config, encoder=dataclasses.replace(config.encoder, embedding_init_std=0.5),
+        decoder=dataclasses.replace(config.decoder, embedding_init_std=0.3, register_positions=True))
+    model = VideoFlexTok(wide)
+    for p, std in ((model.encoder.registers, 0.5), (model.encoder.positions.table_h, 0.5),
+                   (model.decoder.positions.table_t, 0.3), (model.decoder.register_index, 0.3),
+                   (model.decoder.null_condition, 0.02)):
+        assert abs(float(p.detach().std()) / std - 1) < 0.25
+    assert abs(float(VideoFlexTok(config).encoder.registers.detach().std()) / 0.02 - 1) < 0.25  # the reference's default
+
+
 def test_same_generator_same_output_and_different_seed_differs(tiny_model, video):
     ids = tiny_model.tokenize(video)
     a = tiny_model.detokenize(ids, generator=gen(1))

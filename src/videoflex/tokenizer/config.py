@@ -20,6 +20,11 @@ class TransformerConfig:
 
     Blocks are pre-norm with non-affine LayerNorm, QK-norm, SwiGLU MLP of hidden size
     ``int(2 * mlp_ratio * width / 3)``, no biases, no RoPE.
+
+    embedding_init_std: initial std of the learned position tables and registers (the reference's
+        0.02). It matters only when training from scratch: at 0.02 the positions are a few percent of a
+        patch's content embedding (or of its projected noise), the registers start nearly alike, and a
+        short run learns neither where a patch is nor a different role for each register.
     """
 
     width: int
@@ -27,6 +32,7 @@ class TransformerConfig:
     head_dim: int = 64
     mlp_ratio: float = 4.0
     patch_size: int = 1
+    embedding_init_std: float = 0.02
 
     def __post_init__(self) -> None:
         _check_positive(type(self).__name__, width=self.width, depth=self.depth, head_dim=self.head_dim,

@@ -100,13 +100,15 @@ class VideoFlexTok(nn.Module):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
         enc, dec = self.encoder, self.decoder
-        for p in (enc.registers, enc.positions.table_t, enc.positions.table_h, enc.positions.table_w,
-                  dec.positions.table_t, dec.positions.table_h, dec.positions.table_w,
-                  dec.nested_mask_token, dec.prefix_mask_token, dec.null_condition):
+        for p in (dec.nested_mask_token, dec.prefix_mask_token, dec.null_condition):
             nn.init.normal_(p, std=0.02)
+        for p in (enc.registers, enc.positions.table_t, enc.positions.table_h, enc.positions.table_w):
+            nn.init.normal_(p, std=self.config.encoder.embedding_init_std)
+        embeddings = [dec.positions.table_t, dec.positions.table_h, dec.positions.table_w]
         if self.config.decoder.register_positions:
-            nn.init.normal_(dec.register_index, std=0.02)
-            nn.init.normal_(dec.register_step, std=0.02)
+            embeddings += [dec.register_index, dec.register_step]
+        for p in embeddings:
+            nn.init.normal_(p, std=self.config.decoder.embedding_init_std)
         nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
         nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
         zero = [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]

@@ -71,8 +71,9 @@ def demo() -> TokenizerConfig:
     """The shipped CPU demo model: 64x64 pixels folded 4x8x8 into 768 channels (no learned VAE),
     d4 encoder and d4 decoder of width 192, 32 tokens a step (160 for 17 frames). The decoder predicts
     data (a 768-value patch from a 192-wide token), converted to the flow velocity; its registers carry
-    learned positions and its input projection starts at zero (see ``DecoderConfig``); the code
-    projection starts random so that the tokens carry information early.
+    learned positions and its input projection starts at zero (see ``DecoderConfig``); positions and
+    registers start at std 0.5 (``embedding_init_std``); the code projection starts random so that the
+    tokens carry information early.
 
     Flow times are drawn at s = sigmoid(N(6, 0.5)), 0.993..0.999: the decoder's input is all but pure
     noise, so everything it reconstructs must come from the tokens, and it decodes in **one** step (its
@@ -86,9 +87,10 @@ def demo() -> TokenizerConfig:
         name="demo",
         image_size=(64, 64),
         vae=VAEConfig(kind="space_to_depth", latent_channels=768, temporal_factor=4, spatial_factor=8),
-        encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1, code_init_std=0.1 * 192**-0.5),
+        encoder=EncoderConfig(width=192, depth=4, head_dim=64, patch_size=1, code_init_std=0.1 * 192**-0.5,
+                              embedding_init_std=0.5),
         decoder=DecoderConfig(width=192, depth=4, head_dim=64, patch_size=1, prediction="data",
-                              register_positions=True, zero_init_input=True),
+                              register_positions=True, zero_init_input=True, embedding_init_std=0.5),
         num_registers=32,
         sampler=SamplerConfig(steps=1, guidance=1.0, guidance_method="cfg"),
         loss=LossConfig(time_mean=6.0, time_std=0.5),
