@@ -78,7 +78,7 @@ class DecoderConfig(TransformerConfig):
         the cleanest inputs by ``1/s^2``, where the tokens matter least.
     register_positions: add a learned embedding per token index and per latent step to the decoder's
         registers. The released models have none: a step's tokens reach their decoder as an unordered set
-        (only the encoder orders them). With positions a small model learns sooner what each token says.
+        (only the encoder orders them); with positions the decoder can tell them apart by index.
     zero_init_input: start the projection of the noised latents at zero. Near pure noise the projected
         noise would swamp the patches' positions, so at the start a patch would not know where it is;
         for decoders trained near s = 1 (their patches then start from their positions alone).
