@@ -130,17 +130,15 @@ def cut_clip(source: VideoSource, clip: ClipSpec, start: float, rng: np.random.G
     """Decode the clip ``clip`` names from ``source`` (a path or bytes) starting at ``start`` seconds:
     frames at ``clip.fps``, padded to ``clip.num_frames``, resized (or randomly cropped and flipped with
     ``rng``, which an augmenting spec needs). The video is float ``[3, T, h, w]`` in [-1, 1]."""
-    augment = clip.crop_scale is not None or clip.flip
-    if augment and rng is None:
+    crop = clip.crop_scale is not None
+    if (crop or clip.flip) and rng is None:
         raise ValueError("a random crop or flip needs a random generator")
-    decoded = read_video(source, fps=clip.fps, size=None if augment else clip.size, max_frames=clip.num_frames,
+    # a random crop is cut from the source frames; otherwise the reader resizes while decoding
+    decoded = read_video(source, fps=clip.fps, size=None if crop else clip.size, max_frames=clip.num_frames,
                          start=start, name=name)
     video = decoded.video if clip.num_frames is None else pad_frames(decoded.video, clip.num_frames)
-    if augment:
-        if clip.crop_scale is not None:
-            video = random_crop(video, clip.size, clip.crop_scale, rng)
-        elif clip.size is not None:
-            video = resize_video(video, clip.size)
-        if clip.flip and rng.random() < 0.5:
-            video = video.flip(-1)
+    if crop:
+        video = random_crop(video, clip.size, clip.crop_scale, rng)
+    if clip.flip and rng.random() < 0.5:
+        video = video.flip(-1)
     return replace(decoded, video=video)
