@@ -128,3 +128,15 @@ def test_accumulation_and_activation_checkpointing_train_the_same_weights(tmp_pa
     a, b = weights(plain), weights(other)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def test_shipped_recipes_load_and_chain():
+    """configs/*.yaml parse into TrainConfigs, and the demo's second stage starts where the first ends."""
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    recipes = {path.stem: load_train_config(path) for path in sorted(configs.glob("*.yaml"))}
+    assert {"demo", "demo_real"} <= set(recipes)
+    assert recipes["demo"].model == "demo"
+    assert Path(recipes["demo_real"].model) == Path(recipes["demo"].out_dir) / "model"
+    assert all(source.kind == "sample_clips" for source in recipes["demo_real"].data.train)
+    for recipe_ in recipes.values():  # the held-out clip of `make demo` is never trained on
+        assert not any("carphone" in name for source in recipe_.data.train for name in source.names)
