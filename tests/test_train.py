@@ -140,3 +140,23 @@ def test_shipped_recipes_load_and_chain():
     assert all(source.kind == "sample_clips" for source in recipes["demo_real"].data.train)
     for recipe_ in recipes.values():  # the held-out clip of `make demo` is never trained on
         assert not any("carphone" in name for source in recipe_.data.train for name in source.names)
+
+
+def test_encoder_lr_scale_slows_only_the_encoder(tmp_path, cache):
+    torch.manual_seed(0)  # the trainer's initialisation (seed 0)
+    init = VideoFlexTok.from_preset("tiny").state_dict()
+    moved = {}
+    for scale in (1.0, 1e-6):
+        out = tmp_path / f"scale{scale}"
+        overrides = recipe(out, cache, steps=3, ema_decay=0, **{"optim.encoder_lr_scale": f"{scale:.1e}"})
+        assert main(["train", "tokenizer", "--quiet", *overrides]) == 0
+        trained = weights(out)
+        moved[scale] = {part: max((trained[k] - init[k]).abs().max().item() for k in trained if k.startswith(part))
+                        for part in ("encoder.", "decoder.")}
+    assert moved[1.0]["encoder."] > 1e-4 and moved[1e-6]["decoder."] > 1e-4
+    assert moved[1e-6]["encoder."] < 1e-6
+
+
+def test_encoder_lr_scale_must_be_positive(tmp_path, cache):
+    with pytest.raises(ValueError, match="encoder_lr_scale"):
+        load_train_config(None, recipe(tmp_path, cache, **{"optim.encoder_lr_scale": 0}))

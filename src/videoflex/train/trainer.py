@@ -124,16 +124,26 @@ class Run:
 
 
 def _make_optimizer(config: TrainConfig, named: list[tuple[str, nn.Parameter]]) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases, learned tokens, positions or registers)."""
+    """AdamW; weight decay on matrices only (not on biases, learned tokens, positions or registers).
+
+    Groups: (decay, no decay), each split into (encoder, the rest) when ``optim.encoder_lr_scale`` is
+    not 1 (so that runs and checkpoints without the option keep their two groups).
+    """
 
     def decays(name: str, p: nn.Parameter) -> bool:
         return p.dim() >= 2 and "positions" not in name and "registers" not in name
 
-    decay = [p for n, p in named if decays(n, p)]
-    no_decay = [p for n, p in named if not decays(n, p)]
     o = config.optim
-    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
+    split = o.encoder_lr_scale != 1.0
+    groups = []
+    for decay in (True, False):
+        for encoder in ((True, False) if split else (None,)):
+            params = [p for n, p in named if decays(n, p) == decay
+                      and (encoder is None or n.startswith("encoder.") == encoder)]
+            if params:
+                groups.append({"params": params, "weight_decay": o.weight_decay if decay else 0.0,
+                               "lr": o.lr * (o.encoder_lr_scale if encoder else 1.0)})
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
 
 
 def setup(config: TrainConfig) -> Run:
