@@ -5,13 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from videoflex.utils.dataclass_io import check_positive
 from videoflex.vae.config import VAEConfig
-
-
-def _check_positive(owner: str, **values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ValueError(f"{owner}: {name} must be > 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +30,7 @@ class TransformerConfig:
     embedding_init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_positive(type(self).__name__, width=self.width, depth=self.depth, head_dim=self.head_dim,
+        check_positive(type(self).__name__, width=self.width, depth=self.depth, head_dim=self.head_dim,
                         mlp_ratio=self.mlp_ratio, patch_size=self.patch_size)
         if self.width % self.head_dim:
             raise ValueError(f"{type(self).__name__}: width {self.width} is not a multiple of head_dim {self.head_dim}")
@@ -137,7 +132,7 @@ class SamplerConfig:
     apg_momentum: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_positive("SamplerConfig", steps=self.steps, apg_threshold=self.apg_threshold)
+        check_positive("SamplerConfig", steps=self.steps, apg_threshold=self.apg_threshold)
         if self.guidance < 0:
             raise ValueError(f"SamplerConfig: guidance must be >= 0, got {self.guidance}")
 
@@ -166,7 +161,7 @@ class LossConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"LossConfig: {name} must lie in [0, 1], got {value}")
-        _check_positive("LossConfig", time_std=self.time_std, prefix_steps=self.prefix_steps)
+        check_positive("LossConfig", time_std=self.time_std, prefix_steps=self.prefix_steps)
 
 
 @dataclass(frozen=True)
@@ -197,7 +192,7 @@ class TokenizerConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        _check_positive("TokenizerConfig", num_registers=self.num_registers, chunk_frames=self.chunk_frames,
+        check_positive("TokenizerConfig", num_registers=self.num_registers, chunk_frames=self.chunk_frames,
                         chunk_overlap=self.chunk_overlap)
         tf = self.vae.temporal_factor
         for name in ("chunk_frames", "chunk_overlap"):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from videoflex.utils.dataclass_io import from_dict, to_dict
+from videoflex.utils.dataclass_io import check_positive, from_dict, to_dict
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,7 @@ class OptimConfig:
     encoder_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.lr > 0 or not self.encoder_lr_scale > 0:
-            raise ValueError(f"OptimConfig: lr and encoder_lr_scale must be > 0, got {self.lr} and "
-                             f"{self.encoder_lr_scale}")
+        check_positive("OptimConfig", lr=self.lr, encoder_lr_scale=self.encoder_lr_scale)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def check_positive(owner: str, **values: float) -> None:
+    """Raise ``ValueError`` naming the first value that is not > 0 (NaN included)."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{owner}: {name} must be > 0, got {value}")
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass (possibly nested, with tuples/lists) as JSON-ready plain data."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
