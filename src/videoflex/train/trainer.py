@@ -124,26 +124,23 @@ class Run:
 
 
 def _make_optimizer(config: TrainConfig, named: list[tuple[str, nn.Parameter]]) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases, learned tokens, positions or registers).
+    """AdamW; weight decay on matrices only (not on biases, learned tokens, positions or registers); the
+    encoder at ``optim.encoder_lr_scale`` times the learning rate.
 
-    Groups: (decay, no decay), each split into (encoder, the rest) when ``optim.encoder_lr_scale`` is
-    not 1 (so that runs and checkpoints without the option keep their two groups).
+    One group per (weight decay, learning rate), decaying parameters first: without the encoder scale
+    that is the two groups runs and checkpoints have always had.
     """
 
     def decays(name: str, p: nn.Parameter) -> bool:
         return p.dim() >= 2 and "positions" not in name and "registers" not in name
 
     o = config.optim
-    split = o.encoder_lr_scale != 1.0
-    groups = []
-    for decay in (True, False):
-        for encoder in ((True, False) if split else (None,)):
-            params = [p for n, p in named if decays(n, p) == decay
-                      and (encoder is None or n.startswith("encoder.") == encoder)]
-            if params:
-                groups.append({"params": params, "weight_decay": o.weight_decay if decay else 0.0,
-                               "lr": o.lr * (o.encoder_lr_scale if encoder else 1.0)})
-    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for n, p in sorted(named, key=lambda item: not decays(*item)):  # stable: model order within a group
+        lr = o.lr * (o.encoder_lr_scale if n.startswith("encoder.") else 1.0)
+        groups.setdefault((decays(n, p), lr), []).append(p)
+    return torch.optim.AdamW([{"params": params, "weight_decay": o.weight_decay if decay else 0.0, "lr": lr}
+                              for (decay, lr), params in groups.items()], lr=o.lr, betas=o.betas)
 
 
 def setup(config: TrainConfig) -> Run:
