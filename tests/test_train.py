@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from videoflex.cli.main import main
 from videoflex.tokenizer.model import VideoFlexTok
 from videoflex.train.checkpoint import list_checkpoints, load_checkpoint
 from videoflex.train.config import load_train_config
-from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, train
+from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, setup, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -130,16 +131,45 @@ def test_accumulation_and_activation_checkpointing_train_the_same_weights(tmp_pa
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
 
 
-def test_shipped_recipes_load_and_chain():
-    """configs/*.yaml parse into TrainConfigs, and the demo's second stage starts where the first ends."""
+def test_shipped_recipes_load():
+    """configs/*.yaml parse into TrainConfigs; the demo recipe trains the demo preset, and no recipe
+    trains on the held-out clip of `make demo`."""
     configs = Path(__file__).resolve().parents[1] / "configs"
     recipes = {path.stem: load_train_config(path) for path in sorted(configs.glob("*.yaml"))}
-    assert {"demo", "demo_real"} <= set(recipes)
+    assert "demo" in recipes
     assert recipes["demo"].model == "demo"
-    assert Path(recipes["demo_real"].model) == Path(recipes["demo"].out_dir) / "model"
-    assert all(source.kind == "sample_clips" for source in recipes["demo_real"].data.train)
-    for recipe_ in recipes.values():  # the held-out clip of `make demo` is never trained on
+    for recipe_ in recipes.values():
         assert not any("carphone" in name for source in recipe_.data.train for name in source.names)
+
+
+def test_recipe_extends_its_base(tmp_path):
+    """``base:`` merges sections key by key, replaces lists, resolves relative to the recipe, and
+    command-line overrides still win."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text(
+        "steps: 10\nbatch_size: 4\noptim: {lr: 2.0e-3, warmup_steps: 7}\n"
+        "data: {size: 32, train: [{kind: shapes, count: 5}], eval: [{kind: shapes, count: 2}]}\n")
+    (tmp_path / "sub" / "child.yaml").write_text(
+        "base: ../base.yaml\nsteps: 20\noptim: {lr: 5.0e-4}\ndata: {train: [{kind: atari, count: 3}]}\n")
+    config = load_train_config(tmp_path / "sub" / "child.yaml", ["batch_size=8"])
+    assert (config.steps, config.batch_size) == (20, 8)
+    assert (config.optim.lr, config.optim.warmup_steps) == (5e-4, 7)
+    assert config.data.size == 32
+    assert [(s.kind, s.count) for s in config.data.train] == [("atari", 3)]
+    assert [(s.kind, s.count) for s in config.data.eval] == [("shapes", 2)]
+
+
+def test_recipe_base_errors_are_clear(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nsteps: 2\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_train_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_train_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: [a.yaml]\n")
+    with pytest.raises(ValueError, match="base must name"):
+        load_train_config(tmp_path / "d.yaml")
 
 
 def test_encoder_lr_scale_slows_only_the_encoder(tmp_path, cache):
@@ -155,6 +185,18 @@ def test_encoder_lr_scale_slows_only_the_encoder(tmp_path, cache):
                         for part in ("encoder.", "decoder.")}
     assert moved[1.0]["encoder."] > 1e-4 and moved[1e-6]["decoder."] > 1e-4
     assert moved[1e-6]["encoder."] < 1e-6
+    logged = [json.loads(line) for line in (tmp_path / f"scale{1e-6}" / "log.jsonl").read_text().splitlines()]
+    assert all(record["lr"] > 1e-6 for record in logged if "lr" in record)  # the base rate, not the encoder's
+
+
+def test_weight_decay_only_on_linear_weights(tmp_path, cache):
+    """Biases, learned tokens, positions and registers (e.g. the decoder's register_index) never decay."""
+    run = setup(load_train_config(None, recipe(tmp_path, cache, model="demo", **{"data.size": 64})))
+    linear = {id(m.weight) for m in run.model.modules() if isinstance(m, torch.nn.Linear)}
+    decayed = {id(p) for g in run.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == linear & {id(p) for p in run.params}
+    assert id(run.model.decoder.register_index) not in decayed
+    assert sum(len(g["params"]) for g in run.optimizer.param_groups) == len(run.params)
 
 
 def test_encoder_lr_scale_must_be_positive(tmp_path, cache):

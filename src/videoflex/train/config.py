@@ -133,17 +133,45 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def merge_recipes(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``: sections (mappings) merge key by key, anything else (lists too) replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_recipes(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML recipe as plain data, with its ``base:`` recipe (a path relative to it) merged underneath.
+
+    A recipe may extend one other recipe, which may extend another; a cycle is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ValueError(f"{path}: recipes extend each other in a cycle ({chain})")
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a training config must be a mapping")
+    data = dict(loaded or {})
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{path}: base must name another recipe file, got {base!r}")
+    parent = read_recipe(path.parent / base, (*_seen, path.resolve()))
+    return merge_recipes(parent, data)
+
+
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a training config must be a mapping")
-        data = loaded or {}
+    """Read a YAML recipe (or the defaults when ``path`` is None; see :func:`read_recipe` for ``base:``)
+    and apply ``key=value`` overrides."""
+    data = read_recipe(path) if path is not None else {}
     return from_dict(TrainConfig, apply_overrides(data, list(overrides)))
 
 
