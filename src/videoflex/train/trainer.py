@@ -123,22 +123,17 @@ class Run:
         return self.out / "checkpoints"
 
 
-def _make_optimizer(config: TrainConfig, named: list[tuple[str, nn.Parameter]]) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases, learned tokens, positions or registers); the
-    encoder at ``optim.encoder_lr_scale`` times the learning rate.
-
-    One group per (weight decay, learning rate), decaying parameters first: without the encoder scale
-    that is the two groups runs and checkpoints have always had.
+def _make_optimizer(config: TrainConfig, named: list[tuple[str, nn.Parameter]],
+                    linear_weights: set[int]) -> torch.optim.Optimizer:
+    """AdamW; weight decay on the weights of linear layers only (``linear_weights``: their ``id``s), not
+    on biases, learned tokens, positions or registers; the encoder at ``optim.encoder_lr_scale`` times
+    the learning rate. One group per (weight decay, learning rate), decaying parameters first.
     """
-
-    def decays(name: str, p: nn.Parameter) -> bool:
-        return p.dim() >= 2 and "positions" not in name and "registers" not in name
-
     o = config.optim
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
-    for n, p in sorted(named, key=lambda item: not decays(*item)):  # stable: model order within a group
+    for n, p in sorted(named, key=lambda item: id(item[1]) not in linear_weights):  # stable: model order
         lr = o.lr * (o.encoder_lr_scale if n.startswith("encoder.") else 1.0)
-        groups.setdefault((decays(n, p), lr), []).append(p)
+        groups.setdefault((id(p) in linear_weights, lr), []).append(p)
     return torch.optim.AdamW([{"params": params, "weight_decay": o.weight_decay if decay else 0.0, "lr": lr}
                               for (decay, lr), params in groups.items()], lr=o.lr, betas=o.betas)
 
@@ -152,7 +147,8 @@ def setup(config: TrainConfig) -> Run:
     blocks = [*model.encoder.blocks, *model.decoder.blocks]
     step_module = distributed.wrap(TrainStep(model), blocks, ctx, config.parallel)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = _make_optimizer(config, named)
+    linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    optimizer = _make_optimizer(config, named, linear_weights)
     o = config.optim
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, config.steps, o.warmup_steps, o.min_lr_ratio))
@@ -316,11 +312,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             done = step + 1
             clips_done += config.batch_size
             bar.update()
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
+            # the base rate of the next step (the encoder's is optim.encoder_lr_scale times it)
+            lr = config.optim.lr * run.scheduler.lr_lambdas[0](run.scheduler.last_epoch)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             record: dict[str, float | int] = {}
             if done % config.log_every == 0 or done == config.steps:
                 elapsed = time.perf_counter() - tick
-                record = {"step": done, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
+                record = {"step": done, "loss": loss, "lr": lr,
                           "clips_per_s": clips_done / max(elapsed, 1e-9)}
                 tick, clips_done = time.perf_counter(), 0
             evaluate_now = bool(config.data.eval) and (done % config.eval_every == 0 or done == config.steps)
