@@ -1,10 +1,9 @@
 """Export the trained demo model to ``checkpoints/demo`` (bfloat16, the preset's sampler defaults).
 
-    python scripts/export_demo.py [runs/demo-real/model]
+    python scripts/export_demo.py [runs/demo/model]
 
-The demo's second training stage (``configs/demo_real.yaml``) writes the EMA weights to
-``runs/demo-real/model`` (float32, 24 MB, with the sampler settings
-of the preset when training started). This stores them in bfloat16 (12 MB; loaded back as float32)
+The demo recipe (``configs/demo.yaml``) writes the EMA weights to ``runs/demo/model`` (float32, 27 MB,
+with the sampler settings of the preset when training started). This stores them in bfloat16 (12 MB; loaded back as float32)
 with the current ``demo`` preset's sampler (one Euler step, no guidance; see the preset's docstring).
 """
 
@@ -19,7 +18,7 @@ from videoflex import VideoFlexTok, get_preset
 ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "demo-real" / "model"
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "demo" / "model"
     model = VideoFlexTok.from_pretrained(source)
     model.config = dataclasses.replace(model.config, sampler=get_preset("demo").sampler)
     out = model.save_pretrained(ROOT / "checkpoints" / "demo", dtype=torch.bfloat16)
