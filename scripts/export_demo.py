@@ -3,8 +3,9 @@
     python scripts/export_demo.py [runs/demo/model]
 
 The demo recipe (``configs/demo.yaml``) writes the EMA weights to ``runs/demo/model`` (float32, 27 MB,
-with the sampler settings of the preset when training started). This stores them in bfloat16 (12 MB; loaded back as float32)
-with the current ``demo`` preset's sampler (one Euler step, no guidance; see the preset's docstring).
+with the sampler settings of the preset when training started). This stores them in bfloat16 (14 MB;
+loaded back as float32) with the current ``demo`` preset's sampler (one Euler step, no guidance; see
+the preset's docstring).
 """
 
 import dataclasses

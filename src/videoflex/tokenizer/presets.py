@@ -72,10 +72,11 @@ def demo() -> TokenizerConfig:
     d2 encoder and d6 decoder of width 192, 32 tokens a step (160 for 17 frames). Trained with the
     encoder at 0.3x the learning rate, it fitted 512 real crops 0.9 dB better at k = 32 after 600 steps
     from scratch than d4 + d4 at 1x (16.5 against 15.6 dB; the same cost a step), and the held-out clip
-    0.7 dB better (see ``checkpoints/demo/README.md``). The decoder predicts data (a 768-value patch from a 192-wide token), converted to the flow velocity; its registers carry
-    learned positions and its input projection starts at zero (see ``DecoderConfig``); positions and
-    registers start at std 0.5 (``embedding_init_std``); the code projection starts random so that the
-    tokens carry information early.
+    0.7 dB better (see ``checkpoints/demo/README.md``). The decoder predicts data (a 768-value patch
+    from a 192-wide token), converted to the flow velocity; its registers carry learned positions and
+    its input projection starts at zero (see ``DecoderConfig``); positions and registers start at std
+    0.5 (``embedding_init_std``); the code projection starts random so that the tokens carry
+    information early.
 
     Flow times are drawn at s = sigmoid(N(6, 0.5)), 0.993..0.999: the decoder's input is all but pure
     noise, so everything it reconstructs must come from the tokens, and it decodes in **one** step (its
