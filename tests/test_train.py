@@ -51,7 +51,11 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, cache):
     broken = tmp_path / "broken"
     proc = cli("train", "tokenizer", "--quiet", *recipe(broken, cache, steps=16))
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name >= "step_00000004.pt" for p in (broken / "checkpoints").glob("step_*.pt")):
+
+    def reached_step_4() -> bool:
+        return any(p.name >= "step_00000004.pt" for p in (broken / "checkpoints").glob("step_*.pt"))
+
+    while time.time() < deadline and not reached_step_4():
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
