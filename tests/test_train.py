@@ -206,3 +206,25 @@ def test_weight_decay_only_on_linear_weights(tmp_path, cache):
 def test_encoder_lr_scale_must_be_positive(tmp_path, cache):
     with pytest.raises(ValueError, match="encoder_lr_scale"):
         load_train_config(None, recipe(tmp_path, cache, **{"optim.encoder_lr_scale": 0}))
+
+
+def test_clip_cache_is_kept_per_source(tmp_path, monkeypatch):
+    from videoflex.train import clip_cache
+    from videoflex.train.config import DataConfig, SourceConfig
+
+    shapes = SourceConfig(kind="shapes", count=3, seed=1)
+    stills = SourceConfig(kind="stills", count=2, names=("astronaut", "camera"), seed=2)
+    one = DataConfig(frames=5, size=16, train=(shapes,), cache_dir=str(tmp_path))
+    first = clip_cache.load_or_build_cache(one, "train", progress=False).clips
+    assert first.shape == (3, 3, 5, 16, 16) and first.dtype == torch.uint8
+    built = []
+    real_build = clip_cache.build_source_cache
+    monkeypatch.setattr(clip_cache, "build_source_cache",
+                        lambda data, source, split, progress=True: built.append(source.kind)
+                        or real_build(data, source, split, progress))
+    both = DataConfig(frames=5, size=16, train=(shapes, stills), cache_dir=str(tmp_path))
+    clips = clip_cache.load_or_build_cache(both, "train", progress=False).clips
+    assert built == ["stills"]  # adding a source decodes only the new one
+    assert clips.shape == (5, 3, 5, 16, 16) and torch.equal(clips[:3], first)  # recipe order
+    assert torch.equal(clip_cache.load_or_build_cache(both, "train", progress=False).clips, clips)
+    assert built == ["stills"] and len(list(tmp_path.glob("train-*.safetensors"))) == 2

