@@ -8,6 +8,7 @@ from conftest import randomize_
 
 from videoflex import VideoFlexTok
 from videoflex.tokenizer.chunking import plan_chunks, plan_from_steps
+from videoflex.utils.dataclass_io import to_json
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -142,6 +143,34 @@ def test_save_load_round_trip_is_bit_identical(tiny_model, video, tmp_path):
     assert torch.equal(ids, loaded.tokenize(video))
     assert torch.equal(tiny_model.detokenize(ids, generator=gen()), loaded.detokenize(ids, generator=gen()))
     assert not list(tmp_path.joinpath("m").glob(".*tmp"))  # no temporary files left
+
+
+def test_int8_checkpoint_is_a_quarter_and_loads_within_half_a_step(tiny_model, video, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from videoflex.utils.int8 import SCALE_SUFFIX
+
+    full = tiny_model.save_pretrained(tmp_path / "fp32") / "model.safetensors"
+    small = tiny_model.save_pretrained(tmp_path / "int8", dtype=torch.int8) / "model.safetensors"
+    assert small.stat().st_size < 0.4 * full.stat().st_size
+    stored = load_file(str(small))
+    assert stored["decoder.head.weight"].dtype == torch.int8 and stored["decoder.head.bias"].dtype == torch.float32
+    loaded = VideoFlexTok.from_pretrained(small)
+    for name, value in tiny_model.state_dict().items():
+        error = (loaded.state_dict()[name] - value).abs()
+        if value.dim() >= 2:  # int8 rows: at most half a step of max|row| / 127
+            half_step = value.reshape(value.shape[0], -1).abs().amax(1) / 254
+            assert torch.all(error.reshape(value.shape[0], -1) <= half_step[:, None] * 1.001 + 1e-12), name
+        else:
+            assert torch.equal(loaded.state_dict()[name], value), name
+    ids = tiny_model.tokenize(video)
+    a = tiny_model.detokenize(ids, generator=gen())
+    b = loaded.detokenize(ids, generator=gen())
+    assert (a - b).abs().mean() < 0.02
+    stored.pop("decoder.head.weight" + SCALE_SUFFIX)
+    save_file(stored, str(small), metadata={"format": "videoflex-tokenizer", "config": to_json(tiny_model.config)})
+    with pytest.raises(ValueError, match="int8 tensors without a scale.*decoder.head.weight"):
+        VideoFlexTok.from_pretrained(small)
 
 
 def test_loading_refuses_mismatched_weights(tiny_model, tmp_path):

@@ -37,6 +37,7 @@ from videoflex.tokenizer.flow import (
 )
 from videoflex.tokenizer.fsq import FSQ
 from videoflex.utils.dataclass_io import config_hash, from_dict, to_json
+from videoflex.utils.int8 import dequantize_int8, quantize_int8
 from videoflex.vae import build_vae
 
 WEIGHTS_NAME = "model.safetensors"
@@ -345,13 +346,19 @@ class VideoFlexTok(nn.Module):
         """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames.
 
         dtype: store floating-point tensors in this type (e.g. ``torch.bfloat16`` halves the file);
-        :meth:`from_pretrained` loads them back as float32.
+            ``torch.int8`` stores every tensor of two or more dimensions as int8 rows with a float32 scale
+            each (a quarter of float32; see :mod:`videoflex.utils.int8`). :meth:`from_pretrained` loads
+            them back as float32.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config_json = to_json(self.config)
-        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
-                 for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        if dtype == torch.int8:
+            state = quantize_int8(state)
+        elif dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        state = {k: v.contiguous() for k, v in state.items()}
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
         save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "config": config_json})
         tmp.replace(directory / WEIGHTS_NAME)
@@ -379,7 +386,11 @@ class VideoFlexTok(nn.Module):
         config = read_config(file)
         with torch.device("meta"):
             model = cls(config)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(file), device=str(device)).items()}
+        try:
+            stored = dequantize_int8(load_file(str(file), device=str(device)))
+        except ValueError as err:
+            raise ValueError(f"{file}: {err}") from None
+        state = {k: v.float() if v.is_floating_point() else v for k, v in stored.items()}
         check_state_dict(model, state, file)
         model.load_state_dict(state, strict=True, assign=True)
         return model.eval()
