@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/videoflex reconstruct assets/carphone.mp4 --model checkpoints/demo --keep 1,2,4,8,16,32 -o outputs/demo
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -112,7 +112,8 @@ class StillPansConfig:
 
     def __post_init__(self) -> None:
         if not self.names or len(set(self.names)) != len(self.names):
-            raise ValueError(f"names must be distinct images from {list(STILL_IMAGES)}, got {list(self.names)}")
+            raise ValueError(f"names must be distinct images from {list(STILL_IMAGES)}, "
+                             f"got {list(self.names)}")
         unknown = [n for n in self.names if n not in STILL_IMAGES]
         if unknown:
             raise ValueError(f"unknown still images {unknown}; choose from {', '.join(STILL_IMAGES)}")
@@ -140,7 +141,8 @@ def film_still(image: torch.Tensor, size: int, num_frames: int, start: tuple[flo
         image = F.interpolate(image[None], scale_factor=shrink, mode="bilinear", antialias=True,
                               align_corners=False, recompute_scale_factor=False)[0]
     a = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)[:, None]
-    cx, cy, side = ((1 - a) * torch.tensor(start, dtype=torch.float64) + a * torch.tensor(end, dtype=torch.float64)).T
+    first, last = (torch.tensor(window, dtype=torch.float64) for window in (start, end))
+    cx, cy, side = ((1 - a) * first + a * last).T
     zero = torch.zeros_like(cx)
     # affine_grid maps the output's [-1, 1] square to the window, in the image's normalised coordinates
     theta = torch.stack([torch.stack([side / w, zero, 2 * cx / w - 1], -1),

@@ -407,7 +407,7 @@ def read_config(file: str | Path) -> TokenizerConfig:
     try:
         with safe_open(str(file), framework="pt") as f:
             metadata = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for non-safetensors input
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for non-safetensors input)
         raise ValueError(f"{file}: not a safetensors file ({e})") from None
     if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
         raise ValueError(f"{file}: not a videoflex tokenizer checkpoint (no videoflex config in its metadata)")

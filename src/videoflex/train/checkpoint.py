@@ -52,7 +52,7 @@ def list_checkpoints(directory: Path) -> list[Path]:
 def load_checkpoint(path: Path) -> TrainingState:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (torch.load and its unpickler raise many error types)
         raise ValueError(f"{path}: not a readable training checkpoint ({e})") from None
     try:
         return TrainingState(**data)

@@ -119,7 +119,8 @@ def cache_path(data: DataConfig, source: SourceConfig, split: str) -> Path:
     return Path(data.cache_dir) / f"{split}-{key}.safetensors"
 
 
-def build_source_cache(data: DataConfig, source: SourceConfig, split: str, progress: bool = True) -> torch.Tensor:
+def build_source_cache(data: DataConfig, source: SourceConfig, split: str,
+                       progress: bool = True) -> torch.Tensor:
     """Decode one source's clips into ``[N,3,T,H,W]`` uint8 and write its cache file (atomic rename)."""
     dataset = build_source(source, data)
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=2)

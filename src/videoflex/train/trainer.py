@@ -299,7 +299,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         stop["signal"] = signal.Signals(signum).name
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    log = open(out / "log.jsonl", "a") if ctx.is_main else None
+    log = open(out / "log.jsonl", "a") if ctx.is_main else None  # noqa: SIM115 (closed in the finally below)
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (progress and ctx.is_main))
     last_good = list_checkpoints(run.checkpoints)[-1] if list_checkpoints(run.checkpoints) else None
     tick, clips_done = time.perf_counter(), 0
