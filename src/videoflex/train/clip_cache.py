@@ -114,8 +114,8 @@ def load_latent_cache(root: str | Path, vae: VideoVAE, progress: bool = True) ->
 def cache_path(data: DataConfig, source: SourceConfig, split: str) -> Path:
     """The cache file of one source's clips (its name hashes the source and the clip shape, so adding a
     source to a recipe reuses the files of the others)."""
-    key = config_hash({"frames": data.frames, "size": data.size, "fps": data.fps,
-                       "sources": [json.loads(to_json(source))]})
+    key = config_hash({"frames": data.frames, "size": data.size, "fps": data.fps,  # a list of one source:
+                       "sources": [json.loads(to_json(source))]})  # a one-source recipe keeps its old file
     return Path(data.cache_dir) / f"{split}-{key}.safetensors"
 
 
