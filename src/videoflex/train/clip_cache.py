@@ -44,7 +44,7 @@ def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]
 
         return StillPansDataset(StillPansConfig(
             num_samples=source.count, num_frames=data.frames, size=data.size, fps=data.fps,
-            names=source.names or tuple(STILL_IMAGES), crop_scale=source.crop_scale or (0.2, 1.0),
+            names=source.names or tuple(STILL_IMAGES), crop_scale=source.crop_scale or StillPansConfig.crop_scale,
             flip=source.flip, seed=source.seed))
     clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random",
                     crop_scale=source.crop_scale, flip=source.flip)
