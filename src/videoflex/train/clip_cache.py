@@ -8,6 +8,7 @@ the files are read into memory.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,11 @@ from videoflex.utils.dataclass_io import config_hash, to_json
 from videoflex.vae.base import VideoVAE
 
 
-def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]:
-    """The dataset a source names, yielding clips of ``data.frames`` frames at ``data.size`` pixels."""
+def build_source(source: SourceConfig, data: DataConfig, labels: bool = False) -> Dataset[VideoSample]:
+    """The dataset a source names, yielding clips of ``data.frames`` frames at ``data.size`` pixels.
+
+    labels: give ``folder`` clips the class of their first sub-folder (training does not need them).
+    """
     from videoflex.data.transforms import ClipSpec
 
     if source.kind == "shapes":
@@ -40,11 +44,11 @@ def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]
         return AtariDataset(AtariConfig(games=tuple(games), num_frames=data.frames, size=data.size,
                                         clips_per_game=per_game, seed=source.seed))
     if source.kind == "stills":
-        from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset
+        from videoflex.data.stills import StillPansConfig, StillPansDataset
 
         return StillPansDataset(StillPansConfig(
             num_samples=source.count, num_frames=data.frames, size=data.size, fps=data.fps,
-            names=source.names or tuple(STILL_IMAGES), crop_scale=source.crop_scale or StillPansConfig.crop_scale,
+            names=source.names, folder=source.path, crop_scale=source.crop_scale or StillPansConfig.crop_scale,
             flip=source.flip, seed=source.seed))
     clip = ClipSpec(num_frames=data.frames, size=data.size, fps=data.fps, window="random",
                     crop_scale=source.crop_scale, flip=source.flip)
@@ -54,12 +58,23 @@ def build_source(source: SourceConfig, data: DataConfig) -> Dataset[VideoSample]
         names = source.names or tuple(SAMPLE_CLIPS)
         return SampleClipsDataset(clip, names=names, clips_per_video=-(-source.count // len(names)), seed=source.seed)
     if source.kind == "folder":
-        from videoflex.data.folder import VideoFolderDataset
+        from videoflex.data.folder import VideoFileDataset, VideoFolderDataset
 
-        return VideoFolderDataset(source.path, clip, labels=False, seed=source.seed)
+        root = Path(source.path).expanduser()
+        folder = VideoFolderDataset(root, labels=labels)
+        entries = folder.entries
+        if source.names:  # these files only (names relative to the folder), in this order
+            by_name = {entry.path.relative_to(root).as_posix(): entry for entry in entries}
+            unknown = [name for name in source.names if name not in by_name]
+            if unknown:
+                raise ValueError(f"{source.path}: no video(s) {unknown}; it has {', '.join(by_name)}")
+            entries = [by_name[name] for name in source.names]
+        # `count` clips spread evenly over the files (random windows and crops of each)
+        return VideoFileDataset(entries, clip, clips_per_video=-(-source.count // len(entries)), seed=source.seed,
+                                classes=folder.classes)
     from videoflex.data.shards import VideoShardDataset
 
-    return VideoShardDataset(source.path, clip)
+    return VideoShardDataset(os.path.expanduser(source.path), clip)
 
 
 @dataclass(frozen=True)

