@@ -275,24 +275,25 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     run = setup(config)
     ctx, out = run.ctx, run.out
     start = 0
-    if resume and list_checkpoints(run.checkpoints):
-        latest = list_checkpoints(run.checkpoints)[-1]
-        state = load_checkpoint(latest)
-        restore(run, state, latest)
-        start = state.step
-    elif not resume and list_checkpoints(run.checkpoints):
+    checkpoints = list_checkpoints(run.checkpoints)
+    if checkpoints and not resume:
         raise CheckpointMismatch(f"{run.checkpoints} already holds checkpoints: pass --resume to continue, "
                                  "or choose another out_dir")
-    eval_cache = None
+    if checkpoints:
+        state = load_checkpoint(checkpoints[-1])
+        restore(run, state, checkpoints[-1])
+        start = state.step
+    train_cache = eval_cache = None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(config_to_yaml(config))
         if not config.data.latents:
-            load_or_build_cache(config.data, "train", progress)
+            train_cache = load_or_build_cache(config.data, "train", progress)
         eval_cache = load_or_build_cache(config.data, "eval", progress) if config.data.eval else None
     distributed.barrier(ctx)  # the main process builds the caches, the others then read them
-    train_cache = (load_latent_cache(config.data.latents, run.model.vae, progress and ctx.is_main)
-                   if config.data.latents else load_or_build_cache(config.data, "train", False))
+    if train_cache is None:
+        train_cache = (load_latent_cache(config.data.latents, run.model.vae, progress and ctx.is_main)
+                       if config.data.latents else load_or_build_cache(config.data, "train", False))
     stop = {"signal": None}
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -301,7 +302,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     log = open(out / "log.jsonl", "a") if ctx.is_main else None  # noqa: SIM115 (closed in the finally below)
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (progress and ctx.is_main))
-    last_good = list_checkpoints(run.checkpoints)[-1] if list_checkpoints(run.checkpoints) else None
+    last_good = checkpoints[-1] if checkpoints else None
     tick, clips_done = time.perf_counter(), 0
     try:
         for step in range(start, config.steps):
