@@ -246,3 +246,8 @@ def test_prepare_data_shards_and_latent_cache(tmp_path, capsys):
         LatentCacheDataset(latents)
     code, _, err = run_cli(capsys, "prepare-data", "--source", "folder", "--shards", shards)
     assert code == 2 and "needs --path" in one_error_line(err, "prepare-data")
+    empty = tmp_path / "no_videos"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "prepare-data", "--source", "folder", "--path", str(empty), "--shards", shards)
+    line = one_error_line(err, "prepare-data")
+    assert code == 2 and "no video files found" in line and line.count(str(empty)) == 1
