@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from videoflex.train.clip_cache import DataSourceError
     from videoflex.train.config import load_train_config
     from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, train
 
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.config or 'config'}: {e}") from None
     try:
         path = train(config, resume=args.resume, progress=not args.quiet)
+    except DataSourceError as e:
+        raise UserError(f"{args.config or 'config'}: {e}") from None
     except (TrainingDiverged, CheckpointMismatch) as e:
         raise UserError(str(e)) from None
     print(f"model: {path}")

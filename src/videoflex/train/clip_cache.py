@@ -24,6 +24,10 @@ from videoflex.utils.dataclass_io import config_hash, to_json
 from videoflex.vae.base import VideoVAE
 
 
+class DataSourceError(ValueError):
+    """A recipe's data source cannot be read: a missing folder, file or package, an unknown name."""
+
+
 def build_source(source: SourceConfig, data: DataConfig, labels: bool = False) -> Dataset[VideoSample]:
     """The dataset a source names, yielding clips of ``data.frames`` frames at ``data.size`` pixels.
 
@@ -136,8 +140,14 @@ def cache_path(data: DataConfig, source: SourceConfig, split: str) -> Path:
 
 def build_source_cache(data: DataConfig, source: SourceConfig, split: str,
                        progress: bool = True) -> torch.Tensor:
-    """Decode one source's clips into ``[N,3,T,H,W]`` uint8 and write its cache file (atomic rename)."""
-    dataset = build_source(source, data)
+    """Decode one source's clips into ``[N,3,T,H,W]`` uint8 and write its cache file (atomic rename).
+
+    Raises :class:`DataSourceError` when the source cannot be read.
+    """
+    try:
+        dataset = build_source(source, data)
+    except ValueError as err:  # the datasets check their arguments and files with ValueError
+        raise DataSourceError(f"the {split} source {source.kind!r}: {err}") from None
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=2)
     count = min(source.count, len(dataset)) if hasattr(dataset, "__len__") else source.count
     clips = []
