@@ -1,10 +1,10 @@
 """Real videos and photographs from OpenCV's sample data, fetched once from PyPI.
 
 The source distribution of ``opencv-python`` on PyPI carries the OpenCV source tree with its sample
-data: five real videos (pedestrians in a mall, a tree in the wind, a hand turning a box and a cup, an
-animated trailer) and a few dozen photographs (a portrait, a footballer, fruit, animals, buildings,
-street scenes, a painting). On a machine that reaches PyPI but nothing else this is the largest store
-of real footage there is. Set-up, once (downloads the 82 MB sdist from PyPI, checks its SHA-256 and
+data: five real videos (people crossing a campus square, a tree in the wind, a hand moving a box and a
+cup, a scene of an animated film) and a few dozen photographs (a portrait, a footballer, fruit,
+animals, buildings, street scenes, a painting). On a machine that reaches PyPI but nothing else this is
+the largest store of real footage there is. Set-up, once (downloads the 82 MB sdist from PyPI, checks its SHA-256 and
 extracts only the files listed here, about 17 MB)::
 
     python -m videoflex.data.opencv_samples fetch [--dest DIR] [--sdist opencv_python-5.0.0.93.tar.gz]
@@ -39,11 +39,12 @@ FETCH_COMMAND = "python -m videoflex.data.opencv_samples fetch"
 
 _ROOT = "opencv_python-5.0.0.93/opencv/"
 OPENCV_VIDEOS: dict[str, str] = {
-    "vtest.avi": "samples/data/vtest.avi",  # 768x576, 80 s: people walking through a shopping mall
+    "vtest.avi": "samples/data/vtest.avi",  # 768x576, 80 s: people crossing a campus square
     "tree.avi": "samples/data/tree.avi",  # 320x240, 30 s: a tree moving in the wind
     "Megamind.avi": "samples/data/Megamind.avi",  # 720x528, 11 s: a scene from an animated film
-    "box.mp4": "samples/cpp/tutorial_code/calib3d/real_time_pose_estimation/Data/box.mp4",  # 640x480, 15 s
-    "cup.mp4": "doc/js_tutorials/js_assets/cup.mp4",  # 640x480, 8 s: a hand-held camera around a cup
+    # 640x480, 15 s: a hand moving a box over a table
+    "box.mp4": "samples/cpp/tutorial_code/calib3d/real_time_pose_estimation/Data/box.mp4",
+    "cup.mp4": "doc/js_tutorials/js_assets/cup.mp4",  # 640x480, 8 s: a hand tilting a black cup
 }
 """File name in ``DIR/videos`` -> path in the OpenCV tree."""
 
