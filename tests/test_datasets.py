@@ -460,10 +460,11 @@ def test_opencv_samples_download_is_checked(tmp_path, monkeypatch):
     """The download path, served from a file:// URL: extracted when the SHA-256 matches, refused (and
     nothing kept) when it does not."""
     from videoflex.data import opencv_samples
+    from videoflex.utils.cache import sha256_of
 
     sdist = _fake_opencv_sdist(tmp_path / "fake.tar.gz")
     monkeypatch.setattr(opencv_samples, "SDIST_URL", sdist.as_uri())
-    monkeypatch.setattr(opencv_samples, "SDIST_SHA256", opencv_samples.sha256_of(sdist))
+    monkeypatch.setattr(opencv_samples, "SDIST_SHA256", sha256_of(sdist))
     assert opencv_samples.is_complete(opencv_samples.fetch_samples(tmp_path / "ok"))
     monkeypatch.setattr(opencv_samples, "SDIST_SHA256", "0" * 64)
     with pytest.raises(ValueError, match="SHA-256"):

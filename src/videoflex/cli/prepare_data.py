@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import get_args, get_type_hints
@@ -100,9 +99,8 @@ def _dataset(source: SourceConfig, data: DataConfig) -> tuple[Dataset[VideoSampl
 
     try:
         dataset = build_source(source, data, labels=True)  # folder clips keep their sub-folder's class
-    except ValueError as err:  # the datasets validate their arguments with ValueError
-        named = not source.path or os.path.expanduser(source.path) in str(err)  # the message names the path
-        raise UserError(f"source {source.kind}{'' if named else ' ' + source.path}: {err}") from None
+    except ValueError as err:  # the datasets validate their arguments and paths (naming them) with ValueError
+        raise UserError(f"source {source.kind}: {err}") from None
     count = min(source.count, len(dataset)) if hasattr(dataset, "__len__") else source.count
     return dataset, count
 

