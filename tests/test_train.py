@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -238,3 +239,67 @@ def test_clip_cache_is_kept_per_source(tmp_path, monkeypatch):
     assert clips.shape == (5, 3, 5, 16, 16) and torch.equal(clips[:3], first)  # recipe order
     assert torch.equal(clip_cache.load_or_build_cache(both, "train", progress=False).clips, clips)
     assert built == ["stills"] and len(list(tmp_path.glob("train-*.safetensors"))) == 2
+
+
+class PoolTeacher(torch.nn.Module):
+    """A frozen stand-in teacher: a fixed random 3D convolution, ``[B,3,T,H,W] -> [B,8,T/4,H/4,W/4]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.conv = torch.nn.Conv3d(3, 8, 3, stride=4, padding=1)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.conv(video)
+
+
+def test_repa_trains_its_head_resumes_exactly_and_stays_out_of_the_exported_model(tmp_path, cache):
+    plain, aligned = tmp_path / "plain", tmp_path / "repa"
+    train(load_train_config(None, recipe(plain, cache)), progress=False)
+    config = load_train_config(None, recipe(aligned, cache, **{"repa.weight": 1.0}))
+    train(config, progress=False, teacher=PoolTeacher())
+    assert weights(aligned).keys() == weights(plain).keys()  # the head is training-only
+    assert not torch.equal(weights(aligned)["decoder.blocks.0.modulation.linear.weight"],
+                           weights(plain)["decoder.blocks.0.modulation.linear.weight"])  # REPA reached the decoder
+    final = load_checkpoint(list_checkpoints(aligned / "checkpoints")[-1])
+    head = {k: v for k, v in final.model.items() if k.startswith("repa_head.")}
+    assert head and "repa_head.out.weight" in final.ema
+    # resume from step 4 in a fresh folder: the same weights as the uninterrupted run
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    step4 = aligned / "checkpoints" / "step_00000004.pt"
+    (resumed / "checkpoints" / step4.name).write_bytes(step4.read_bytes())
+    train(load_train_config(None, recipe(resumed, cache, **{"repa.weight": 1.0})), resume=True, progress=False,
+          teacher=PoolTeacher())
+    for key, value in weights(aligned).items():
+        assert torch.equal(weights(resumed)[key], value), key
+    # a checkpoint without the head is refused by a REPA run, and the other way round
+    with pytest.raises(CheckpointMismatch, match="without REPA"):
+        train(dataclasses.replace(config, out_dir=str(plain), steps=8), resume=True, progress=False,
+              teacher=PoolTeacher())
+    with pytest.raises(CheckpointMismatch, match="with REPA"):
+        train(load_train_config(None, recipe(aligned, cache, steps=8)), resume=True, progress=False)
+
+
+def test_repa_loss_pools_the_teacher_to_the_decoder_grid_and_skips_prefix_steps():
+    from videoflex.train.repa import repa_loss, teacher_targets
+
+    features = torch.arange(2.0, 6.0).reshape(1, 1, 1, 2, 2).repeat_interleave(2, 3).repeat_interleave(2, 4)
+    features = torch.cat([features, torch.ones_like(features)], 1)  # [1,2,1,4,4]: 2x2 blocks of 2..5, ones
+    target = teacher_targets(features, (1, 2, 2))
+    assert target.shape == (1, 1, 4, 2) and target[0, 0, :, 0].tolist() == [2.0, 3.0, 4.0, 5.0]
+    predicted = target.repeat(1, 2, 1, 1) * 3.0  # [1,2,4,2]: the right direction in both steps
+    both = torch.tensor([[True, True]])
+    assert float(repa_loss(predicted, target.repeat(1, 2, 1, 1), both)) == pytest.approx(0.0, abs=1e-6)
+    predicted[0, 0] = -predicted[0, 0]  # step 0 points the opposite way: distance 2 there
+    assert float(repa_loss(predicted, target.repeat(1, 2, 1, 1), both)) == pytest.approx(1.0, abs=1e-6)
+    assert float(repa_loss(predicted, target.repeat(1, 2, 1, 1), torch.tensor([[False, True]]))) == pytest.approx(
+        0.0, abs=1e-6)  # a conditioning-prefix step is not in the loss
+
+
+def test_repa_needs_pixel_clips_and_an_existing_decoder_block(tmp_path, cache):
+    with pytest.raises(ValueError, match="latent cache"):
+        load_train_config(None, recipe(tmp_path, cache, **{"repa.weight": 1.0, "data.latents": "somewhere"}))
+    config = load_train_config(None, recipe(tmp_path / "deep", cache, **{"repa.weight": 1.0, "repa.block": 99}))
+    with pytest.raises(ValueError, match="repa.block 99"):
+        setup(config, teacher=PoolTeacher())

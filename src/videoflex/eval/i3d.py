@@ -203,14 +203,19 @@ class I3D(nn.Module):
         )
         return frames.reshape(b, t, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(1, 2)
 
-    def forward(self, video: Tensor) -> I3DOutput:
+    def feature_map(self, video: Tensor) -> Tensor:
+        """Mixed_4f activations ``[B, 832, ceil(T/4), 14, 14]`` (17 frames give 5 steps, as many as the
+        causal VAEs' latent steps; the REPA teacher of ``videoflex.train.repa``)."""
         x = self.preprocess(video)                      # (B, 3, T, 224, 224)
         x = self.pool2a(self.conv1a(x))                 # (B, 64, T/2, 56, 56)
         x = self.pool3a(self.conv2c(self.conv2b(x)))    # (B, 192, T/2, 28, 28)
         x = self.pool4a(self.mixed3c(self.mixed3b(x)))  # (B, 480, T/4, 14, 14)
         for block in (self.mixed4b, self.mixed4c, self.mixed4d, self.mixed4e, self.mixed4f):
             x = block(x)                                # (B, 832, T/4, 14, 14)
-        x = self.mixed5c(self.mixed5b(self.pool5a(x)))  # (B, 1024, T/8, 7, 7)
+        return x
+
+    def forward(self, video: Tensor) -> I3DOutput:
+        x = self.mixed5c(self.mixed5b(self.pool5a(self.feature_map(video))))  # (B, 1024, T/8, 7, 7)
         x = F.avg_pool3d(x, (2, 7, 7), stride=1)        # (B, 1024, T/8 - 1, 1, 1)
         logits = self.logits(x).flatten(2).mean(2)      # (B, num_classes): per-step logits, time-averaged
         return I3DOutput(logits=logits, features=x.flatten(2).mean(2))

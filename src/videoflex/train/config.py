@@ -78,6 +78,30 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class RepaConfig:
+    """REPA (DESIGN.md §1): the decoder's patch features after block ``block`` go through a small
+    time-causal transformer head (``head_depth`` blocks) that must predict a frozen teacher's features of
+    the same clip; ``weight`` times ``1 - cosine`` joins the flow loss. ``weight: 0`` (the default) is off.
+
+    teacher: ``i3d`` (the Kinetics-400 I3D, its Mixed_4f feature map; ``teacher_weights`` is its weights
+        file, by default the one ``python -m videoflex.eval.i3d_weights fetch`` stores). From Python, any
+        frozen module can be the teacher: ``train(config, teacher=module)``.
+    """
+
+    weight: float = 0.0
+    teacher: Literal["i3d"] = "i3d"
+    teacher_weights: str = ""
+    block: int = 1
+    head_depth: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0.0:
+            raise ValueError(f"RepaConfig: weight must be >= 0, got {self.weight}")
+        if self.block < 1 or self.head_depth < 1:
+            raise ValueError(f"RepaConfig: block and head_depth must be >= 1, got {self.block}, {self.head_depth}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A tokenizer training run.
 
@@ -88,6 +112,7 @@ class TrainConfig:
     grad_accum: micro-batches per optimiser step on each process.
     precision: ``fp32`` or ``bf16`` (autocast; on devices that support it).
     parallel: ``ddp`` or ``fsdp`` (FSDP2 ``fully_shard`` per block, for the large presets) under torchrun.
+    repa: the optional representation-alignment loss (off by default; see :class:`RepaConfig`).
     """
 
     out_dir: str = "runs/tokenizer"
@@ -96,6 +121,7 @@ class TrainConfig:
     prefix_prob: float = 0.5
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    repa: RepaConfig = field(default_factory=RepaConfig)
     steps: int = 1000
     batch_size: int = 8
     grad_accum: int = 1
@@ -120,6 +146,9 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig: ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.repa.weight > 0 and self.data.latents:
+            raise ValueError("TrainConfig: REPA's teacher reads the pixel clips; it cannot train from a latent "
+                             "cache (data.latents)")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

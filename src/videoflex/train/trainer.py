@@ -36,7 +36,15 @@ from videoflex.tokenizer.presets import PRESETS
 from videoflex.train import distributed
 from videoflex.train.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
 from videoflex.train.clip_cache import ClipCache, LatentTensorCache, load_latent_cache, load_or_build_cache
-from videoflex.train.config import TrainConfig, config_to_yaml
+from videoflex.train.config import RepaConfig, TrainConfig, config_to_yaml
+from videoflex.train.repa import (
+    BlockOutput,
+    RepaHead,
+    build_teacher,
+    repa_loss,
+    teacher_targets,
+    teacher_width,
+)
 from videoflex.train.schedule import lr_at, update_ema
 from videoflex.utils.dataclass_io import from_dict, to_json
 
@@ -55,14 +63,35 @@ def seeded(seed: int, step: int, stream: int) -> torch.Generator:
 
 
 class TrainStep(nn.Module):
-    """The module that DDP/FSDP wraps: ``forward(latents, draws) -> loss``."""
+    """The module that DDP/FSDP wraps: ``forward(latents, draws[, teacher features]) -> loss``.
 
-    def __init__(self, model: VideoFlexTok) -> None:
+    With ``repa`` (and the teacher's width) it holds the REPA head and adds ``repa.weight`` times the
+    REPA loss of the decoder's patch features after block ``repa.block`` (``videoflex.train.repa``).
+    """
+
+    def __init__(self, model: VideoFlexTok, repa: RepaConfig | None = None, teacher_channels: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.repa = repa if repa is not None and repa.weight > 0 else None
+        if self.repa is not None:
+            dec = model.config.decoder
+            if self.repa.block > dec.depth:
+                raise ValueError(f"repa.block {self.repa.block} > the decoder's {dec.depth} blocks")
+            self.repa_head = RepaHead(dec.width, dec.head_dim, dec.mlp_hidden, self.repa.head_depth,
+                                      teacher_channels)
 
-    def forward(self, latents: torch.Tensor, draws: TrainingDraws) -> torch.Tensor:
-        return self.model.training_loss(latents, draws)
+    def forward(self, latents: torch.Tensor, draws: TrainingDraws,
+                teacher_features: torch.Tensor | None = None) -> torch.Tensor:
+        if self.repa is None:
+            return self.model.training_loss(latents, draws)
+        with BlockOutput(self.model.decoder.blocks[self.repa.block - 1]) as block:
+            loss = self.model.training_loss(latents, draws)
+        patches = block.value[:, :, self.model.num_registers:]  # [B,t,L,D]: the registers come first
+        p = self.model.config.decoder.patch_size
+        t, h, w = latents.shape[2:]
+        target = teacher_targets(teacher_features, (t, h // p, w // p))
+        in_loss = torch.arange(t, device=latents.device)[None, :] >= draws.prefix_steps[:, None]
+        return loss + self.repa.weight * repa_loss(self.repa_head(patches), target, in_loss)
 
 
 def model_config_for(config: TrainConfig) -> tuple[TokenizerConfig, Path | None]:
@@ -113,6 +142,7 @@ class Run:
     step_module: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
+    teacher: nn.Module | None  # the frozen REPA teacher (None without REPA)
     params: list[torch.Tensor]
     ema: list[torch.Tensor]
     names: list[str]
@@ -138,23 +168,32 @@ def _make_optimizer(config: TrainConfig, named: list[tuple[str, nn.Parameter]],
                               for (decay, lr), params in groups.items()], lr=o.lr, betas=o.betas)
 
 
-def setup(config: TrainConfig) -> Run:
+def setup(config: TrainConfig, teacher: nn.Module | None = None) -> Run:
+    """Build the run; ``teacher`` replaces the REPA teacher the recipe names (any frozen module
+    ``video [B,3,T,H,W] -> [B,C,T',H',W']``), used only when ``config.repa.weight > 0``."""
     ctx = distributed.init_distributed(config.device)
     torch.manual_seed(config.seed)
     model = build_model(config).to(ctx.device)
     if config.activation_checkpointing:
         apply_activation_checkpointing(model)
+    channels = 0
+    if config.repa.weight > 0:
+        teacher = (teacher or build_teacher(config.repa, ctx.device)).to(ctx.device).eval().requires_grad_(False)
+        channels = teacher_width(teacher, config.data.frames, config.data.size, ctx.device)
+    else:
+        teacher = None
+    trained = TrainStep(model, config.repa, channels).to(ctx.device)
     blocks = [*model.encoder.blocks, *model.decoder.blocks]
-    step_module = distributed.wrap(TrainStep(model), blocks, ctx, config.parallel)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    step_module = distributed.wrap(trained, blocks, ctx, config.parallel)
+    named = [(n.removeprefix("model."), p) for n, p in trained.named_parameters() if p.requires_grad]
+    linear_weights = {id(m.weight) for m in trained.modules() if isinstance(m, nn.Linear)}
     optimizer = _make_optimizer(config, named, linear_weights)
     o = config.optim
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, config.steps, o.warmup_steps, o.min_lr_ratio))
     params = [p for _, p in named]
     ema = [p.detach().clone().float() for p in params]
-    return Run(config, ctx, model, step_module, optimizer, scheduler, params, ema, [n for n, _ in named],
+    return Run(config, ctx, model, step_module, optimizer, scheduler, teacher, params, ema, [n for n, _ in named],
                Path(config.out_dir))
 
 
@@ -174,6 +213,10 @@ def training_state(run: Run, step: int) -> TrainingState:
 
 
 def restore(run: Run, state: TrainingState, source: Path) -> None:
+    has_head = any(key.startswith("repa_head.") for key in state.model)
+    if has_head != (run.teacher is not None):
+        raise CheckpointMismatch(f"{source}: checkpoint of a run {'with' if has_head else 'without'} REPA; "
+                                 f"this run has repa.weight {run.config.repa.weight}")
     if state.model_config != to_json(run.model.config):
         theirs = from_dict(TokenizerConfig, json.loads(state.model_config))
         raise CheckpointMismatch(
@@ -232,7 +275,11 @@ def train_step(run: Run, cache: ClipCache | LatentTensorCache, step: int) -> flo
         sync_now = i == len(slices) - 1 or not hasattr(run.step_module, "no_sync")
         context = run.step_module.no_sync() if not sync_now else contextlib.nullcontext()
         with context, autocast:
-            loss = run.step_module(latents, part_draws) / len(slices)
+            features = None
+            if run.teacher is not None:
+                with torch.no_grad():
+                    features = run.teacher(cache.batch(indices[part]).to(device))
+            loss = run.step_module(latents, part_draws, features) / len(slices)
             loss.backward()
         total += loss.detach()
     total = distributed.mean_across(total, run.ctx)
@@ -270,9 +317,12 @@ def evaluate(config: TrainConfig, model: VideoFlexTok, cache: ClipCache, out: Pa
     return results
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or continue) a training run; returns the folder of the exported EMA model."""
-    run = setup(config)
+def train(config: TrainConfig, resume: bool = False, progress: bool = True,
+          teacher: nn.Module | None = None) -> Path:
+    """Run (or continue) a training run; returns the folder of the exported EMA model.
+
+    teacher: a frozen module for REPA in place of the one the recipe names (see :func:`setup`)."""
+    run = setup(config, teacher)
     ctx, out = run.ctx, run.out
     start = 0
     checkpoints = list_checkpoints(run.checkpoints)
