@@ -259,6 +259,9 @@ def test_repa_trains_its_head_resumes_exactly_and_stays_out_of_the_exported_mode
     config = load_train_config(None, recipe(aligned, cache, **{"repa.weight": 1.0}))
     train(config, progress=False, teacher=PoolTeacher())
     assert weights(aligned).keys() == weights(plain).keys()  # the head is training-only
+    logged = [json.loads(line) for line in (aligned / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 < r["repa"] <= 2.0 for r in logged) and len(logged) == 6  # 1 - cosine, logged every step
+    assert not any("repa" in json.loads(line) for line in (plain / "log.jsonl").read_text().splitlines())
     assert not torch.equal(weights(aligned)["decoder.blocks.0.modulation.linear.weight"],
                            weights(plain)["decoder.blocks.0.modulation.linear.weight"])  # REPA reached the decoder
     final = load_checkpoint(list_checkpoints(aligned / "checkpoints")[-1])

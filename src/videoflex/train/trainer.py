@@ -63,7 +63,8 @@ def seeded(seed: int, step: int, stream: int) -> torch.Generator:
 
 
 class TrainStep(nn.Module):
-    """The module that DDP/FSDP wraps: ``forward(latents, draws[, teacher features]) -> loss``.
+    """The module that DDP/FSDP wraps: ``forward(latents, draws[, teacher features]) -> (loss, REPA loss)``
+    (the second detached, for the log; zero without REPA).
 
     With ``repa`` (and the teacher's width) it holds the REPA head and adds ``repa.weight`` times the
     REPA loss of the decoder's patch features after block ``repa.block`` (``videoflex.train.repa``).
@@ -81,9 +82,10 @@ class TrainStep(nn.Module):
                                       teacher_channels)
 
     def forward(self, latents: torch.Tensor, draws: TrainingDraws,
-                teacher_features: torch.Tensor | None = None) -> torch.Tensor:
+                teacher_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.repa is None:
-            return self.model.training_loss(latents, draws)
+            loss = self.model.training_loss(latents, draws)
+            return loss, torch.zeros((), device=loss.device)
         with BlockOutput(self.model.decoder.blocks[self.repa.block - 1]) as block:
             loss = self.model.training_loss(latents, draws)
         patches = block.value[:, :, self.model.num_registers:]  # [B,t,L,D]: the registers come first
@@ -91,7 +93,8 @@ class TrainStep(nn.Module):
         t, h, w = latents.shape[2:]
         target = teacher_targets(teacher_features, (t, h // p, w // p))
         in_loss = torch.arange(t, device=latents.device)[None, :] >= draws.prefix_steps[:, None]
-        return loss + self.repa.weight * repa_loss(self.repa_head(patches), target, in_loss)
+        alignment = repa_loss(self.repa_head(patches), target, in_loss)
+        return loss + self.repa.weight * alignment, alignment.detach()
 
 
 def model_config_for(config: TrainConfig) -> tuple[TokenizerConfig, Path | None]:
@@ -258,15 +261,15 @@ def micro_batches(config: TrainConfig, ctx: distributed.DistributedContext) -> l
     return [slice(start + i * size, start + (i + 1) * size) for i in range(config.grad_accum)]
 
 
-def train_step(run: Run, cache: ClipCache | LatentTensorCache, step: int) -> float:
-    """One optimiser step; returns the global mean loss."""
+def train_step(run: Run, cache: ClipCache | LatentTensorCache, step: int) -> tuple[float, float]:
+    """One optimiser step; returns the global mean loss and its REPA part (unweighted; 0 without REPA)."""
     config, model, device = run.config, run.model, run.ctx.device
     g = config.batch_size
     indices = torch.randint(len(cache), (g,), generator=seeded(config.seed, step, 0))
     latent_shape = (g, *cache.latent_shape(model.vae))
     draws = draw_training(model.config.loss, model.num_registers, latent_shape, seeded(config.seed, step, 1))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-    total = torch.zeros((), device=device)
+    total = torch.zeros(2, device=device)  # the loss, the REPA loss
     slices = micro_batches(config, run.ctx)
     for i, part in enumerate(slices):
         latents = cache.latents(indices[part], model, seeded(config.seed, step, 2 + i))
@@ -279,19 +282,18 @@ def train_step(run: Run, cache: ClipCache | LatentTensorCache, step: int) -> flo
             if run.teacher is not None:
                 with torch.no_grad():
                     features = run.teacher(cache.batch(indices[part]).to(device))
-            loss = run.step_module(latents, part_draws, features) / len(slices)
-            loss.backward()
-        total += loss.detach()
-    total = distributed.mean_across(total, run.ctx)
-    value = float(total)
+            loss, alignment = run.step_module(latents, part_draws, features)
+            (loss / len(slices)).backward()
+        total += torch.stack([loss.detach(), alignment]) / len(slices)
+    value, alignment = distributed.mean_across(total, run.ctx).tolist()
     if not math.isfinite(value):
-        return value
+        return value, alignment
     torch.nn.utils.clip_grad_norm_(run.params, config.optim.grad_clip)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     update_ema(run.ema, run.params, config.ema_decay)
-    return value
+    return value, alignment
 
 
 @torch.no_grad()
@@ -356,7 +358,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     tick, clips_done = time.perf_counter(), 0
     try:
         for step in range(start, config.steps):
-            loss = train_step(run, train_cache, step)
+            loss, alignment = train_step(run, train_cache, step)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss is {loss} at step {step + 1}; stopped without saving. "
                                        f"Last good checkpoint: {last_good or 'none'}")
@@ -365,11 +367,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             bar.update()
             # the base rate of the next step (the encoder's is optim.encoder_lr_scale times it)
             lr = config.optim.lr * run.scheduler.lr_lambdas[0](run.scheduler.last_epoch)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            repa = {"repa": alignment} if run.teacher is not None else {}
+            bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4f}" for k, v in repa.items()}, lr=f"{lr:.2e}")
             record: dict[str, float | int] = {}
             if done % config.log_every == 0 or done == config.steps:
                 elapsed = time.perf_counter() - tick
-                record = {"step": done, "loss": loss, "lr": lr,
+                record = {"step": done, "loss": loss, **repa, "lr": lr,
                           "clips_per_s": clips_done / max(elapsed, 1e-9)}
                 tick, clips_done = time.perf_counter(), 0
             evaluate_now = bool(config.data.eval) and (done % config.eval_every == 0 or done == config.steps)
