@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,29 @@ def test_repa_needs_pixel_clips_and_an_existing_decoder_block(tmp_path, cache):
     config = load_train_config(None, recipe(tmp_path / "deep", cache, **{"repa.weight": 1.0, "repa.block": 99}))
     with pytest.raises(ValueError, match="repa.block 99"):
         setup(config, teacher=PoolTeacher())
+
+
+def test_records_go_to_tensorboard_when_it_is_installed(tmp_path, cache, monkeypatch):
+    written: list[tuple[str, float, int]] = []
+    folders: list[str] = []
+
+    class Writer:  # stands in for torch.utils.tensorboard.SummaryWriter (the tensorboard package is optional)
+        def __init__(self, log_dir: str) -> None:
+            folders.append(log_dir)
+
+        def add_scalar(self, name: str, value: float, step: int) -> None:
+            written.append((name, value, step))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            folders.append("closed")
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    train(load_train_config(None, recipe(tmp_path / "run", cache, steps=3)), progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert folders == [str(tmp_path / "run" / "tensorboard"), "closed"]
+    assert len(logged) == 3
+    for name in ("loss", "lr", "clips_per_s"):
+        assert [(step, value) for n, value, step in written if n == name] == [(r["step"], r[name]) for r in logged]

@@ -45,6 +45,7 @@ from videoflex.train.repa import (
     teacher_targets,
     teacher_width,
 )
+from videoflex.train.run_log import RunLog
 from videoflex.train.schedule import lr_at, update_ema
 from videoflex.utils.dataclass_io import from_dict, to_json
 
@@ -352,7 +353,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         stop["signal"] = signal.Signals(signum).name
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    log = open(out / "log.jsonl", "a") if ctx.is_main else None  # noqa: SIM115 (closed in the finally below)
+    log = RunLog(out) if ctx.is_main else None
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (progress and ctx.is_main))
     last_good = checkpoints[-1] if checkpoints else None
     tick, clips_done = time.perf_counter(), 0
@@ -388,8 +389,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                         model.save_pretrained(out / "model")
                 distributed.barrier(ctx)
             if record and log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                log.write(record)
             if stop["signal"]:
                 if ctx.is_main:
                     print(f"\n{stop['signal']}: saved step {done} to {last_good}; continue with --resume")
