@@ -296,3 +296,46 @@ def test_training_loss_splits_over_the_batch(tiny_model, video):
         whole = tiny_model.training_loss(latents, draws)
         halves = [tiny_model.training_loss(latents[i:i + 2], draws[i:i + 2]) for i in (0, 2)]
     torch.testing.assert_close(whole, sum(halves) / 2)
+
+
+def linear_path_model(rank: int = 4) -> VideoFlexTok:
+    config = VideoFlexTok.from_preset("tiny").config
+    config = dataclasses.replace(
+        config, encoder=dataclasses.replace(config.encoder, linear_path=rank),
+        decoder=dataclasses.replace(config.decoder, prediction="data", linear_path=rank))
+    return randomize_(VideoFlexTok(config)).eval()
+
+
+def test_linear_paths_keep_causality_and_the_prefix_property(video):
+    model = linear_path_model()
+    ids = model.tokenize(video)
+    changed = video.clone()
+    changed[:, :, 9:] = torch.rand(changed[:, :, 9:].shape, generator=gen(5)) * 2 - 1
+    ids_changed = model.tokenize(changed)
+    assert torch.equal(ids[:, :3], ids_changed[:, :3]) and not torch.equal(ids[:, 3:], ids_changed[:, 3:])
+    keep = 3
+    scrambled = ids.clone()
+    scrambled[..., keep:] = torch.randint(0, 64000, scrambled[..., keep:].shape, generator=gen(9))
+    a = model.detokenize(ids, keep=keep, generator=gen())
+    assert torch.equal(a, model.detokenize(scrambled, keep=keep, generator=gen()))
+    assert torch.equal(a, model.detokenize(ids[..., :keep], keep=keep, generator=gen()))
+    # both paths take part: without them the tokens and the reconstruction change
+    with torch.no_grad():
+        model.encoder.linear_mix.weight.zero_()
+        model.decoder.linear_out.weight.zero_()
+    assert not torch.equal(model.tokenize(video), ids)
+    assert not torch.equal(model.detokenize(ids, keep=keep, generator=gen()), a)
+
+
+def test_linear_paths_are_checked(video):
+    with pytest.raises(ValueError, match="prediction='data'"):
+        config = VideoFlexTok.from_preset("tiny").config
+        dataclasses.replace(config.decoder, prediction="velocity", linear_path=4)
+    with pytest.raises(ValueError, match="linear_path must be >= 0"):
+        dataclasses.replace(VideoFlexTok.from_preset("tiny").config.encoder, linear_path=-1)
+    model = linear_path_model()
+    latents = model.encode_video(video)
+    with pytest.raises(ValueError, match="built for a"):  # the paths cover the grid of image_size only
+        model.encode_latents(latents[..., :2, :2])
+    model.training_loss(model.encode_video(video), generator=gen()).backward()
+    assert model.encoder.linear_patch.weight.grad.abs().sum() > 0  # the encoder's path learns through the decoder's

@@ -50,6 +50,11 @@ class Decoder(nn.Module):
         )
         self.head_modulation = GroupModulation(d, groups=1, chunks=2)
         self.head = nn.Linear(d, latent_channels * p * p)
+        if config.linear_path:  # see DecoderConfig.linear_path
+            self.grid = (latent_size[0] // p, latent_size[1] // p)
+            self.linear_in = nn.Linear(d, code_dim)
+            self.linear_mix = nn.Linear(num_registers * code_dim, self.grid[0] * self.grid[1] * config.linear_path)
+            self.linear_out = nn.Linear(config.linear_path, latent_channels * p * p)
 
     def embed_tokens(self, codes: torch.Tensor, keep: int | torch.Tensor, prefix_steps: int | torch.Tensor = 0,
                      null: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,11 +100,22 @@ class Decoder(nn.Module):
             seq = block(seq, c, group, mask)
         out = seq[:, :, n_reg:]  # [B,t,L,D]
         shift, scale = self.head_modulation(c, torch.zeros(n_patch, dtype=torch.long, device=x.device))
-        y = unpatchify(self.head(modulate(layer_norm(out), shift, scale)), p, grid)
+        y = self.head(modulate(layer_norm(out), shift, scale))  # [B,t,L,C*p*p]
+        if self.config.linear_path:
+            y = y + self.linear_readout(registers.to(y.dtype), grid)
+        y = unpatchify(y, p, grid)
         if self.config.prediction == "velocity":
             return y
         s = s if s.dim() == 2 else s[:, None]  # [B,t|1] -> broadcast over [B,C,t,h,w]
         return (x - y) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
+
+    def linear_readout(self, registers: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Registers ``[B,t,N,D]`` -> the linear path's data ``[B,t,L,C*p*p]``."""
+        if grid != self.grid:
+            raise ValueError(f"the decoder's linear path is built for a {self.grid} patch grid, got {grid}")
+        b, t = registers.shape[:2]
+        mixed = self.linear_mix(self.linear_in(registers).flatten(2))  # [B,t,L*r]
+        return self.linear_out(mixed.view(b, t, grid[0] * grid[1], -1))
 
     @property
     def attention_mask_kind(self) -> str:

@@ -31,6 +31,10 @@ class Encoder(nn.Module):
         self.registers = nn.Parameter(torch.zeros(max_steps, num_registers, d))
         self.blocks = nn.ModuleList(Block(d, config.head_dim, config.mlp_hidden) for _ in range(config.depth))
         self.to_codes = nn.Linear(d, code_dim)
+        if config.linear_path:  # see EncoderConfig.linear_path
+            self.grid = (latent_size[0] // p, latent_size[1] // p)
+            self.linear_patch = nn.Linear(latent_channels * p * p, config.linear_path)
+            self.linear_mix = nn.Linear(self.grid[0] * self.grid[1] * config.linear_path, num_registers * code_dim)
 
     @property
     def max_steps(self) -> int:
@@ -42,8 +46,8 @@ class Encoder(nn.Module):
         p = self.config.patch_size
         if t > self.max_steps:
             raise ValueError(f"the encoder takes at most {self.max_steps} latent steps per chunk, got {t}")
-        patches = self.patch_embed(patchify(latents, p))  # [B,t,L,D]
-        patches = patches + self.positions(t, h // p, w // p)
+        values = patchify(latents, p)  # [B,t,L,C*p*p]
+        patches = self.patch_embed(values) + self.positions(t, h // p, w // p)  # [B,t,L,D]
         registers = self.registers[:t].expand(b, -1, -1, -1).to(patches.dtype)  # [B,t,N,D]
         n_patch, n_reg = patches.shape[2], registers.shape[2]
         x = torch.cat([patches, registers], dim=2).flatten(1, 2)  # [B, t*(L+N), D]
@@ -51,4 +55,9 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         registers_out = x.view(b, t, n_patch + n_reg, -1)[:, :, n_patch:]  # [B,t,N,D]
-        return self.to_codes(layer_norm(registers_out))
+        codes = self.to_codes(layer_norm(registers_out))
+        if self.config.linear_path:
+            if (h // p, w // p) != self.grid:
+                raise ValueError(f"the encoder's linear path is built for a {self.grid} patch grid, got {(h // p, w // p)}")
+            codes = codes + self.linear_mix(self.linear_patch(values).flatten(2)).view(b, t, n_reg, -1)
+        return codes

@@ -120,6 +120,12 @@ class VideoFlexTok(nn.Module):
             nn.init.zeros_(m.bias)
         nn.init.normal_(enc.to_codes.weight, std=self.config.encoder.code_init_std)  # std 0: zero init
         nn.init.zeros_(enc.to_codes.bias)
+        if self.config.encoder.linear_path:  # its output starts at about a third of a code's range
+            nn.init.normal_(enc.linear_patch.weight, std=(3 * enc.linear_patch.in_features) ** -0.5)
+            nn.init.normal_(enc.linear_mix.weight, std=0.5 * enc.linear_mix.in_features ** -0.5)
+        if self.config.decoder.linear_path:  # the readout starts at zero, like the head
+            nn.init.zeros_(dec.linear_out.weight)
+            nn.init.zeros_(dec.linear_out.bias)
 
     @classmethod
     def from_preset(cls, name: str, device: torch.device | str | None = None) -> VideoFlexTok:

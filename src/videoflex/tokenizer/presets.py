@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from videoflex.tokenizer.config import (
@@ -100,9 +101,22 @@ def demo() -> TokenizerConfig:
     )
 
 
+def demo_linear() -> TokenizerConfig:
+    """``demo`` with a rank-32 linear path beside its encoder and decoder (``EncoderConfig.linear_path``):
+    the tokens start from what a linear code of the same budget gives, and the transformers add to it.
+    Not in the paper; for small models trained briefly (see ``checkpoints/demo/README.md``)."""
+    base = demo()
+    return dataclasses.replace(
+        base, name="demo-linear",
+        encoder=dataclasses.replace(base.encoder, linear_path=32),
+        decoder=dataclasses.replace(base.decoder, linear_path=32),
+    )
+
+
 PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
     "tiny": tiny,
     "demo": demo,
+    "demo-linear": demo_linear,
     "ablation-d12": ablation_d12,
     "k600-d18": k600_d18,
     "panda-d18-d28": panda_d18_d28,
