@@ -333,3 +333,12 @@ def test_records_go_to_tensorboard_when_it_is_installed(tmp_path, cache, monkeyp
     assert len(logged) == 3
     for name in ("loss", "lr", "clips_per_s"):
         assert [(step, value) for n, value, step in written if n == name] == [(r["step"], r[name]) for r in logged]
+
+
+def test_numbers_in_exponent_notation_are_floats(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-3 without a dot as text; float fields take it as the number it is
+    (tmp_path / "r.yaml").write_text("optim:\n  lr: 1e-3\n")
+    assert load_train_config(tmp_path / "r.yaml", ["optim.min_lr_ratio=5E-2"]).optim.lr == 1e-3
+    assert load_train_config(None, ["optim.min_lr_ratio=5E-2"]).optim.min_lr_ratio == 0.05
+    with pytest.raises(ValueError, match="expected float, got 'fast'"):
+        load_train_config(None, ["optim.lr=fast"])

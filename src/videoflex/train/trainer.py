@@ -182,7 +182,9 @@ def setup(config: TrainConfig, teacher: nn.Module | None = None) -> Run:
         apply_activation_checkpointing(model)
     channels = 0
     if config.repa.weight > 0:
-        teacher = (teacher or build_teacher(config.repa, ctx.device)).to(ctx.device).eval().requires_grad_(False)
+        if teacher is None:
+            teacher = build_teacher(config.repa, ctx.device)
+        teacher = teacher.to(ctx.device).eval().requires_grad_(False)
         channels = teacher_width(teacher, config.data.frames, config.data.size, ctx.device)
     else:
         teacher = None

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from typing import Any, TypeVar
+
+_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 T = TypeVar("T")
 
@@ -57,6 +60,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(_convert(a, v, where) for a, v in zip(args, value))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 (no dot) as text
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
