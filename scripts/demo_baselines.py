@@ -34,10 +34,9 @@ class LinearCode:
     def __init__(self, groups: torch.Tensor, components: int, levels: tuple[int, ...]) -> None:
         self.mean = groups.mean(0)
         centred = groups - self.mean
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)  # svd_lowrank draws a random projection
-        _, s, v = torch.svd_lowrank(centred, q=components + 16, niter=4)
-        torch.random.set_rng_state(generator_state)
+        with torch.random.fork_rng():  # svd_lowrank draws a random projection from the global generator
+            torch.manual_seed(0)
+            _, s, v = torch.svd_lowrank(centred, q=components + 16, niter=4)
         self.basis = v[:, :components]  # [D, m]
         self.std = s[:components] / (len(groups) - 1) ** 0.5
         self.levels = torch.tensor([levels[i % len(levels)] for i in range(components)], dtype=torch.float32)
@@ -59,11 +58,11 @@ def frame_groups(clips: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.
 
 
 def linear_code_rows(x: torch.Tensor, recipe: str, model: str) -> list[tuple[str, int, torch.Tensor]]:
-    from videoflex.tokenizer.model import read_config
+    from videoflex.tokenizer.model import WEIGHTS_NAME, read_config
     from videoflex.train.clip_cache import load_or_build_cache
     from videoflex.train.config import load_train_config
 
-    config = read_config(f"{model}/model.safetensors")
+    config = read_config(f"{model}/{WEIGHTS_NAME}")
     factor, tokens, levels = config.vae.temporal_factor, config.num_registers, config.fsq.levels
     data = load_train_config(recipe).data
     if (data.frames, data.size) != (x.shape[2], x.shape[3]) or (x.shape[2] - 1) % factor:
@@ -75,6 +74,7 @@ def linear_code_rows(x: torch.Tensor, recipe: str, model: str) -> list[tuple[str
     components = tokens * len(levels)
     codes = LinearCode(firsts, components, levels), LinearCode(later, components, levels)
     first, groups = frame_groups(x, factor)
+    steps = 1 + (x.shape[2] - 1) // factor
     rows = []
     k = 1
     while k <= tokens:
@@ -82,7 +82,6 @@ def linear_code_rows(x: torch.Tensor, recipe: str, model: str) -> list[tuple[str
         y_first = codes[0].reconstruct(first, count).reshape(x[:, :, :1].shape)
         y_later = codes[1].reconstruct(groups, count).reshape(1, -1, 3, factor, *x.shape[3:])
         y = torch.cat([y_first, y_later.transpose(1, 2).reshape(x[:, :, 1:].shape)], dim=2)
-        steps = 1 + (x.shape[2] - 1) // factor
         rows.append((f"linear code, k = {k}", count * steps, y))
         k *= 2
     return rows
