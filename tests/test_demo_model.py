@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from videoflex.cli.main import main
-from videoflex.tokenizer.model import VideoFlexTok
+from videoflex.tokenizers.flex.model import VideoFlexTok
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from videoflex.tokenizer.flow import FixedPrefix, Guidance, flow_loss, interpolate, nested_keep, sample
+from videoflex.nn.flow import FixedPrefix, SamplerConfig, flow_loss, guide, interpolate, nested_keep, sample
+
+
+def plain(steps: int, method: str = "euler") -> SamplerConfig:
+    return SamplerConfig(steps=steps, method=method, guidance=1.0)
 
 
 @pytest.mark.parametrize("method", ["euler", "heun"])
@@ -9,7 +13,7 @@ def test_exact_velocity_reaches_x0(method):
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 3, 2, 4, 4, generator=g)
     noise = torch.randn(x0.shape, generator=g)
-    out = sample(lambda x, s: noise - x0, noise, steps=7, method=method)
+    out = sample(lambda x, s: noise - x0, noise, plain(7, method))
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
 
 
@@ -17,18 +21,18 @@ def test_euler_follows_a_state_dependent_exact_field():
     # v(x, s) = (x - x0) / s is the exact velocity of the straight path through x; Euler stays on it.
     x0 = torch.randn(1, 2, 1, 3, 3)
     noise = torch.randn(x0.shape)
-    out = sample(lambda x, s: (x - x0) / s.view(-1, 1, 1, 1, 1), noise, steps=5, method="euler")
+    out = sample(lambda x, s: (x - x0) / s.view(-1, 1, 1, 1, 1), noise, plain(5))
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
 
 
 def test_apg_with_infinite_threshold_and_eta_one_equals_cfg():
     g = torch.Generator().manual_seed(0)
     v_c, v_u = torch.randn(2, 2, 4, 3, 5, 5, generator=g)
-    cfg, _ = Guidance(7.5, "cfg").combine(v_c, v_u, None)
-    apg, _ = Guidance(7.5, "apg", threshold=float("inf"), eta=1.0).combine(v_c, v_u, None)
+    cfg, _ = guide(SamplerConfig(guidance=7.5, guidance_method="cfg"), v_c, v_u, None)
+    apg, _ = guide(SamplerConfig(guidance=7.5, apg_threshold=float("inf"), apg_eta=1.0), v_c, v_u, None)
     torch.testing.assert_close(apg, cfg)
     # a finite threshold and eta=0 change the result, and cap the update's norm per channel
-    capped, _ = Guidance(7.5, "apg", threshold=0.1, eta=0.0).combine(v_c, v_u, None)
+    capped, _ = guide(SamplerConfig(guidance=7.5, apg_threshold=0.1, apg_eta=0.0), v_c, v_u, None)
     assert not torch.allclose(capped, cfg)
     update = (capped - v_c) / 6.5
     assert torch.linalg.vector_norm(update, dim=(2, 3, 4)).max() <= 0.1 + 1e-5
@@ -41,24 +45,23 @@ def test_guided_sampling_batches_cond_and_uncond_in_one_call():
         calls.append(x.shape[0])
         return torch.cat([torch.ones_like(x[:1]), torch.zeros_like(x[1:])])
 
-    sample(velocity, torch.zeros(1, 1, 1, 2, 2), steps=3, guidance=Guidance(2.0))
+    sample(velocity, torch.zeros(1, 1, 1, 2, 2), SamplerConfig(steps=3, guidance=2.0, guidance_method="cfg"))
     assert calls == [2, 2, 2]
 
 
 def test_fixed_prefix_is_kept_exactly():
     prefix = torch.randn(1, 2, 1, 3, 3)
-    out = sample(lambda x, s: torch.ones_like(x), torch.zeros(1, 2, 3, 3, 3), steps=4,
-                 prefix=FixedPrefix(prefix))
+    out = sample(lambda x, s: torch.ones_like(x), torch.zeros(1, 2, 3, 3, 3), plain(4), FixedPrefix(prefix))
     assert torch.equal(out[:, :, :1], prefix)
     torch.testing.assert_close(out[:, :, 1:], -torch.ones(1, 2, 2, 3, 3))
 
 
-def test_sampling_is_deterministic_and_rejects_bad_method():
-    noise = torch.randn(1, 1, 1, 2, 2)
-    with pytest.raises(ValueError, match="euler"):
-        sample(lambda x, s: x, noise, steps=2, method="rk4")
-    with pytest.raises(ValueError, match="steps"):
-        sample(lambda x, s: x, noise, steps=0)
+def test_sampler_settings_reject_bad_values():
+    for bad, match in [({"method": "rk4"}, "euler"), ({"steps": 0}, "steps"), ({"guidance": -1.0}, "guidance"),
+                       ({"guidance": float("nan")}, "guidance"), ({"guidance_method": "x"}, "cfg"),
+                       ({"apg_threshold": 0.0}, "apg_threshold")]:
+        with pytest.raises(ValueError, match=match):
+            SamplerConfig(**bad)
 
 
 def test_loss_ignores_masked_steps_and_is_zero_for_the_exact_target():

@@ -3,11 +3,11 @@ import itertools
 import pytest
 import torch
 
-from videoflex.tokenizer.masks import dense_mask
+from videoflex.nn.masks import dense_mask
 
 
 def reference(kind: str, steps: int, n_first: int, n_second: int) -> torch.Tensor:
-    """Loop-by-loop reading of DESIGN.md §1's mask definitions."""
+    """Loop-by-loop reading of docs/design.md's mask definitions."""
     per = n_first + n_second
     out = torch.zeros(steps * per, steps * per, dtype=torch.bool)
     for q, k in itertools.product(range(steps * per), repeat=2):

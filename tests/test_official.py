@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 from videoflex import SamplerConfig, VideoFlexTok
 from videoflex.cli import convert
 from videoflex.cli.errors import UserError
-from videoflex.tokenizer.model import check_state_dict
-from videoflex.tokenizer.official import (
+from videoflex.tokenizers.flex.model import check_state_dict
+from videoflex.tokenizers.flex.official.loader import (
     canonical_layout,
     convert_state_dict,
     is_official_checkpoint,
@@ -26,7 +26,7 @@ from videoflex.tokenizer.official import (
     parse_official_config,
     read_official_config,
 )
-from videoflex.tokenizer.presets import get_preset
+from videoflex.tokenizers.flex.presets import get_preset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHECKPOINT = FIXTURES / "official_small.safetensors"

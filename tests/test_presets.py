@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from videoflex import PRESETS, VideoFlexTok, get_preset
-from videoflex.tokenizer.params import count_parameters
+from videoflex.tokenizers.flex.params import count_parameters
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -25,7 +25,7 @@ from videoflex.io.tokens import (
     read_token_header,
     save_tokens,
 )
-from videoflex.tokenizer.presets import get_preset
+from videoflex.tokenizers.flex.presets import get_preset
 
 
 def make_tokens(model: VideoFlexTok, steps: int = 5, keep: int = 12, num_frames: int = 17,

@@ -7,7 +7,7 @@ import torch
 from conftest import randomize_
 
 from videoflex import VideoFlexTok
-from videoflex.tokenizer.chunking import plan_chunks, plan_from_steps
+from videoflex.tokenizers.chunking import plan_chunks, plan_from_steps
 from videoflex.utils.dataclass_io import to_json
 
 
@@ -105,10 +105,10 @@ def test_zero_init_input_starts_from_positions_alone(video):
             if name != "patch_embed.weight":
                 p.copy_(torch.randn(p.shape, generator=gen(7)) * 0.2)
     latents = model.encode_video(video)
-    registers = model.decoder.embed_tokens(model.fsq(model.encoder(latents))[0], keep=16)
+    registers = model.decoder.embed_tokens(model.fsq(model.encoder(latents)).codes, keep=16)
     s = torch.full((2,), 0.7)
     x1, x2 = (torch.randn(latents.shape, generator=gen(i)) for i in (1, 2))
-    torch.testing.assert_close(model.decoder(x1, s, registers), model.decoder(x2, s, registers))
+    torch.testing.assert_close(model.decoder(x1, s, registers).velocity, model.decoder(x2, s, registers).velocity)
     model.training_loss(latents, generator=gen()).backward()
     assert model.decoder.patch_embed.weight.grad.abs().sum() > 0
 
@@ -287,7 +287,7 @@ def test_training_loss_backpropagates_to_encoder_and_decoder(tiny_model, video):
 
 def test_training_loss_splits_over_the_batch(tiny_model, video):
     """Draws made for the whole batch give the same loss as the mean over its halves (DDP, accumulation)."""
-    from videoflex.tokenizer.model import draw_training
+    from videoflex.tokenizers.flex.model import draw_training
 
     config = dataclasses.replace(tiny_model.config.loss, prefix_prob=0.5)
     latents = torch.cat([tiny_model.vae.encode(video)] * 2)

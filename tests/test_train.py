@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from videoflex.cli.main import main
-from videoflex.tokenizer.model import VideoFlexTok
+from videoflex.tokenizers.flex.model import VideoFlexTok
 from videoflex.train.checkpoint import list_checkpoints, load_checkpoint
 from videoflex.train.config import load_train_config
 from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, setup, train
@@ -89,15 +89,15 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache, par
 
 def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(tmp_path, cache, monkeypatch):
     out = tmp_path / "nan"
-    original = VideoFlexTok.training_loss
+    original = VideoFlexTok.training_forward
     calls = {"n": 0}
 
-    def poisoned(self, latents, draws=None, generator=None):
+    def poisoned(self, latents, draws=None, generator=None, feature_block=None):
         calls["n"] += 1
-        loss = original(self, latents, draws, generator)
-        return loss * float("nan") if calls["n"] == 5 else loss
+        out = original(self, latents, draws, generator, feature_block)
+        return dataclasses.replace(out, loss=out.loss * float("nan")) if calls["n"] == 5 else out
 
-    monkeypatch.setattr(VideoFlexTok, "training_loss", poisoned)
+    monkeypatch.setattr(VideoFlexTok, "training_forward", poisoned)
     config = load_train_config(None, recipe(out, cache))
     with pytest.raises(TrainingDiverged, match="at step 5") as err:
         train(config, progress=False)

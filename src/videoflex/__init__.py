@@ -1,6 +1,6 @@
 """videoflex: flexible-length coarse-to-fine video tokenization (VideoFlexTok), trainable and fast."""
 
-from videoflex.tokenizer.config import (
+from videoflex.tokenizers.flex.config import (
     DecoderConfig,
     EncoderConfig,
     FSQConfig,
@@ -8,8 +8,8 @@ from videoflex.tokenizer.config import (
     SamplerConfig,
     TokenizerConfig,
 )
-from videoflex.tokenizer.model import VideoFlexTok
-from videoflex.tokenizer.presets import PRESETS, get_preset
+from videoflex.tokenizers.flex.model import VideoFlexTok
+from videoflex.tokenizers.flex.presets import PRESETS, get_preset
 from videoflex.vae.config import VAEConfig
 
 __all__ = [

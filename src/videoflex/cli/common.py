@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from videoflex.cli.errors import UserError
-from videoflex.tokenizer.model import WEIGHTS_NAME, VideoFlexTok
-from videoflex.tokenizer.presets import PRESETS
+from videoflex.tokenizers.flex.model import WEIGHTS_NAME, VideoFlexTok
+from videoflex.tokenizers.flex.presets import PRESETS
+from videoflex.utils import device as utils_device
 
 DEFAULT_MODEL = Path("checkpoints") / "demo"
 """The shipped demo model, looked up in the working folder, then in the source checkout."""
@@ -68,18 +69,12 @@ def add_model_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The device ``--device`` names; ``UserError`` if it is malformed or not available."""
+    """The device ``--device`` names (see :func:`videoflex.utils.device.resolve_device`); ``UserError`` if it
+    is malformed or not available."""
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {name}: MPS is not available on this machine (use --device cpu)")
-    return device
+        return utils_device.resolve_device(name)
+    except ValueError as err:
+        raise UserError(f"--device {name}: {str(err).split(': ', 1)[1]}") from None
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from videoflex.cli.errors import UserError
-from videoflex.tokenizer.official import describe, is_official_checkpoint, load_official
+from videoflex.tokenizers.flex.official.loader import describe, is_official_checkpoint, load_official
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

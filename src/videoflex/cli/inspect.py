@@ -16,9 +16,15 @@ from videoflex.cli.errors import UserError
 from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_index
 from videoflex.io.tokens import TOKEN_FORMAT, load_tokens, read_token_header
 from videoflex.io.video import probe_video
-from videoflex.tokenizer.config import TokenizerConfig
-from videoflex.tokenizer.model import FORMAT_NAME, WEIGHTS_NAME, VideoFlexTok, model_config_hash, read_config
-from videoflex.tokenizer.params import count_parameters
+from videoflex.tokenizers.flex.config import TokenizerConfig
+from videoflex.tokenizers.flex.model import (
+    FORMAT_NAME,
+    WEIGHTS_NAME,
+    VideoFlexTok,
+    model_config_hash,
+    read_config,
+)
+from videoflex.tokenizers.flex.params import count_parameters
 from videoflex.utils.dataclass_io import from_dict
 
 

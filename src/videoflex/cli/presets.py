@@ -6,9 +6,9 @@ import argparse
 
 import torch
 
-from videoflex.tokenizer.model import VideoFlexTok
-from videoflex.tokenizer.params import count_parameters
-from videoflex.tokenizer.presets import PRESETS, get_preset
+from videoflex.tokenizers.flex.model import VideoFlexTok
+from videoflex.tokenizers.flex.params import count_parameters
+from videoflex.tokenizers.flex.presets import PRESETS, get_preset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

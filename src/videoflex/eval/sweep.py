@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from videoflex.eval.metrics import video_metrics
-from videoflex.tokenizer.model import VideoFlexTok
+from videoflex.tokenizers.flex.model import VideoFlexTok
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ String metadata (safetensors stores strings only; numbers in decimal, sizes as `
 ``format``             ``"videoflex-tokens"``
 ``format_version``     ``"1"``
 ``model_name``         name of the tokenizer config that made the ids (e.g. ``"demo"``)
-``model_config_hash``  its :attr:`~videoflex.tokenizer.model.VideoFlexTok.config_hash`
+``model_config_hash``  its :attr:`~videoflex.tokenizers.flex.model.VideoFlexTok.config_hash`
 ``codebook_size``      number of codes; every id is below it
 ``num_registers``      the model's tokens per step N (the file may keep fewer)
 ``tokens_per_step``    k, tokens per step kept in the file (= rows of ``ids``)
@@ -49,7 +49,7 @@ from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
 
 if TYPE_CHECKING:
-    from videoflex.tokenizer.model import VideoFlexTok
+    from videoflex.tokenizers.flex.model import VideoFlexTok
 
 TOKEN_FORMAT = "videoflex-tokens"
 TOKEN_FORMAT_VERSION = 1

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from videoflex.data.sample import VideoSample
-from videoflex.tokenizer.model import VideoFlexTok
+from videoflex.tokenizers.flex.model import VideoFlexTok
 from videoflex.train.config import DataConfig, SourceConfig
 from videoflex.utils.dataclass_io import config_hash, to_json
 from videoflex.vae.base import VideoVAE

@@ -79,7 +79,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RepaConfig:
-    """REPA (DESIGN.md §1): the decoder's patch features after block ``block`` go through a small
+    """REPA (docs/design.md, "REPA"): the decoder's patch features after block ``block`` go through a small
     time-causal transformer head (``head_depth`` blocks) that must predict a frozen teacher's features of
     the same clip; ``weight`` times ``1 - cosine`` joins the flow loss. ``weight: 0`` (the default) is off.
 

@@ -1,4 +1,4 @@
-"""REPA: align the decoder's early patch features with a frozen teacher's features (DESIGN.md §1).
+"""REPA: align the decoder's early patch features with a frozen teacher's features (docs/design.md, "REPA").
 
 The decoder's patch outputs after block ``RepaConfig.block`` (``[B,t,L,D]``, L patches a step) go through
 :class:`RepaHead`: ``head_depth`` pre-norm transformer blocks under the time-block-causal mask (a step
@@ -12,14 +12,13 @@ the exported model. A teacher is any frozen module ``video [B,3,T,H,W] in [-1,1]
 
 from __future__ import annotations
 
-from typing import Self
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoflex.tokenizer.layers import Block, layer_norm
-from videoflex.tokenizer.masks import dense_mask
+from videoflex.nn.attention import layer_norm
+from videoflex.nn.blocks import Block
+from videoflex.nn.masks import dense_mask
 from videoflex.train.config import RepaConfig
 
 
@@ -28,7 +27,7 @@ class RepaHead(nn.Module):
 
     def __init__(self, width: int, head_dim: int, mlp_hidden: int, depth: int, teacher_width: int) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(width, head_dim, mlp_hidden) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, head_dim, mlp_hidden, scale=8.0 / head_dim) for _ in range(depth))
         self.out = nn.Linear(width, teacher_width)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -54,24 +53,6 @@ def repa_loss(predicted: torch.Tensor, target: torch.Tensor, in_loss: torch.Tens
     distance = 1 - F.cosine_similarity(predicted.float(), target.float(), dim=-1).mean(-1)  # [B,t]
     weight = in_loss.float()
     return (distance * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-class BlockOutput:
-    """Context manager that keeps the output of one module's forward (``.value``) while it is open."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        self.value: torch.Tensor | None = None
-
-    def __enter__(self) -> Self:
-        self.handle = self.module.register_forward_hook(self._keep)
-        return self
-
-    def _keep(self, _module: nn.Module, _args: object, output: torch.Tensor) -> None:
-        self.value = output
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
 
 
 class I3DFeatures(nn.Module):

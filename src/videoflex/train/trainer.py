@@ -30,15 +30,14 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
-from videoflex.tokenizer.config import TokenizerConfig
-from videoflex.tokenizer.model import TrainingDraws, VideoFlexTok, draw_training
-from videoflex.tokenizer.presets import PRESETS
+from videoflex.tokenizers.flex.config import TokenizerConfig
+from videoflex.tokenizers.flex.model import TrainingDraws, VideoFlexTok, draw_training
+from videoflex.tokenizers.flex.presets import PRESETS
 from videoflex.train import distributed
 from videoflex.train.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
 from videoflex.train.clip_cache import ClipCache, LatentTensorCache, load_latent_cache, load_or_build_cache
 from videoflex.train.config import RepaConfig, TrainConfig, config_to_yaml
 from videoflex.train.repa import (
-    BlockOutput,
     RepaHead,
     build_teacher,
     repa_loss,
@@ -85,11 +84,10 @@ class TrainStep(nn.Module):
     def forward(self, latents: torch.Tensor, draws: TrainingDraws,
                 teacher_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.repa is None:
-            loss = self.model.training_loss(latents, draws)
+            loss = self.model.training_forward(latents, draws).loss
             return loss, torch.zeros((), device=loss.device)
-        with BlockOutput(self.model.decoder.blocks[self.repa.block - 1]) as block:
-            loss = self.model.training_loss(latents, draws)
-        patches = block.value[:, :, self.model.num_registers:]  # [B,t,L,D]: the registers come first
+        out = self.model.training_forward(latents, draws, feature_block=self.repa.block)
+        loss, patches = out.loss, out.features  # patches [B,t,L,D]
         p = self.model.config.decoder.patch_size
         t, h, w = latents.shape[2:]
         target = teacher_targets(teacher_features, (t, h // p, w // p))
@@ -104,7 +102,7 @@ def model_config_for(config: TrainConfig) -> tuple[TokenizerConfig, Path | None]
         base, source = PRESETS[config.model](), None
     else:
         source = Path(config.model)
-        from videoflex.tokenizer.model import WEIGHTS_NAME, read_config
+        from videoflex.tokenizers.flex.model import WEIGHTS_NAME, read_config
 
         file = source / WEIGHTS_NAME if source.is_dir() else source
         if not file.is_file():

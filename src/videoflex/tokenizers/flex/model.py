@@ -1,11 +1,11 @@
 """VideoFlexTok: video <-> variable-length coarse-to-fine token sequences.
 
-Pipeline (DESIGN.md §1)::
+Pipeline (docs/design.md)::
 
     video [B,3,T,H,W] -> VAE -> latents [B,C,t,h,w] -> Encoder -> FSQ -> ids [B,t,N]
     ids[..., :k] -> Decoder (rectified flow, guided) -> latents -> VAE -> video
 
-Videos of any length are cut into overlapping chunks (:mod:`videoflex.tokenizer.chunking`); chunks are
+Videos of any length are cut into overlapping chunks (:mod:`videoflex.tokenizers.chunking`); chunks are
 encoded independently in one batch and decoded one after another, each later chunk conditioned on the
 last frames decoded before it.
 """
@@ -22,20 +22,12 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from videoflex.tokenizer.chunking import ChunkPlan, plan_chunks, plan_from_steps
-from videoflex.tokenizer.config import LossConfig, SamplerConfig, TokenizerConfig
-from videoflex.tokenizer.decoder import MIN_DATA_PREDICTION_TIME, Decoder
-from videoflex.tokenizer.encoder import Encoder
-from videoflex.tokenizer.flow import (
-    FixedPrefix,
-    Guidance,
-    flow_loss,
-    interpolate,
-    logit_normal_time,
-    nested_keep,
-    sample,
-)
-from videoflex.tokenizer.fsq import FSQ
+from videoflex.nn.flow import FixedPrefix, flow_loss, interpolate, logit_normal_time, nested_keep, sample
+from videoflex.nn.fsq import FSQ
+from videoflex.tokenizers.chunking import ChunkPlan, plan_chunks, plan_from_steps
+from videoflex.tokenizers.flex.config import LossConfig, SamplerConfig, TokenizerConfig
+from videoflex.tokenizers.flex.decoder import MIN_DATA_PREDICTION_TIME, Decoder
+from videoflex.tokenizers.flex.encoder import Encoder
 from videoflex.utils.dataclass_io import config_hash, from_dict, to_json
 from videoflex.utils.int8 import dequantize_int8, quantize_int8
 from videoflex.vae import build_vae
@@ -61,9 +53,17 @@ class TrainingDraws:
         return TrainingDraws(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
 
 
+@dataclass(frozen=True)
+class TrainingOutput:
+    """The training objective of one batch and, when asked for, the decoder features REPA aligns."""
+
+    loss: torch.Tensor  # float32 scalar
+    features: torch.Tensor | None = None  # [B,t,L,D] decoder patch features after the requested block
+
+
 def draw_training(config: LossConfig, num_registers: int, latent_shape: tuple[int, ...],
                   generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> TrainingDraws:
-    """Draw a step's randomness for latents of shape ``[B,C,t,h,w]`` (DESIGN.md §1)."""
+    """Draw a step's randomness for latents of shape ``[B,C,t,h,w]`` (docs/design.md, "Training")."""
     b, t = latent_shape[0], latent_shape[2]
     keep = (nested_keep(b, num_registers, generator, device) if config.nested_dropout
             else torch.full((b,), num_registers, device=device))
@@ -129,8 +129,8 @@ class VideoFlexTok(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, device: torch.device | str | None = None) -> VideoFlexTok:
-        """A randomly initialised model of a named preset (see ``videoflex.tokenizer.presets``)."""
-        from videoflex.tokenizer.presets import get_preset
+        """A randomly initialised model of a named preset (see ``videoflex.tokenizers.flex.presets``)."""
+        from videoflex.tokenizers.flex.presets import get_preset
 
         with torch.device(device or "cpu"):
             return cls(get_preset(name))
@@ -203,7 +203,7 @@ class VideoFlexTok(nn.Module):
 
     def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64."""
-        return self.fsq(self.encoder(latents))[1]
+        return self.fsq(self.encoder(latents)).ids
 
     def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
                        prefix: torch.Tensor | None = None) -> torch.Tensor:
@@ -220,16 +220,10 @@ class VideoFlexTok(nn.Module):
             ids = torch.cat([ids, ids.new_zeros(b, t, n - keep)], dim=-1)
         prefix_steps = 0 if prefix is None else prefix.shape[2]
         registers = self.decoder.embed_tokens(self.fsq.ids_to_codes(ids).to(noise.dtype), keep, prefix_steps)
-        guidance = None
-        if sampler.guidance != 1.0:
+        if sampler.guided:  # conditional and unconditional registers in one batch
             registers = torch.cat([registers, self.decoder.null_registers(b, t).to(registers.dtype)])
-            if sampler.guidance_method == "apg":
-                guidance = Guidance(sampler.guidance, "apg", sampler.apg_threshold, sampler.apg_eta,
-                                    sampler.apg_momentum)
-            else:
-                guidance = Guidance(sampler.guidance, "cfg")
-        return sample(lambda x, s: self.decoder(x, s, registers), noise, sampler.steps, sampler.method,
-                      guidance, FixedPrefix(prefix) if prefix is not None else None)
+        return sample(lambda x, s: self.decoder(x, s, registers).velocity, noise, sampler,
+                      FixedPrefix(prefix) if prefix is not None else None)
 
     # ------------------------------------------------------------------------------------ any length
 
@@ -320,27 +314,35 @@ class VideoFlexTok(nn.Module):
 
     def training_loss(self, latents: torch.Tensor, draws: TrainingDraws | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """The flow objective (scalar) on one chunk of clean latents ``[B,C,t,h,w]`` (DESIGN.md §1).
+        """The flow objective (float32 scalar) on one chunk of clean latents ``[B,C,t,h,w]``
+        (:meth:`training_forward` without features)."""
+        return self.training_forward(latents, draws, generator).loss
+
+    def training_forward(self, latents: torch.Tensor, draws: TrainingDraws | None = None,
+                         generator: torch.Generator | None = None,
+                         feature_block: int | None = None) -> TrainingOutput:
+        """The flow objective on one chunk of clean latents ``[B,C,t,h,w]`` (docs/design.md, "Training").
 
         Per clip (``draws``, or drawn here with ``generator``): the kept token count (nested dropout),
         guidance dropout (null condition), a clean conditioning prefix (left out of the loss, its registers
         masked), the flow time s ~ logit-normal and the noise.
+        feature_block: also return the decoder's patch features after this block (for REPA).
         """
         if draws is None:
             draws = draw_training(self.config.loss, self.num_registers, tuple(latents.shape), generator,
                                   latents.device)
-        codes, _ = self.fsq(self.encoder(latents))
+        codes = self.fsq(self.encoder(latents)).codes
         registers = self.decoder.embed_tokens(codes.to(latents.dtype), draws.keep, draws.prefix_steps, draws.null)
         noise = draws.noise.to(latents.dtype)
         x_s = interpolate(latents, noise, draws.s)
         is_prefix = torch.arange(latents.shape[2], device=latents.device)[None, :] < draws.prefix_steps[:, None]
         clean = latents + draws.prefix_sigma.view(-1, 1, 1, 1, 1).to(latents.dtype) * noise
         x_s = torch.where(is_prefix[:, None, :, None, None], clean, x_s)
-        v = self.decoder(x_s, draws.s, registers)
+        out = self.decoder(x_s, draws.s, registers, feature_block)
         weight = None
         if self.config.decoder.prediction == "data":  # the data-space error: every noise level counts alike
             weight = draws.s.clamp_min(MIN_DATA_PREDICTION_TIME).to(torch.float32) ** 2
-        return flow_loss(v, latents, noise, (~is_prefix).float(), weight)
+        return TrainingOutput(flow_loss(out.velocity, latents, noise, (~is_prefix).float(), weight), out.features)
 
     # ------------------------------------------------------------------------------------ files
 
@@ -383,7 +385,7 @@ class VideoFlexTok(nn.Module):
         """
         path = Path(path)
         file = path / WEIGHTS_NAME if path.is_dir() else path
-        from videoflex.tokenizer.official import is_official_checkpoint, load_official
+        from videoflex.tokenizers.flex.official.loader import is_official_checkpoint, load_official
 
         if is_official_checkpoint(path):  # a released apple/ml-videoflextok checkpoint: convert while loading
             return load_official(path, device)

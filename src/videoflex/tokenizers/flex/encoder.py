@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from videoflex.tokenizer.config import EncoderConfig
-from videoflex.tokenizer.embeddings import PositionTable3D, patchify
-from videoflex.tokenizer.layers import Block, layer_norm
-from videoflex.tokenizer.masks import dense_mask
+from videoflex.nn.attention import layer_norm
+from videoflex.nn.blocks import Block
+from videoflex.nn.masks import dense_mask
+from videoflex.nn.positions import PositionTable3D, patchify
+from videoflex.tokenizers.flex.config import EncoderConfig
 
 
 class Encoder(nn.Module):
@@ -29,7 +30,8 @@ class Encoder(nn.Module):
         self.patch_embed = nn.Linear(latent_channels * p * p, d)
         self.positions = PositionTable3D(max_steps, latent_size[0] // p, latent_size[1] // p, d)
         self.registers = nn.Parameter(torch.zeros(max_steps, num_registers, d))
-        self.blocks = nn.ModuleList(Block(d, config.head_dim, config.mlp_hidden) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(d, config.head_dim, config.mlp_hidden, scale=8.0 / config.head_dim)
+                                    for _ in range(config.depth))
         self.to_codes = nn.Linear(d, code_dim)
         if config.linear_path:  # see EncoderConfig.linear_path
             self.grid = (latent_size[0] // p, latent_size[1] // p)

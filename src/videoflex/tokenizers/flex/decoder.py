@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from videoflex.tokenizer.config import DecoderConfig
-from videoflex.tokenizer.embeddings import PositionTable3D, TimestepEmbedder, patchify, unpatchify
-from videoflex.tokenizer.layers import AdaLNBlock, GroupModulation, layer_norm, modulate
-from videoflex.tokenizer.masks import dense_mask
+from videoflex.nn.attention import layer_norm
+from videoflex.nn.blocks import AdaLNBlock, GroupModulation, modulate
+from videoflex.nn.masks import dense_mask
+from videoflex.nn.positions import PositionTable3D, patchify, unpatchify
+from videoflex.nn.timestep import TimestepEmbedder
+from videoflex.tokenizers.flex.config import DecoderConfig
 
 PATCH_GROUP, REGISTER_GROUP = 0, 1  # adaLN sub-sequences, in the order of the modulation weights
 MIN_DATA_PREDICTION_TIME = 0.05  # velocity = (x_s - x0) / max(s, this) for data-predicting decoders
+
+
+@dataclass(frozen=True)
+class DecoderOutput:
+    """The decoder's prediction and, when asked for, its patch features after one block."""
+
+    velocity: torch.Tensor  # [B,C,t,h,w], v = eps - x0
+    features: torch.Tensor | None = None  # [B,t,L,D] patch tokens after block ``feature_block`` (REPA)
 
 
 def _per_sample(value: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -84,9 +96,16 @@ class Decoder(nn.Module):
         """Registers of the unconditional branch: the null condition everywhere, ``[B,t,N,D]``."""
         return self.null_condition.expand(batch, steps, self.num_registers, -1)
 
-    def forward(self, x: torch.Tensor, s: torch.Tensor, registers: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, s: torch.Tensor, registers: torch.Tensor,
+                feature_block: int | None = None) -> DecoderOutput:
         """Velocity ``v = eps - x0`` of ``x [B,C,t,h,w]`` at flow time ``s [B]`` (or per step ``[B,t]``),
-        conditioned on ``registers [B,t,N,D]``."""
+        conditioned on ``registers [B,t,N,D]``.
+
+        feature_block: also return the patch tokens ``[B,t,L,D]`` after this many blocks (1-based; for
+        REPA). Raises ``ValueError`` outside ``[1, depth]``.
+        """
+        if feature_block is not None and not 1 <= feature_block <= len(self.blocks):
+            raise ValueError(f"feature_block must lie in [1, {len(self.blocks)}], got {feature_block}")
         t, h, w = x.shape[2:]
         p = self.config.patch_size
         grid = (h // p, w // p)
@@ -96,18 +115,21 @@ class Decoder(nn.Module):
         seq = torch.cat([registers.to(patches.dtype), patches], dim=2)  # [B,t,N+L,D]
         group = torch.cat([torch.full((n_reg,), REGISTER_GROUP), torch.full((n_patch,), PATCH_GROUP)]).to(x.device)
         mask = dense_mask(self.attention_mask_kind, t, n_reg, n_patch, x.device)
-        for block in self.blocks:
+        features = None
+        for i, block in enumerate(self.blocks, start=1):
             seq = block(seq, c, group, mask)
+            if i == feature_block:
+                features = seq[:, :, n_reg:]  # [B,t,L,D]
         out = seq[:, :, n_reg:]  # [B,t,L,D]
         shift, scale = self.head_modulation(c, torch.zeros(n_patch, dtype=torch.long, device=x.device))
         y = self.head(modulate(layer_norm(out), shift, scale))  # [B,t,L,C*p*p]
         if self.config.linear_path:
             y = y + self.linear_readout(registers.to(y.dtype), grid)
         y = unpatchify(y, p, grid)
-        if self.config.prediction == "velocity":
-            return y
-        s = s if s.dim() == 2 else s[:, None]  # [B,t|1] -> broadcast over [B,C,t,h,w]
-        return (x - y) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
+        if self.config.prediction == "data":  # x0 -> the velocity (x_s - x0) / s
+            s = s if s.dim() == 2 else s[:, None]  # [B,t|1] -> broadcast over [B,C,t,h,w]
+            y = (x - y) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
+        return DecoderOutput(y, features)
 
     def linear_readout(self, registers: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Registers ``[B,t,N,D]`` -> the linear path's data ``[B,t,L,C*p*p]``."""

@@ -35,9 +35,15 @@ import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from videoflex.tokenizer.config import DecoderConfig, EncoderConfig, FSQConfig, LossConfig, TokenizerConfig
-from videoflex.tokenizer.decoder import PATCH_GROUP, REGISTER_GROUP
-from videoflex.tokenizer.model import FORMAT_NAME, WEIGHTS_NAME, VideoFlexTok, check_state_dict
+from videoflex.tokenizers.flex.config import (
+    DecoderConfig,
+    EncoderConfig,
+    FSQConfig,
+    LossConfig,
+    TokenizerConfig,
+)
+from videoflex.tokenizers.flex.decoder import PATCH_GROUP, REGISTER_GROUP
+from videoflex.tokenizers.flex.model import FORMAT_NAME, WEIGHTS_NAME, VideoFlexTok, check_state_dict
 from videoflex.vae.config import VAEConfig
 from videoflex.vae.vidtok import VidTokVAE
 

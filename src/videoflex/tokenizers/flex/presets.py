@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from videoflex.tokenizer.config import (
+from videoflex.tokenizers.flex.config import (
     DecoderConfig,
     EncoderConfig,
     LossConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from videoflex.nn.flow import SamplerConfig
 from videoflex.utils.dataclass_io import check_positive
 from videoflex.vae.config import VAEConfig
 
@@ -133,37 +134,8 @@ class FSQConfig:
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
-    """How ``detokenize`` integrates the flow from noise (s=1) to data (s=0).
-
-    The defaults reproduce the released models' README: Euler, 30 steps, APG with guidance 20,
-    threshold 0.6, eta 0, momentum 0.
-
-    method: ``"euler"`` or ``"heun"`` on a uniform grid of ``steps`` intervals.
-    guidance: classifier-free guidance scale w (1 = no guidance; v = v_u + w (v_c - v_u)).
-    guidance_method: ``"cfg"`` (plain) or ``"apg"`` (adaptive projected guidance, arXiv 2410.02416).
-    apg_threshold: cap on the norm of v_c - v_u, taken per channel over (T, H, W).
-    apg_eta: weight of the component of v_c - v_u parallel to v_c (0 drops it).
-    apg_momentum: running average of v_c - v_u across steps (0 = none; negative values as in the paper).
-    """
-
-    steps: int = 30
-    method: Literal["euler", "heun"] = "euler"
-    guidance: float = 20.0
-    guidance_method: Literal["cfg", "apg"] = "apg"
-    apg_threshold: float = 0.6
-    apg_eta: float = 0.0
-    apg_momentum: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_positive("SamplerConfig", steps=self.steps, apg_threshold=self.apg_threshold)
-        if self.guidance < 0:
-            raise ValueError(f"SamplerConfig: guidance must be >= 0, got {self.guidance}")
-
-
-@dataclass(frozen=True)
 class LossConfig:
-    """The decoder's training objective (DESIGN.md §1).
+    """The decoder's training objective (docs/design.md, "Training").
 
     time_mean, time_std: flow time s = sigmoid(N(mean, std)) (logit-normal).
     nested_dropout: draw keep k per clip uniformly from {1, 2, 4, ..., N}; otherwise always N.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from videoflex.tokenizer.layers import GroupModulation
+from videoflex.nn.blocks import GroupModulation
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,6 @@ def _count(module: nn.Module) -> int:
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
-    """Count a :class:`~videoflex.tokenizer.model.VideoFlexTok` (works on the meta device)."""
+    """Count a :class:`~videoflex.tokenizers.flex.model.VideoFlexTok` (works on the meta device)."""
     adaln = sum(_count(m) for m in model.decoder.modules() if isinstance(m, GroupModulation))
     return ParameterCount(_count(model.vae), _count(model.encoder), _count(model.decoder), adaln)

@@ -1,11 +1,20 @@
-"""Finite scalar quantisation (Mentzer et al., 2023): a bounded scalar per channel, rounded."""
+"""Finite scalar quantisation (FSQ; Mentzer et al., 2023, arXiv 2309.15505): a bounded scalar per channel, rounded."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class FSQOutput:
+    """What :class:`FSQ` gives for ``[..., d]`` inputs."""
+
+    codes: torch.Tensor  # [..., d] float32 on the grid (straight-through gradient)
+    ids: torch.Tensor  # [...] int64 in [0, codebook_size)
 
 
 class FSQ(nn.Module):
@@ -57,7 +66,7 @@ class FSQ(nn.Module):
         digits = (ids[..., None] // basis) % levels
         return (digits - half).float() / half
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z [..., d]`` -> (codes ``[..., d]``, ids ``[...]``)."""
+    def forward(self, z: torch.Tensor) -> FSQOutput:
+        """``z [..., d]`` -> :class:`FSQOutput` (codes ``[..., d]``, ids ``[...]``)."""
         codes = self.quantize(z)
-        return codes, self.codes_to_ids(codes)
+        return FSQOutput(codes, self.codes_to_ids(codes))

@@ -1,0 +1,92 @@
+"""Transformer blocks: pre-norm (encoders, heads) and adaLN-zero with per-group modulation (flow decoders)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from videoflex.nn.attention import Attention, KVCache, layer_norm
+from videoflex.nn.mlp import SwiGLU
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    The norms are non-affine LayerNorms; ``qk_norm`` and ``scale`` as :class:`Attention` (the tokenizers
+    pass ``scale=8 / head_dim``, the reference implementation's).
+    """
+
+    def __init__(self, width: int, head_dim: int, mlp_hidden: int, qk_norm: bool = True,
+                 scale: float | None = None) -> None:
+        super().__init__()
+        self.attn = Attention(width, head_dim, qk_norm=qk_norm, scale=scale)
+        self.mlp = SwiGLU(width, mlp_hidden)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
+                cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B,S,D] -> [B,S,D]``; ``mask``, ``rope``, ``cache``, ``positions`` as :meth:`Attention.forward`."""
+        x = x + self.attn(layer_norm(x), mask, rope, cache, positions)
+        return x + self.mlp(layer_norm(x))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: ``x * (1 + scale) + shift``."""
+    return x * (1 + scale) + shift
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """The six adaLN-zero vectors of a block, each broadcastable to the ``[B,t,P,D]`` sequence."""
+
+    gate_msa: torch.Tensor
+    gate_mlp: torch.Tensor
+    shift_msa: torch.Tensor
+    scale_msa: torch.Tensor
+    shift_mlp: torch.Tensor
+    scale_mlp: torch.Tensor
+
+
+class GroupModulation(nn.Module):
+    """adaLN: ``SiLU -> Linear`` from the condition to ``chunks`` vectors per token group.
+
+    The packed sequence holds several groups (registers, patches) that get their own modulation.
+    ``forward(c [B,t,D], group [P]) -> chunks x [B,t,P,D]`` for a sequence viewed as ``[B,t,P,D]``
+    whose position p within a step belongs to group ``group[p]``. The output is ordered group-major,
+    ``(group, chunk, D)``, as the reference's weights.
+    """
+
+    def __init__(self, width: int, groups: int, chunks: int) -> None:
+        super().__init__()
+        self.groups, self.chunks = groups, chunks
+        self.linear = nn.Linear(width, groups * chunks * width)
+
+    def forward(self, c: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mod = rearrange(self.linear(F.silu(c)), "b t (g k d) -> b t g k d", g=self.groups, k=self.chunks)
+        mod = mod[:, :, group]  # [B,t,P,k,D]
+        return mod.unbind(dim=3)
+
+
+class AdaLNBlock(nn.Module):
+    """Flow-decoder block: two adaLN-zero gated residuals, modulated per token group.
+
+    Modulation order per group (the reference's): gate_msa, gate_mlp, shift_msa, scale_msa, shift_mlp,
+    scale_mlp (:class:`Modulation`).
+    """
+
+    def __init__(self, width: int, head_dim: int, mlp_hidden: int, groups: int) -> None:
+        super().__init__()
+        self.attn = Attention(width, head_dim, qk_norm=True, scale=8.0 / head_dim)
+        self.mlp = SwiGLU(width, mlp_hidden)
+        self.modulation = GroupModulation(width, groups, chunks=6)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, group: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x [B,t,P,D]`` (P tokens a step), ``c [B,t|1,D]``, ``group [P]`` -> ``[B,t,P,D]``."""
+        m = Modulation(*self.modulation(c, group))
+        b, t, p, d = x.shape
+        h = self.attn(modulate(layer_norm(x), m.shift_msa, m.scale_msa).reshape(b, t * p, d), mask)
+        x = x + m.gate_msa * h.view(b, t, p, d)
+        return x + m.gate_mlp * self.mlp(modulate(layer_norm(x), m.shift_mlp, m.scale_mlp))

@@ -1,1 +1,0 @@
-"""The VideoFlexTok tokenizer: encoder, FSQ, flow decoder, samplers, presets."""
