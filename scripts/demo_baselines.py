@@ -58,7 +58,7 @@ def frame_groups(clips: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.
 
 
 def linear_code_rows(x: torch.Tensor, recipe: str, model: str) -> list[tuple[str, int, torch.Tensor]]:
-    from videoflex.tokenizer.model import WEIGHTS_NAME, read_config
+    from videoflex.tokenizers.flex.model import WEIGHTS_NAME, read_config
     from videoflex.train.clip_cache import load_or_build_cache
     from videoflex.train.config import load_train_config
 
