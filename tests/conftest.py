@@ -19,7 +19,7 @@ def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch
 
 @pytest.fixture(scope="session")
 def tiny_model() -> VideoFlexTok:
-    return randomize_(VideoFlexTok.from_preset("tiny")).eval()
+    return randomize_(VideoFlexTok.from_preset("flex-tiny")).eval()
 
 
 @pytest.fixture

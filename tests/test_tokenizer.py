@@ -97,7 +97,7 @@ def test_register_positions_order_the_decoder_tokens(tiny_model, video):
 def test_zero_init_input_starts_from_positions_alone(video):
     """With ``zero_init_input`` the projection of the noised latents starts at zero, the decoder's only
     path from its input: the first predictions ignore the noise, and the projection still learns."""
-    config = VideoFlexTok.from_preset("tiny").config
+    config = VideoFlexTok.from_preset("flex-tiny").config
     model = VideoFlexTok(dataclasses.replace(config, decoder=dataclasses.replace(config.decoder, zero_init_input=True)))
     assert not model.decoder.patch_embed.weight.any()
     with torch.no_grad():  # the rest random (the zero-initialised head would hide everything)
@@ -114,7 +114,7 @@ def test_zero_init_input_starts_from_positions_alone(video):
 
 
 def test_embedding_init_std_reaches_positions_and_registers():
-    config = VideoFlexTok.from_preset("tiny").config
+    config = VideoFlexTok.from_preset("flex-tiny").config
     wide = dataclasses.replace(
         config, encoder=dataclasses.replace(config.encoder, embedding_init_std=0.5),
         decoder=dataclasses.replace(config.decoder, embedding_init_std=0.3, register_positions=True))
@@ -271,7 +271,7 @@ def test_bad_ids_and_keep_are_refused(tiny_model, video):
 
 
 def test_training_loss_backpropagates_to_encoder_and_decoder(tiny_model, video):
-    model = VideoFlexTok.from_preset("tiny")
+    model = VideoFlexTok.from_preset("flex-tiny")
     latents = model.vae.encode(video)
     loss = model.training_loss(latents, generator=gen())
     loss.backward()
@@ -299,7 +299,7 @@ def test_training_loss_splits_over_the_batch(tiny_model, video):
 
 
 def linear_path_model(rank: int = 4) -> VideoFlexTok:
-    config = VideoFlexTok.from_preset("tiny").config
+    config = VideoFlexTok.from_preset("flex-tiny").config
     config = dataclasses.replace(
         config, encoder=dataclasses.replace(config.encoder, linear_path=rank),
         decoder=dataclasses.replace(config.decoder, prediction="data", linear_path=rank))
@@ -329,10 +329,10 @@ def test_linear_paths_keep_causality_and_the_prefix_property(video):
 
 def test_linear_paths_are_checked(video):
     with pytest.raises(ValueError, match="prediction='data'"):
-        config = VideoFlexTok.from_preset("tiny").config
+        config = VideoFlexTok.from_preset("flex-tiny").config
         dataclasses.replace(config.decoder, prediction="velocity", linear_path=4)
     with pytest.raises(ValueError, match="linear_path must be >= 0"):
-        dataclasses.replace(VideoFlexTok.from_preset("tiny").config.encoder, linear_path=-1)
+        dataclasses.replace(VideoFlexTok.from_preset("flex-tiny").config.encoder, linear_path=-1)
     model = linear_path_model()
     latents = model.encode_video(video)
     with pytest.raises(ValueError, match="built for a"):  # the paths cover the grid of image_size only

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
+from videoflex import registry
 from videoflex.cli.errors import UserError
-from videoflex.tokenizers.flex.model import WEIGHTS_NAME, VideoFlexTok
-from videoflex.tokenizers.flex.presets import PRESETS
+from videoflex.models.pretrained import WEIGHTS_NAME
+from videoflex.tokenizers.base import Tokenizer
 from videoflex.utils import device as utils_device
 
 DEFAULT_MODEL = Path("checkpoints") / "demo"
@@ -87,9 +88,9 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model and where it came from (``source``: a path, or ``"preset <name> (random weights)"``)."""
+    """A tokenizer and where it came from (``source``: a path, or ``"preset <name> (random weights)"``)."""
 
-    model: VideoFlexTok
+    model: Tokenizer
     source: str
 
 
@@ -103,28 +104,35 @@ def default_model_path() -> Path | None:
 
 
 def load_model(spec: str | None, device: torch.device) -> LoadedModel:
-    """Load ``--model``: a saved model folder/file, else a preset name; default :data:`DEFAULT_MODEL`.
+    """Load ``--model`` through :func:`videoflex.registry.load_model`: a saved model folder/file of any kind, a
+    released checkpoint, else a preset name (seeded random weights); default :data:`DEFAULT_MODEL`.
 
-    Raises ``UserError`` naming the problem (no default model, unknown name, unreadable file).
+    Raises ``UserError`` naming the problem (no default model, unknown name, unreadable file, a model that
+    is not a tokenizer).
     """
+    names = ", ".join(registry.PRESETS)
     if spec is None:
         found = default_model_path()
         if found is None:
             raise UserError(f"no model given and the demo model {DEFAULT_MODEL} is not there; pass --model "
-                            f"PATH (a saved model) or --model PRESET ({', '.join(PRESETS)}; random weights)")
+                            f"PATH (a saved model) or --model PRESET ({names}; random weights)")
         spec = str(found)
     path = Path(spec)
     if path.exists():
         try:
-            model = VideoFlexTok.from_pretrained(path, device=str(device))
+            model = registry.load_model(path, device=str(device))
         except (ValueError, FileNotFoundError) as err:
             message = str(err)
             raise UserError(message if message.startswith(str(path)) else f"{path}: {message}") from None
-        return LoadedModel(model.eval(), str(path))
-    if spec in PRESETS:
-        model = VideoFlexTok.from_preset(spec, device=device).eval()
-        return LoadedModel(model, f"preset {spec} (random weights)")
-    raise UserError(f"--model {spec}: no such file or folder, and not a preset ({', '.join(PRESETS)})")
+        source = str(path)
+    elif spec in registry.PRESETS:
+        model = registry.load_model(spec, device=device)
+        source = f"preset {spec} (random weights)"
+    else:
+        raise UserError(f"--model {spec}: no such file or folder, and not a preset ({names})")
+    if not isinstance(model, Tokenizer):
+        raise UserError(f"--model {spec}: a {model.kind} model, not a tokenizer")
+    return LoadedModel(model.eval(), source)
 
 
 # ----------------------------------------------------------------------------- files and messages

@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_model(args.model, device).model
     tokens = load_tokens(source, keep=args.keep, model=model)
-    sampler = model.config.sampler
-    steps = args.steps or sampler.steps
-    guidance = sampler.guidance if args.guidance is None else args.guidance
+    sampler = model.sampler
+    steps = args.steps or (sampler.steps if sampler else None)
+    guidance = args.guidance if args.guidance is not None or sampler is None else sampler.guidance
     start = time.perf_counter()
     video = model.detokenize(tokens.ids[None], keep=tokens.tokens_per_step, steps=steps, guidance=guidance,
                              num_frames=tokens.metadata.num_frames, generator=make_generator(args.seed, device),
@@ -74,5 +74,10 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(f"{source} -> {out}: {video.shape[2]} frames at {tokens.metadata.fps:g} fps, "
           f"{size_text(tuple(video.shape[-2:]))}, from {tokens.token_steps} steps x {tokens.tokens_per_step} "
-          f"tokens; {steps} steps, guidance {guidance:g}, seed {args.seed}, {seconds:.1f} s")
+          f"tokens; {_sampling(steps, guidance, sampler is not None)}seed {args.seed}, {seconds:.1f} s")
+
+
+def _sampling(steps: int | None, guidance: float | None, sampled: bool) -> str:
+    """``"4 steps, guidance 3, "`` for a sampled decoder, nothing for a deterministic one."""
+    return f"{steps} steps, guidance {guidance:g}, " if sampled else ""
     return 0

@@ -16,23 +16,25 @@ from videoflex.cli.errors import UserError
 from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_index
 from videoflex.io.tokens import TOKEN_FORMAT, load_tokens, read_token_header
 from videoflex.io.video import probe_video
-from videoflex.tokenizers.flex.config import TokenizerConfig
-from videoflex.tokenizers.flex.model import (
-    FORMAT_NAME,
+from videoflex.models.pretrained import (
+    LEGACY_FORMATS,
+    MODEL_FORMAT,
     WEIGHTS_NAME,
-    VideoFlexTok,
-    model_config_hash,
-    read_config,
+    PretrainedModel,
+    read_saved_model,
 )
-from videoflex.tokenizers.flex.params import count_parameters
+from videoflex.registry import LOADERS, get_kind
+from videoflex.tokenizers.flex.config import TokenizerConfig
+from videoflex.tokenizers.flex.model import VideoFlexTok
 from videoflex.utils.dataclass_io import from_dict
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "inspect", help="describe a token file, model, checkpoint, latent cache or video",
-        description="Describe FILE: a token file (model, shape, tokens per step, source), a saved model (folder "
-                    "or model.safetensors: config summary and parameter counts), a training checkpoint "
+        description="Describe FILE: a token file (model identity, shape, tokens per step, source), a saved "
+                    "model of any kind (folder or model.safetensors: kind, config summary, identity and "
+                    "parameter counts), a released checkpoint a registered loader reads, a training checkpoint "
                     "(step_*.pt), a latent cache (folder or its index.json), webdataset shards (a .tar or a "
                     "folder of them), or a video (codec, size, frames, "
                     "frame rate, duration). Nothing is modified.")
@@ -66,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         tars = sorted(path.glob("*.tar"))
         if tars:
             return _shards(path, tars)
+        released = _released(path)
+        if released is not None:
+            return released
         raise UserError(f"{path}: a folder without {WEIGHTS_NAME} (a model), {INDEX_NAME} (a latent cache) "
                         "or .tar shards")
     if path.name == INDEX_NAME:
@@ -79,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
         kind = metadata.get("format")
         if kind == TOKEN_FORMAT:
             return _tokens(path)
-        if kind == FORMAT_NAME:
+        if kind == MODEL_FORMAT or kind in LEGACY_FORMATS:
             return _model(path)
         if kind == LATENT_FORMAT:
             return _latent_shard(path, metadata)
-        return _foreign(path)
+        released = _released(path)
+        return _foreign(path) if released is None else released
     if path.suffix == ".pt":
         return _training_checkpoint(path)
     if path.suffix == ".tar":
@@ -97,8 +103,8 @@ def _tokens(path: Path) -> int:
     m = header.metadata
     _show([
         ("token file", f"{path} ({_bytes(path.stat().st_size)}, format {TOKEN_FORMAT} v{header.format_version})"),
-        ("model", (f"{m.model_name} [{m.model_config_hash}], {m.num_registers} tokens per step, "
-                   f"codebook {m.codebook_size}")),
+        ("model", f"{m.model}"),
+        ("codes", f"{m.num_registers} tokens per step, codebook {m.codebook_size}"),
         ("tokens", (f"{tokens.token_steps} time steps x {tokens.tokens_per_step} tokens per step = "
                     f"{header.num_tokens} tokens")),
         ("stored", (f"{str(header.dtype).removeprefix('torch.')} [{header.tokens_per_step}, {header.token_steps}] "
@@ -109,13 +115,23 @@ def _tokens(path: Path) -> int:
     return 0
 
 
-def _config_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
+def _config_rows(model: PretrainedModel) -> list[tuple[str, str]]:
+    """Rows describing a model's config (``model`` may be on the meta device: no weights needed)."""
+    config = model.config
+    parts = model.parameter_parts()
+    rows = [("kind", f"{model.kind} ({type(model).__name__})"), ("name", config.name),
+            ("config hash", model.config_hash)]
+    if isinstance(model, VideoFlexTok):
+        rows += _flex_rows(config)
+    counted = ", ".join(f"{p.name} {p.parameters / 1e6:.2f}M" for p in parts)
+    total = sum(p.numel() for p in model.parameters())
+    return rows + [("parameters", f"{counted}; total {total / 1e6:.2f}M")]
+
+
+def _flex_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
     e, d, v = config.encoder, config.decoder, config.vae
     s = config.sampler
-    with torch.device("meta"):
-        counts = count_parameters(VideoFlexTok(config))
     return [
-        ("name", f"{config.name} [{model_config_hash(config)}]"),
         ("frames", (f"{config.image_size[1]}x{config.image_size[0]}, chunks of {config.chunk_frames} frames "
                     f"overlapping {config.chunk_overlap}")),
         ("VAE", (f"{v.kind}, {v.latent_channels} latent channels, {v.temporal_factor}x{v.spatial_factor}x"
@@ -126,24 +142,41 @@ def _config_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
         ("tokens", (f"{config.num_registers} per time step, codebook {config.fsq.codebook_size} "
                     f"(FSQ levels {list(config.fsq.levels)})")),
         ("sampler", f"{s.method}, {s.steps} steps, guidance {s.guidance:g} ({s.guidance_method})"),
-        ("parameters", (f"VAE {counts.vae / 1e6:.2f}M, encoder {counts.encoder / 1e6:.2f}M, decoder "
-                        f"{counts.decoder / 1e6:.2f}M (adaLN {counts.adaln / 1e6:.2f}M); total "
-                        f"{(counts.vae + counts.encoder + counts.decoder) / 1e6:.2f}M")),
     ]
 
 
 def _model(file: Path, folder: Path | None = None) -> int:
+    """A saved model of any kind: its kind, config, identity (the weights are read to hash them)."""
     try:
-        config = read_config(file)
-    except ValueError as err:  # read_config names the file and the problem
-        raise UserError(str(err)) from None
+        saved = read_saved_model(file)
+        kind = get_kind(saved.kind)
+        model = kind.model_class.from_pretrained(file)
+    except (ValueError, FileNotFoundError) as err:  # these name the file and the problem
+        message = str(err)
+        raise UserError(message if message.startswith(str(file)) else f"{file}: {message}") from None
     with safe_open(str(file), framework="pt") as f:
         keys = list(f.keys())
         dtypes = sorted({f.get_slice(k).get_dtype() for k in keys})
+    stored = "videoflex-tokenizer (earlier format)" if saved.legacy else MODEL_FORMAT
     rows = [("model", str(folder or file)),
-            ("weights", f"{file.name}: {_bytes(file.stat().st_size)}, {len(keys)} tensors ({', '.join(dtypes)})")]
-    _show(rows + _config_rows(config))
+            ("weights", (f"{file.name}: {_bytes(file.stat().st_size)}, {len(keys)} tensors "
+                         f"({', '.join(dtypes)}), format {stored}"))]
+    _show(rows + _config_rows(model) + [("identity", str(model.identity))])
     return 0
+
+
+def _released(path: Path) -> int | None:
+    """A checkpoint a registered foreign loader reads (e.g. apple/ml-videoflextok), or None."""
+    for loader in LOADERS:
+        if loader.detect(path):
+            try:
+                model = loader.load(path, "cpu")
+            except (ValueError, FileNotFoundError) as err:
+                raise UserError(str(err)) from None
+            _show([("checkpoint", f"{path}: {loader.name} format (convert it with 'videoflex convert')")]
+                  + _config_rows(model) + [("identity", str(model.identity))])
+            return 0
+    return None
 
 
 def _training_checkpoint(path: Path) -> int:
@@ -157,9 +190,11 @@ def _training_checkpoint(path: Path) -> int:
         config = from_dict(TokenizerConfig, json.loads(state.model_config))
     except (json.JSONDecodeError, ValueError) as err:
         raise UserError(f"{path}: the model config in this checkpoint cannot be read ({err})") from None
+    with torch.device("meta"):
+        model = VideoFlexTok(config)
     rows = [("checkpoint", f"{path} ({_bytes(path.stat().st_size)}), training step {state.step}"),
             ("weights", f"{len(state.model)} model tensors, {len(state.ema)} EMA tensors")]
-    _show(rows + _config_rows(config))
+    _show(rows + _config_rows(model))
     return 0
 
 

@@ -78,8 +78,10 @@ class Report:
 
     input: str
     model: str  # where the model came from
+    model_kind: str
     model_name: str
     model_config_hash: str
+    model_weights_hash: str
     frames: int
     fps: float
     start: float
@@ -89,9 +91,9 @@ class Report:
     source_fps: float
     token_steps: int
     tokens_per_step: int  # the model's N
-    steps: int
+    steps: int | None  # None: the decoder is deterministic (no sampler)
     method: str
-    guidance: float
+    guidance: float | None
     guidance_method: str
     seed: int
     device: str
@@ -103,10 +105,12 @@ class Report:
         offset = f" from {self.start:g} s" if self.start else ""
         print(f"input     {self.input}: {self.frames} frames at {self.fps:g} fps{offset}, {size_text(self.size)} "
               f"(source {size_text(self.source_size)}, {self.source_frames} frames at {self.source_fps:.4g} fps)")
-        print(f"model     {self.model_name} [{self.model_config_hash}] from {self.model}")
+        print(f"model     {self.model_kind} {self.model_name} [config {self.model_config_hash}, weights "
+              f"{self.model_weights_hash}] from {self.model}")
         print(f"tokens    {self.token_steps} time steps x up to {self.tokens_per_step} tokens per step")
-        print(f"sampling  {self.steps} {self.method} steps, guidance {self.guidance:g} ({self.guidance_method}), "
-              f"seed {self.seed}, {self.device}")
+        sampling = (f"{self.steps} {self.method} steps, guidance {self.guidance:g} ({self.guidance_method})"
+                    if self.steps is not None else self.method)
+        print(f"sampling  {sampling}, seed {self.seed}, {self.device}")
         print()
         print(f"{'k':>5} {'tokens':>7} {'PSNR dB':>8} {'SSIM':>7} {'seconds':>8}")
         for r in self.results:
@@ -131,14 +135,18 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args.output)
     device = resolve_device(args.device)
     loaded = load_model(args.model, device)
-    model, config = loaded.model, loaded.model.config
-    keeps = resolve_keep(args.keep, model.num_registers)
-    frames = args.frames or config.chunk_frames
-    steps = args.steps or config.sampler.steps
-    guidance = config.sampler.guidance if args.guidance is None else args.guidance
+    model, sampler = loaded.model, loaded.model.sampler
+    n = model.layout.tokens_per_step
+    keeps = resolve_keep(args.keep, n)
+    if not model.layout.prefix_decodable and keeps != [n]:
+        warn(f"the tokens of model {model.identity.name!r} form a grid; a prefix cannot be decoded, using k={n}")
+        keeps = [n]
+    frames = args.frames or model.clip_frames
+    steps = args.steps or sampler.steps if sampler is not None else None
+    guidance = (sampler.guidance if args.guidance is None else args.guidance) if sampler is not None else None
     started = time.perf_counter()
 
-    decoded = read_video(source, fps=args.fps, size=config.image_size, max_frames=frames, start=args.start)
+    decoded = read_video(source, fps=args.fps, size=model.image_size, max_frames=frames, start=args.start)
     original = decoded.video  # [3, T, H, W]
     ids = model.tokenize(original[None], generator=make_generator(args.seed, device))  # [1, t, N]
     token_steps = ids.shape[1]
@@ -160,13 +168,16 @@ def run(args: argparse.Namespace) -> int:
 
     files = write_comparison(original, panels, decoded.fps, video_path=out / VIDEO_NAME,
                              strip_path=out / STRIP_NAME, num_strip_frames=args.strip_frames)
-    sampler = config.sampler
+    identity = model.identity
     report = Report(
-        input=str(source), model=loaded.source, model_name=config.name, model_config_hash=model.config_hash,
-        frames=original.shape[1], fps=decoded.fps, start=decoded.start, size=tuple(config.image_size),
+        input=str(source), model=loaded.source, model_kind=identity.kind, model_name=identity.name,
+        model_config_hash=identity.config_hash, model_weights_hash=identity.weights_hash,
+        frames=original.shape[1], fps=decoded.fps, start=decoded.start, size=tuple(model.image_size),
         source_size=decoded.source_size, source_frames=decoded.source_num_frames, source_fps=decoded.source_fps,
-        token_steps=token_steps, tokens_per_step=model.num_registers, steps=steps, method=sampler.method,
-        guidance=guidance, guidance_method=sampler.guidance_method, seed=args.seed, device=str(device),
+        token_steps=token_steps, tokens_per_step=n, steps=steps,
+        method=sampler.method if sampler is not None else "deterministic", guidance=guidance,
+        guidance_method=sampler.guidance_method if sampler is not None else "none", seed=args.seed,
+        device=str(device),
         seconds=round(time.perf_counter() - started, 3), results=tuple(results))
     metrics_path = out / METRICS_NAME
     with atomic_output_path(metrics_path) as tmp:

@@ -52,13 +52,16 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args.output)
     device = resolve_device(args.device)
     model = load_model(args.model, device).model
-    n = model.num_registers
+    n = model.layout.tokens_per_step
     keep = n if args.keep is None else args.keep
     if keep > n:
-        raise UserError(f"--keep {keep}: model {model.config.name!r} has {n} tokens per time step")
+        raise UserError(f"--keep {keep}: model {model.identity.name!r} has {n} tokens per time step")
+    if keep < n and not model.layout.prefix_decodable:
+        raise UserError(f"--keep {keep}: the tokens of model {model.identity.name!r} form a grid; a prefix of "
+                        "them cannot be decoded (keep all)")
     bar = tqdm(inputs, desc="tokenizing", unit="video", disable=args.quiet or len(inputs) == 1)
     for path in bar:
-        decoded = read_video(path, fps=args.fps, size=model.config.image_size, max_frames=args.max_frames)
+        decoded = read_video(path, fps=args.fps, size=model.image_size, max_frames=args.max_frames)
         ids = model.tokenize(decoded.video[None], generator=make_generator(args.seed, device))
         metadata = TokenMetadata.for_model(model, num_frames=decoded.num_frames, fps=decoded.fps,
                                            source_size=decoded.source_size, source_path=str(path))

@@ -7,7 +7,6 @@ Kinetics-400 logits between the inputs and the reconstructions) when I3D weights
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from videoflex.eval.metrics import video_metrics
-from videoflex.tokenizers.flex.model import VideoFlexTok
+from videoflex.tokenizers.base import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -40,22 +39,15 @@ class KeepResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    model: str
-    model_hash: str
+    model: str  # the config's name
+    model_kind: str
+    model_config_hash: str
+    model_hash: str  # the weights hash (:func:`videoflex.models.identity.weights_hash`)
     num_clips: int
     frames: int
     settings: SweepSettings
     results: tuple[KeepResult, ...]
     wall_time_s: float
-
-
-def weights_hash(model: torch.nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) of every tensor of the model, in key order."""
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def default_keeps(num_registers: int) -> tuple[int, ...]:
@@ -65,7 +57,7 @@ def default_keeps(num_registers: int) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def run_sweep(model: VideoFlexTok, clips: torch.Tensor, settings: SweepSettings, i3d: torch.nn.Module | None = None,
+def run_sweep(model: Tokenizer, clips: torch.Tensor, settings: SweepSettings, i3d: torch.nn.Module | None = None,
               progress: bool = True) -> SweepResult:
     """Sweep ``clips [N,3,T,H,W]`` in [-1, 1] (the model's size) over ``settings.keeps``."""
     for k in settings.keeps:
@@ -99,8 +91,9 @@ def run_sweep(model: VideoFlexTok, clips: torch.Tensor, settings: SweepSettings,
 
             rfvd = fvd(torch.cat(real_logits), torch.cat(fake_logits[k]))
         results.append(KeepResult(k, k * ids.shape[1], float(sums[k][0] / n), float(sums[k][1] / n), rfvd))
-    return SweepResult(model.config.name, weights_hash(model), n, t, settings, tuple(results),
-                       time.perf_counter() - start)
+    identity = model.identity
+    return SweepResult(identity.name, identity.kind, identity.config_hash, identity.weights_hash, n, t, settings,
+                       tuple(results), time.perf_counter() - start)
 
 
 def save_sweep(result: SweepResult, out_dir: str | Path) -> tuple[Path, Path]:

@@ -1,6 +1,6 @@
 """Token files: the ids of one video, with what is needed to decode them and check their origin.
 
-Format ``videoflex-tokens`` version 1, a safetensors file holding one tensor:
+Format ``videoflex-tokens`` version 2, a safetensors file holding one tensor:
 
 - ``ids``: shape ``[k, t]`` (**token-major**: row ``i`` holds token ``i`` of every time step), so the
   first ``k' <= k`` tokens of every step are rows ``0 .. k'-1``, one contiguous block at the start of
@@ -12,9 +12,11 @@ String metadata (safetensors stores strings only; numbers in decimal, sizes as `
 
 =====================  =========================================================================
 ``format``             ``"videoflex-tokens"``
-``format_version``     ``"1"``
-``model_name``         name of the tokenizer config that made the ids (e.g. ``"demo"``)
-``model_config_hash``  its :attr:`~videoflex.tokenizers.flex.model.VideoFlexTok.config_hash`
+``format_version``     ``"2"``
+``model_kind``         kind of the model that made the ids (e.g. ``"flex-tokenizer"``)
+``model_name``         name of its config (e.g. ``"demo"``; informational, not compared)
+``model_config_hash``  its config hash (:class:`~videoflex.models.identity.ModelIdentity`)
+``model_weights_hash`` the hash of its weights (:func:`~videoflex.models.identity.weights_hash`)
 ``codebook_size``      number of codes; every id is below it
 ``num_registers``      the model's tokens per step N (the file may keep fewer)
 ``tokens_per_step``    k, tokens per step kept in the file (= rows of ``ids``)
@@ -28,8 +30,11 @@ String metadata (safetensors stores strings only; numbers in decimal, sizes as `
 
 Loading validates all of it and raises :class:`TokenFileError` (a ``ValueError``) naming the file and
 the problem: missing, truncated or not safetensors, a foreign safetensors file, a newer format, bad
-metadata, a wrong dtype or shape, ids outside the codebook, or (given a model) ids made by another
-model. Files are written under a temporary name and renamed when complete.
+metadata, a wrong dtype or shape, ids outside the codebook, or (given a model) ids made by a model of
+another identity: another kind, config or weights (:class:`TokenModelMismatch`). Version-1 files (written
+before model identities) record no weights hash, so they cannot show which weights made their ids: they are
+refused with a request to tokenize the video again. Files are written under a temporary name and renamed when
+complete.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import safetensors
 import torch
@@ -47,19 +51,19 @@ from safetensors.torch import save_file
 
 from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
-
-if TYPE_CHECKING:
-    from videoflex.tokenizers.flex.model import VideoFlexTok
+from videoflex.models.identity import ModelIdentity
+from videoflex.tokenizers.base import Tokenizer
 
 TOKEN_FORMAT = "videoflex-tokens"
-TOKEN_FORMAT_VERSION = 1
+TOKEN_FORMAT_VERSION = 2
 TOKEN_SUFFIX = ".tokens.safetensors"
 IDS_KEY = "ids"
 
 _ID_DTYPES = ((torch.uint8, 2**8), (torch.uint16, 2**16), (torch.int32, 2**31), (torch.int64, 2**63))
 _TORCH_DTYPES = {"U8": torch.uint8, "U16": torch.uint16, "I32": torch.int32, "I64": torch.int64}
 _METADATA_KEYS = frozenset({
-    "format", "format_version", "model_name", "model_config_hash", "codebook_size", "num_registers",
+    "format", "format_version", "model_kind", "model_name", "model_config_hash", "model_weights_hash",
+    "codebook_size", "num_registers",
     "tokens_per_step", "token_steps", "num_frames", "fps", "image_size", "source_size", "source_path",
 })
 
@@ -81,10 +85,12 @@ def id_dtype(codebook_size: int) -> torch.dtype:
 
 @dataclass(frozen=True)
 class TokenMetadata:
-    """Where the ids of a token file come from (everything but their sizes)."""
+    """Where the ids of a token file come from (everything but their sizes).
 
-    model_name: str
-    model_config_hash: str
+    model: the identity of the model that made the ids. num_registers: its tokens per step N.
+    """
+
+    model: ModelIdentity
     codebook_size: int
     num_registers: int
     num_frames: int
@@ -94,8 +100,8 @@ class TokenMetadata:
     source_path: str = ""
 
     def __post_init__(self) -> None:
-        if not self.model_name or not self.model_config_hash:
-            raise ValueError("model_name and model_config_hash must not be empty")
+        if not isinstance(self.model, ModelIdentity):
+            raise ValueError(f"model must be a ModelIdentity, got {type(self.model).__name__}")
         for name in ("codebook_size", "num_registers", "num_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -108,12 +114,12 @@ class TokenMetadata:
                 raise ValueError(f"{name} must be two positive integers (H, W), got {size!r}")
 
     @classmethod
-    def for_model(cls, model: VideoFlexTok, *, num_frames: int, fps: float, source_size: tuple[int, int],
+    def for_model(cls, model: Tokenizer, *, num_frames: int, fps: float, source_size: tuple[int, int],
                   source_path: str | os.PathLike = "") -> TokenMetadata:
         """Metadata for ids that ``model`` made from a video of ``num_frames`` frames at ``fps``."""
-        return cls(model_name=model.config.name, model_config_hash=model.config_hash,
-                   codebook_size=model.codebook_size, num_registers=model.num_registers,
-                   num_frames=int(num_frames), fps=float(fps), image_size=tuple(model.config.image_size),
+        return cls(model=model.identity, codebook_size=model.codebook_size,
+                   num_registers=model.layout.tokens_per_step,
+                   num_frames=int(num_frames), fps=float(fps), image_size=tuple(model.image_size),
                    source_size=(int(source_size[0]), int(source_size[1])), source_path=str(source_path))
 
 
@@ -179,8 +185,10 @@ def save_tokens(path: str | os.PathLike, tokens: VideoTokens) -> Path:
     metadata = {
         "format": TOKEN_FORMAT,
         "format_version": str(TOKEN_FORMAT_VERSION),
-        "model_name": meta.model_name,
-        "model_config_hash": meta.model_config_hash,
+        "model_kind": meta.model.kind,
+        "model_name": meta.model.name,
+        "model_config_hash": meta.model.config_hash,
+        "model_weights_hash": meta.model.weights_hash,
         "codebook_size": str(meta.codebook_size),
         "num_registers": str(meta.num_registers),
         "tokens_per_step": str(tokens.tokens_per_step),
@@ -242,6 +250,10 @@ def read_token_header(path: str | os.PathLike) -> TokenFileHeader:
     if int(version) > TOKEN_FORMAT_VERSION:
         raise TokenFileError(path, f"token file format version {version} is newer than this videoflex reads "
                                    f"({TOKEN_FORMAT_VERSION}); upgrade videoflex")
+    if int(version) < TOKEN_FORMAT_VERSION:
+        raise TokenFileError(path, f"token file format version {version} records no hash of the weights that "
+                                   "made its ids, so they cannot be checked against a model; tokenize the "
+                                   "video again")
     missing = sorted(_METADATA_KEYS - set(metadata))
     if missing:
         raise TokenFileError(path, f"metadata lacks {', '.join(missing)}")
@@ -253,8 +265,8 @@ def read_token_header(path: str | os.PathLike) -> TokenFileHeader:
         raise TokenFileError(path, f"metadata 'fps' must be a number, got {metadata['fps']!r}") from None
     try:
         meta = TokenMetadata(
-            model_name=metadata["model_name"],
-            model_config_hash=metadata["model_config_hash"],
+            model=ModelIdentity(metadata["model_kind"], metadata["model_name"], metadata["model_config_hash"],
+                                metadata["model_weights_hash"]),
             codebook_size=_int(path, metadata, "codebook_size"),
             num_registers=_int(path, metadata, "num_registers"),
             num_frames=_int(path, metadata, "num_frames"),
@@ -284,11 +296,11 @@ def read_token_header(path: str | os.PathLike) -> TokenFileHeader:
 
 
 def load_tokens(path: str | os.PathLike, keep: int | None = None,
-                model: VideoFlexTok | None = None) -> VideoTokens:
+                model: Tokenizer | None = None) -> VideoTokens:
     """Read a token file; ``keep`` reads only the first ``keep`` tokens of every step.
 
-    Given ``model``, ids made by another model (a different config hash) are refused, as is a file
-    whose frame count does not fit its token steps under that model.
+    Given ``model``, ids made by another model (a different kind, config hash or weights hash) are refused,
+    as is a file whose frame count does not fit its token steps under that model.
 
     Returns:
         :class:`VideoTokens` with ids int64 ``[t, keep or k]``.
@@ -320,21 +332,20 @@ def load_tokens(path: str | os.PathLike, keep: int | None = None,
     return VideoTokens(ids, header.metadata)
 
 
-def check_tokens_model(metadata: TokenMetadata, token_steps: int, model: VideoFlexTok,
+def check_tokens_model(metadata: TokenMetadata, token_steps: int, model: Tokenizer,
                        source: str | os.PathLike) -> None:
-    """Raise :class:`TokenModelMismatch` unless ``model`` made these tokens (same config hash) and the
-    frame count fits ``token_steps`` under it."""
-    if metadata.model_config_hash != model.config_hash:
-        raise TokenModelMismatch(
-            source,
-            f"tokens were made by model {metadata.model_name!r} (config {metadata.model_config_hash}), "
-            f"not by the model given, {model.config.name!r} (config {model.config_hash}); "
-            f"decode them with the model that made them",
-        )
-    if metadata.codebook_size != model.codebook_size or metadata.num_registers != model.num_registers:
+    """Raise :class:`TokenModelMismatch` (one line naming both identities) unless ``model`` made these tokens
+    (same kind, config hash and weights hash), and :class:`TokenFileError` unless the frame count fits
+    ``token_steps`` under it."""
+    mine = model.identity
+    if not metadata.model.same_model(mine):
+        raise TokenModelMismatch(source, f"tokens were made by {metadata.model}, not by the model given, {mine}; "
+                                         "decode them with the model that made them")
+    n = model.layout.tokens_per_step
+    if metadata.codebook_size != model.codebook_size or metadata.num_registers != n:
         raise TokenModelMismatch(source, f"codebook {metadata.codebook_size} x {metadata.num_registers} "
                                          f"tokens per step does not match the model's "
-                                         f"{model.codebook_size} x {model.num_registers}")
+                                         f"{model.codebook_size} x {n}")
     steps = model.plan(metadata.num_frames).token_steps
     if steps != token_steps:
         raise TokenFileError(source, f"{metadata.num_frames} frames make {steps} token steps under this "

@@ -13,28 +13,25 @@ last frames decoded before it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from videoflex.models.pretrained import PartCount, PretrainedModel
 from videoflex.nn.flow import FixedPrefix, flow_loss, interpolate, logit_normal_time, nested_keep, sample
 from videoflex.nn.fsq import FSQ
+from videoflex.tokenizers.base import Tokenizer, TokenLayout
 from videoflex.tokenizers.chunking import ChunkPlan, plan_chunks, plan_from_steps
 from videoflex.tokenizers.flex.config import LossConfig, SamplerConfig, TokenizerConfig
 from videoflex.tokenizers.flex.decoder import MIN_DATA_PREDICTION_TIME, Decoder
 from videoflex.tokenizers.flex.encoder import Encoder
-from videoflex.utils.dataclass_io import config_hash, from_dict, to_json
-from videoflex.utils.int8 import dequantize_int8, quantize_int8
+from videoflex.tokenizers.flex.params import count_parameters
+from videoflex.tokenizers.flex.presets import PRESETS
 from videoflex.vae import build_vae
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-FORMAT_NAME = "videoflex-tokenizer"
+KIND = "flex-tokenizer"
 
 
 @dataclass(frozen=True)
@@ -75,8 +72,17 @@ def draw_training(config: LossConfig, num_registers: int, latent_shape: tuple[in
                          uniform[2] * config.prefix_noise, s, noise)
 
 
-class VideoFlexTok(nn.Module):
-    """The tokenizer: a frozen VAE, the register encoder with FSQ, and the flow decoder."""
+class VideoFlexTok(PretrainedModel, Tokenizer):
+    """The tokenizer: a frozen VAE, the register encoder with FSQ, and the flow decoder.
+
+    Model kind ``"flex-tokenizer"``; saving, loading, presets and identity come from
+    :class:`~videoflex.models.pretrained.PretrainedModel`, the tokenizer interface from
+    :class:`~videoflex.tokenizers.base.Tokenizer`.
+    """
+
+    kind = KIND
+    config_class = TokenizerConfig
+    presets = PRESETS
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
@@ -127,14 +133,6 @@ class VideoFlexTok(nn.Module):
             nn.init.zeros_(dec.linear_out.weight)
             nn.init.zeros_(dec.linear_out.bias)
 
-    @classmethod
-    def from_preset(cls, name: str, device: torch.device | str | None = None) -> VideoFlexTok:
-        """A randomly initialised model of a named preset (see ``videoflex.tokenizers.flex.presets``)."""
-        from videoflex.tokenizers.flex.presets import get_preset
-
-        with torch.device(device or "cpu"):
-            return cls(get_preset(name))
-
     @property
     def device(self) -> torch.device:
         return next(self.encoder.parameters()).device
@@ -146,6 +144,38 @@ class VideoFlexTok(nn.Module):
     @property
     def codebook_size(self) -> int:
         return self.fsq.codebook_size
+
+    @property
+    def layout(self) -> TokenLayout:
+        """``num_registers`` tokens per step, ordered coarse to fine (nested dropout)."""
+        return TokenLayout(self.num_registers, "coarse_to_fine")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.config.image_size)
+
+    @property
+    def clip_frames(self) -> int:
+        return self.config.chunk_frames
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        return self.config.sampler
+
+    # ------------------------------------------------------------------------------------ identity
+
+    @classmethod
+    def identity_config(cls, config: TokenizerConfig) -> TokenizerConfig:
+        """The config without sampler and loss settings: they do not change what the ids mean (re-saving a
+        model with other sampling defaults keeps its token files valid)."""
+        return dataclasses.replace(config, sampler=SamplerConfig(), loss=LossConfig())
+
+    def parameter_parts(self) -> tuple[PartCount, ...]:
+        """VAE, encoder, decoder, the decoder's adaLN linears, and encoder + decoder without adaLN (the
+        paper's model sizes)."""
+        c = count_parameters(self)
+        return (PartCount("VAE", c.vae), PartCount("encoder", c.encoder), PartCount("decoder", c.decoder),
+                PartCount("adaLN", c.adaln), PartCount("enc+dec-adaLN", c.transformer_without_adaln))
 
     # ------------------------------------------------------------------------------------ validation
 
@@ -343,93 +373,3 @@ class VideoFlexTok(nn.Module):
         if self.config.decoder.prediction == "data":  # the data-space error: every noise level counts alike
             weight = draws.s.clamp_min(MIN_DATA_PREDICTION_TIME).to(torch.float32) ** 2
         return TrainingOutput(flow_loss(out.velocity, latents, noise, (~is_prefix).float(), weight), out.features)
-
-    # ------------------------------------------------------------------------------------ files
-
-    @property
-    def config_hash(self) -> str:
-        return model_config_hash(self.config)
-
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write ``model.safetensors`` (config JSON in its metadata) and ``config.json``; atomic renames.
-
-        dtype: store floating-point tensors in this type (e.g. ``torch.bfloat16`` halves the file);
-            ``torch.int8`` stores every tensor of two or more dimensions as int8 rows with a float32 scale
-            each (a quarter of float32; see :mod:`videoflex.utils.int8`). :meth:`from_pretrained` loads
-            them back as float32.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config_json = to_json(self.config)
-        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        if dtype == torch.int8:
-            state = quantize_int8(state)
-        elif dtype is not None:
-            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        state = {k: v.contiguous() for k, v in state.items()}
-        tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "config": config_json})
-        tmp.replace(directory / WEIGHTS_NAME)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(json.loads(config_json), indent=2) + "\n")
-        tmp.replace(directory / CONFIG_NAME)
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> VideoFlexTok:
-        """Load a model saved by :meth:`save_pretrained` (a folder or its ``model.safetensors``).
-
-        The architecture comes from the config stored in the file; the model is built on the meta device
-        and the weights assigned, as float32. Missing, unexpected or mis-shaped tensors are refused with
-        their names. Released apple/ml-videoflextok checkpoints are converted while loading.
-        """
-        path = Path(path)
-        file = path / WEIGHTS_NAME if path.is_dir() else path
-        from videoflex.tokenizers.flex.official.loader import is_official_checkpoint, load_official
-
-        if is_official_checkpoint(path):  # a released apple/ml-videoflextok checkpoint: convert while loading
-            return load_official(path, device)
-        if not file.is_file():
-            raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} found")
-        config = read_config(file)
-        with torch.device("meta"):
-            model = cls(config)
-        try:
-            stored = dequantize_int8(load_file(str(file), device=str(device)))
-        except ValueError as err:
-            raise ValueError(f"{file}: {err}") from None
-        state = {k: v.float() if v.is_floating_point() else v for k, v in stored.items()}
-        check_state_dict(model, state, file)
-        model.load_state_dict(state, strict=True, assign=True)
-        return model.eval()
-
-
-def model_config_hash(config: TokenizerConfig) -> str:
-    """Hash of what decides the meaning of the tokens: the config without sampler and loss settings
-    (re-saving a model with other sampling defaults keeps its token files valid)."""
-    return config_hash(dataclasses.replace(config, sampler=SamplerConfig(), loss=LossConfig()))
-
-
-def read_config(file: str | Path) -> TokenizerConfig:
-    """The :class:`TokenizerConfig` stored in a videoflex safetensors file (``ValueError`` if none)."""
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for non-safetensors input)
-        raise ValueError(f"{file}: not a safetensors file ({e})") from None
-    if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
-        raise ValueError(f"{file}: not a videoflex tokenizer checkpoint (no videoflex config in its metadata)")
-    return from_dict(TokenizerConfig, json.loads(metadata["config"]))
-
-
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: object) -> None:
-    """Raise ``ValueError`` naming every missing, unexpected or mis-shaped tensor."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                    if k in state and state[k].shape != v.shape)
-    problems = [f"{label} {items}" for label, items in (("missing", missing), ("unexpected", unexpected),
-                                                        ("mis-shaped (file vs model)", shapes)) if items]
-    if problems:
-        raise ValueError(f"{source}: weights do not fit the model: " + "; ".join(problems))

@@ -1,4 +1,5 @@
-"""Named model presets: Python constructors returning typed configs, in one registry."""
+"""Named presets of the flex tokenizer: Python constructors returning typed configs (all kinds' presets are
+gathered in :data:`videoflex.registry.PRESETS`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ VIDTOK_488_16CH = VAEConfig(kind="vidtok", latent_channels=16, temporal_factor=4
 def tiny() -> TokenizerConfig:
     """Seconds on a CPU: 32x32 pixels folded 4x4x4 into 192 channels, 2+2 blocks of width 64, 16 tokens a step."""
     return TokenizerConfig(
-        name="tiny",
+        name="flex-tiny",
         image_size=(32, 32),
         vae=VAEConfig(kind="space_to_depth", latent_channels=192, temporal_factor=4, spatial_factor=4),
         encoder=EncoderConfig(width=64, depth=2, head_dim=32, patch_size=2),
@@ -34,7 +35,7 @@ def tiny() -> TokenizerConfig:
 def ablation_d12() -> TokenizerConfig:
     """The paper's ablation size: d12 encoder and decoder (D=768), 128x128, VidTok VAE, patch 1."""
     return TokenizerConfig(
-        name="ablation-d12",
+        name="flex-ablation-d12",
         image_size=(128, 128),
         vae=VIDTOK_488_16CH,
         encoder=EncoderConfig(width=768, depth=12, patch_size=1),
@@ -48,7 +49,7 @@ def k600_d18() -> TokenizerConfig:
     Decoder attention is full, as the released weights after their second (decoder fine-tuning) stage.
     """
     return TokenizerConfig(
-        name="k600-d18",
+        name="flex-k600-d18",
         image_size=(128, 128),
         vae=VIDTOK_488_16CH,
         encoder=EncoderConfig(width=1152, depth=18, patch_size=1),
@@ -60,7 +61,7 @@ def panda_d18_d28() -> TokenizerConfig:
     """Text-to-video model (``EPFL-VILAB/videoflextok_d18_d28``): d18 encoder (D=1152), d28 decoder
     (D=1792), 256x256, patch 2, full decoder attention."""
     return TokenizerConfig(
-        name="panda-d18-d28",
+        name="flex-panda-d18-d28",
         image_size=(256, 256),
         vae=VIDTOK_488_16CH,
         encoder=EncoderConfig(width=1152, depth=18, patch_size=2),
@@ -88,7 +89,7 @@ def demo() -> TokenizerConfig:
     the mean image.
     """
     return TokenizerConfig(
-        name="demo",
+        name="flex-demo",
         image_size=(64, 64),
         vae=VAEConfig(kind="space_to_depth", latent_channels=768, temporal_factor=4, spatial_factor=8),
         encoder=EncoderConfig(width=192, depth=2, head_dim=64, patch_size=1, code_init_std=0.1 * 192**-0.5,
@@ -102,28 +103,31 @@ def demo() -> TokenizerConfig:
 
 
 def demo_linear() -> TokenizerConfig:
-    """``demo`` with a rank-32 linear path beside its encoder and decoder (``EncoderConfig.linear_path``):
+    """``flex-demo`` with a rank-32 linear path beside its encoder and decoder (``EncoderConfig.linear_path``):
     the tokens start from what a linear code of the same budget gives, and the transformers add to it.
     Not in the paper; for small models trained briefly (see ``checkpoints/demo/README.md``)."""
     base = demo()
     return dataclasses.replace(
-        base, name="demo-linear",
+        base, name="flex-demo-linear",
         encoder=dataclasses.replace(base.encoder, linear_path=32),
         decoder=dataclasses.replace(base.decoder, linear_path=32),
     )
 
 
 PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
-    "tiny": tiny,
-    "demo": demo,
-    "demo-linear": demo_linear,
-    "ablation-d12": ablation_d12,
-    "k600-d18": k600_d18,
-    "panda-d18-d28": panda_d18_d28,
+    "flex-tiny": tiny,
+    "flex-demo": demo,
+    "flex-demo-linear": demo_linear,
+    "flex-ablation-d12": ablation_d12,
+    "flex-k600-d18": k600_d18,
+    "flex-panda-d18-d28": panda_d18_d28,
 }
+"""The flex tokenizer's presets by name; each config's ``name`` is its preset name. No preset shares a name
+with a shipped trained model (``checkpoints/demo`` is named ``demo``; its architecture is ``flex-demo``)."""
 
 
 def get_preset(name: str) -> TokenizerConfig:
+    """The config of a flex-tokenizer preset (``ValueError`` naming the presets if unknown)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
