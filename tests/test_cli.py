@@ -1,4 +1,4 @@
-"""The ``videoflex`` command line, run in-process (plus one real subprocess) with the ``tiny`` preset.
+"""The ``videoflex`` command line, run in-process (plus one real subprocess) with the ``flex-tiny`` preset.
 
 Models here have random weights, so reconstructions are noise: the tests check files, shapes, frame
 counts, exit statuses and messages, not quality.
@@ -20,7 +20,7 @@ from PIL import Image
 from videoflex import VideoFlexTok
 from videoflex.cli import common
 from videoflex.cli.main import main
-from videoflex.data.latent_cache import LatentCacheDataset, LatentCacheError, collate_latents
+from videoflex.data.latent_cache import LatentCacheDataset, LatentCacheError, collate_latents, vae_identity
 from videoflex.data.sample_clips import sample_clip_path
 from videoflex.data.shapes import ShapesConfig, ShapesDataset
 from videoflex.data.shards import VideoShardDataset
@@ -85,7 +85,7 @@ def test_bad_videos_exit_2_with_one_line(tmp_path, capsys, own_mp4, case):
     path = tmp_path / f"{case}.mp4"
     path.write_bytes(_bad_inputs(own_mp4.read_bytes())[case])
     out = tmp_path / "tokens"
-    code, stdout, err = run_cli(capsys, "tokenize", path, "-o", out, "--model", "tiny", "--quiet")
+    code, stdout, err = run_cli(capsys, "tokenize", path, "-o", out, "--model", "flex-tiny", "--quiet")
     assert code == 2 and stdout == ""
     line = one_error_line(err, "tokenize")
     assert str(path) in line
@@ -93,22 +93,22 @@ def test_bad_videos_exit_2_with_one_line(tmp_path, capsys, own_mp4, case):
 
 
 def test_missing_input_bad_options_and_no_default_model(tmp_path, capsys, own_mp4, monkeypatch):
-    code, _, err = run_cli(capsys, "tokenize", tmp_path / "nope.mp4", "-o", tmp_path, "--model", "tiny")
+    code, _, err = run_cli(capsys, "tokenize", tmp_path / "nope.mp4", "-o", tmp_path, "--model", "flex-tiny")
     assert code == 2 and "nope.mp4: no such file" in one_error_line(err, "tokenize")
     for argv in (["--keep", "0"], ["--fps", "-1"], ["--max-frames", "x"]):
         with pytest.raises(SystemExit) as exit_info:
-            main(["tokenize", str(own_mp4), "-o", str(tmp_path), "--model", "tiny", *argv])
+            main(["tokenize", str(own_mp4), "-o", str(tmp_path), "--model", "flex-tiny", *argv])
         assert exit_info.value.code == 2
         line = one_error_line(capsys.readouterr().err, "tokenize")
         assert argv[0] in line
-    code, _, err = run_cli(capsys, "tokenize", own_mp4, "-o", tmp_path, "--model", "tiny", "--keep", "17")
-    assert code == 2 and "--keep 17: model 'tiny' has 16 tokens" in one_error_line(err, "tokenize")
+    code, _, err = run_cli(capsys, "tokenize", own_mp4, "-o", tmp_path, "--model", "flex-tiny", "--keep", "17")
+    assert code == 2 and "--keep 17: model 'flex-tiny' has 16 tokens" in one_error_line(err, "tokenize")
     code, _, err = run_cli(capsys, "tokenize", own_mp4, "-o", tmp_path, "--model", "no-such-model")
     assert code == 2 and "not a preset" in one_error_line(err, "tokenize")
     monkeypatch.setattr(common, "DEFAULT_MODEL", Path("no") / "such" / "demo")
     code, _, err = run_cli(capsys, "tokenize", own_mp4, "-o", tmp_path)
     assert code == 2 and "no model given" in one_error_line(err, "tokenize")
-    code, _, err = run_cli(capsys, "reconstruct", own_mp4, "-o", tmp_path, "--model", "tiny", "--device", "cuda:7")
+    code, _, err = run_cli(capsys, "reconstruct", own_mp4, "-o", tmp_path, "--model", "flex-tiny", "--device", "cuda:7")
     assert code == 2 and "--device cuda:7" in one_error_line(err, "reconstruct")
 
 
@@ -117,7 +117,7 @@ def test_subprocess_exit_status_and_single_stderr_line(tmp_path):
     empty.write_bytes(b"")
     result = subprocess.run(
         [sys.executable, "-m", "videoflex.cli.main", "tokenize", str(empty), "-o", str(tmp_path / "out"),
-         "--model", "tiny"],
+         "--model", "flex-tiny"],
         check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
@@ -132,7 +132,7 @@ def test_subprocess_exit_status_and_single_stderr_line(tmp_path):
 
 def test_reconstruct_writes_panels_strip_and_table(tmp_path, capsys, carphone):
     out = tmp_path / "rec"
-    code, stdout, err = run_cli(capsys, "reconstruct", carphone, "-o", out, "--model", "tiny", "--keep", "4,64",
+    code, stdout, err = run_cli(capsys, "reconstruct", carphone, "-o", out, "--model", "flex-tiny", "--keep", "4,64",
                                 "--frames", "5", "--steps", "2", "--quiet")
     assert code == 0, err
     assert "warning: --keep 64: the model has 16 tokens per time step; using 16" in err
@@ -150,9 +150,12 @@ def test_reconstruct_writes_panels_strip_and_table(tmp_path, capsys, carphone):
     assert [row[:2] for row in rows] == [["4", "8"], ["16", "32"]]  # k and k x 2 token steps
     for row in rows:
         assert 0 < float(row[2]) < 100 and -1 <= float(row[3]) <= 1
-    assert "model     tiny" in stdout and "2 euler steps" in stdout
+    assert "model     flex-tokenizer flex-tiny [config " in stdout and "2 euler steps" in stdout
     report = json.loads((out / "metrics.json").read_text())
     assert (report["frames"], report["token_steps"], report["steps"]) == (5, 2, 2)
+    tiny = VideoFlexTok.from_preset("flex-tiny")  # the preset's seeded weights: the same identity here
+    assert (report["model_kind"], report["model_name"], report["model_config_hash"],
+            report["model_weights_hash"]) == tuple(vars(tiny.identity).values())
     assert [r["keep"] for r in report["results"]] == [4, 16]
     assert [round(r["psnr"], 2) for r in report["results"]] == [float(row[2]) for row in rows]
     assert leftovers(out) == []
@@ -184,9 +187,9 @@ def test_tokenize_detokenize_round_trip(tmp_path, capsys, own_mp4, tiny_model):
     assert read_frames(mp4).shape == (6, 32, 32, 3)  # the original frame count, padding trimmed
 
     # a token file from another model is refused, before anything is written
-    code, _, err = run_cli(capsys, "detokenize", file, "-o", tmp_path / "other.mp4", "--model", "demo")
+    code, _, err = run_cli(capsys, "detokenize", file, "-o", tmp_path / "other.mp4", "--model", "flex-demo")
     line = one_error_line(err, "detokenize")
-    assert code == 2 and str(file) in line and "made by model 'tiny'" in line
+    assert code == 2 and str(file) in line and f"made by {tiny_model.identity}" in line
     assert not (tmp_path / "other.mp4").exists()
     code, _, err = run_cli(capsys, "detokenize", file, "-o", tmp_path / "x.avi", "--model", model_dir)
     assert code == 2 and "unknown video suffix" in one_error_line(err, "detokenize")
@@ -200,13 +203,14 @@ def test_tokenize_detokenize_round_trip(tmp_path, capsys, own_mp4, tiny_model):
 def test_inspect_each_kind(tmp_path, capsys, own_mp4, tiny_model):
     model_dir = tiny_model.save_pretrained(tmp_path / "model")
     code, stdout, _ = run_cli(capsys, "inspect", model_dir)
-    assert code == 0 and f"tiny [{tiny_model.config_hash}]" in stdout and "16 per time step" in stdout
-    assert "parameters" in stdout
+    assert code == 0 and "flex-tokenizer (VideoFlexTok)" in stdout and "16 per time step" in stdout
+    assert f"identity     {tiny_model.identity}" in stdout and "parameters" in stdout
     code, stdout, _ = run_cli(capsys, "inspect", own_mp4)
     assert code == 0 and "h264" in stdout and "20 at 8 fps" in stdout and "32x32" in stdout
     run_cli(capsys, "tokenize", own_mp4, "-o", tmp_path, "--model", model_dir, "--quiet")
     code, stdout, _ = run_cli(capsys, "inspect", tmp_path / "own.tokens.safetensors")
     assert code == 0 and "6 time steps x 16 tokens per step = 96 tokens" in stdout and "uint16" in stdout
+    assert str(tiny_model.identity) in stdout and "videoflex-tokens v2" in stdout
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"neither a video nor tokens" * 10)
     code, _, err = run_cli(capsys, "inspect", bad)
@@ -217,13 +221,13 @@ def test_prepare_data_shards_and_latent_cache(tmp_path, capsys):
     shards, latents = tmp_path / "shards", tmp_path / "latents"
     code, stdout, err = run_cli(capsys, "prepare-data", "--source", "shapes", "--count", "5", "--frames", "5",
                                 "--shards", shards, "--samples-per-shard", "2", "--latents", latents,
-                                "--model", "tiny", "--batch-size", "2", "--latents-per-shard", "2", "--quiet")
+                                "--model", "flex-tiny", "--batch-size", "2", "--latents-per-shard", "2", "--quiet")
     assert code == 0, err
     assert sorted(p.name for p in shards.glob("*.tar")) == [f"shard-00000{i}.tar" for i in range(3)]
     stored = list(VideoShardDataset(shards, ClipSpec(num_frames=None, fps=None, size=None, window="start")))
     assert len(stored) == 5 and stored[0].video.shape == (3, 5, 32, 32)
 
-    model = VideoFlexTok.from_preset("tiny")
+    model = VideoFlexTok.from_preset("flex-tiny")
     cache = LatentCacheDataset(latents, vae=model.vae)
     assert len(cache) == 5 and len(cache.info.shards) == 3
     clips = ShapesDataset(ShapesConfig(num_samples=5, num_frames=5, size=32, fps=8.0))
@@ -238,9 +242,14 @@ def test_prepare_data_shards_and_latent_cache(tmp_path, capsys):
     assert torch.isfinite(model.training_loss(batch.latents, generator=torch.Generator().manual_seed(0)))
 
     with pytest.raises(LatentCacheError, match="another VAE"):
-        LatentCacheDataset(latents, vae=VideoFlexTok.from_preset("demo").vae)
+        LatentCacheDataset(latents, vae=VideoFlexTok.from_preset("flex-demo").vae)
+    assert cache.info.vae == vae_identity(model.vae) and cache.info.vae.kind == "vae"
     code, stdout, _ = run_cli(capsys, "inspect", latents)
-    assert code == 0 and "5 clips in 3 shard(s)" in stdout
+    assert code == 0 and "5 clips in 3 shard(s)" in stdout and str(vae_identity(model.vae)) in stdout
+    index = json.loads((latents / "index.json").read_text())
+    (latents / "index.json").write_text(json.dumps({**index, "format_version": 1}))  # an older cache
+    with pytest.raises(LatentCacheError, match="format version 1.*rebuild the cache"):
+        LatentCacheDataset(latents)
     (latents / "index.json").unlink()  # an interrupted write leaves no index: not a cache
     with pytest.raises(LatentCacheError, match="not a latent cache"):
         LatentCacheDataset(latents)

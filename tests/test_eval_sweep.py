@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from videoflex import load_model
 from videoflex.cli.main import main
 from videoflex.eval.i3d_weights import default_weights_path
 from videoflex.eval.sweep import SweepSettings, default_keeps, run_sweep
@@ -20,13 +21,16 @@ def test_default_keeps_are_powers_of_two_up_to_n():
 
 def test_eval_recon_writes_results_and_plot(tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = main(["eval", "recon", "--data", CLIP, "--model", "tiny", "--keep", "1,4,16", "--steps", "2",
+    code = main(["eval", "recon", "--data", CLIP, "--model", "flex-tiny", "--keep", "1,4,16", "--steps", "2",
                  "--no-fvd", "-o", str(out), "--quiet"])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["keep"] for r in results["results"]] == [1, 4, 16]
     assert all(r["psnr"] > 0 and r["rfvd"] is None for r in results["results"])
-    assert results["settings"]["steps"] == 2 and results["model"] == "tiny" and len(results["model_hash"]) == 16
+    assert results["settings"]["steps"] == 2 and results["model"] == "flex-tiny"
+    identity = load_model("flex-tiny").identity  # the preset's seeded weights: the same in every process
+    assert (results["model_kind"], results["model_config_hash"], results["model_hash"]) == (
+        identity.kind, identity.config_hash, identity.weights_hash)
     png = out / "quality_vs_tokens.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "16" in capsys.readouterr().out
@@ -44,7 +48,7 @@ def test_sweep_quality_differs_across_keep(tiny_model):
 @pytest.mark.skipif(not default_weights_path().is_file(), reason="I3D weights not fetched (make test fetches them)")
 def test_eval_recon_with_rfvd(tmp_path):
     out = tmp_path / "sweep"
-    assert main(["eval", "recon", "--data", CLIP, "--model", "tiny", "--keep", "1,16", "--steps", "1",
+    assert main(["eval", "recon", "--data", CLIP, "--model", "flex-tiny", "--keep", "1,16", "--steps", "1",
                  "--clips-per-video", "2", "-o", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert all(r["rfvd"] is not None and r["rfvd"] >= 0 for r in results["results"])

@@ -12,19 +12,21 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from videoflex import SamplerConfig, VideoFlexTok
+from videoflex import SamplerConfig, VideoFlexTok, load_model
 from videoflex.cli import convert
 from videoflex.cli.errors import UserError
-from videoflex.tokenizers.flex.model import check_state_dict
-from videoflex.tokenizers.flex.official.loader import (
+from videoflex.models.pretrained import check_state_dict
+from videoflex.registry import LOADERS
+from videoflex.tokenizers.flex.official.config import (
     canonical_layout,
-    convert_state_dict,
-    is_official_checkpoint,
-    key_table,
-    load_official,
-    official_shapes,
     parse_official_config,
     read_official_config,
+)
+from videoflex.tokenizers.flex.official.keys import key_table, official_shapes
+from videoflex.tokenizers.flex.official.loader import (
+    convert_state_dict,
+    is_official_checkpoint,
+    load_official,
 )
 from videoflex.tokenizers.flex.presets import get_preset
 
@@ -72,7 +74,7 @@ def cases() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def model() -> VideoFlexTok:
-    return VideoFlexTok.from_pretrained(CHECKPOINT)  # through the converter
+    return load_model(CHECKPOINT)  # through the registered converter
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,13 @@ def test_is_official_checkpoint(tmp_path, model):
     model.save_pretrained(tmp_path / "native")
     assert not is_official_checkpoint(tmp_path / "native")
     assert not is_official_checkpoint(tmp_path / "nothing-here")
+    assert [loader.name for loader in LOADERS if loader.detect(CHECKPOINT)] == ["apple/ml-videoflextok"]
+
+
+def test_from_pretrained_points_official_files_to_load_model():
+    """VideoFlexTok.from_pretrained reads the native format only (the model does not import the converter)."""
+    with pytest.raises(ValueError, match=r"not a videoflex model.*videoflex\.load_model.*videoflex convert"):
+        VideoFlexTok.from_pretrained(CHECKPOINT)
 
 
 # ------------------------------------------------------------------------------------------- parity
@@ -165,7 +174,7 @@ def test_decoded_video_matches_reference(mean_model, io, cases, name):
 def test_full_size_k600_layout_maps_onto_preset():
     """An official-format state dict at the full k600-d18 size (reference names and shapes, meta tensors)
     converts onto the k600-d18 preset: every tensor of ours is covered with the right shape."""
-    config = get_preset("k600-d18")
+    config = get_preset("flex-k600-d18")
     shapes = official_shapes(config, canonical_layout(config))
     # counts measured on the reference code built at this size (tensors, parameters)
     expected = {"vae.": (416, 157_949_351), "encoder.": (132, 288_210_822), "decoder.": (178, 577_943_440)}
@@ -178,7 +187,7 @@ def test_full_size_k600_layout_maps_onto_preset():
     converted = convert_state_dict(state, config, canonical_layout(config))
     with torch.device("meta"):
         model = VideoFlexTok(config)
-    check_state_dict(model, converted, "k600-d18")
+    check_state_dict(model, converted, "flex-k600-d18")
     model.load_state_dict(converted, strict=True, assign=True)
 
 
@@ -204,21 +213,21 @@ def test_missing_tensor_is_refused(tmp_path, official_state):
     state = {k: v for k, v in official_state.items() if k != BLOCK}
     file = write(tmp_path / "missing.safetensors", state, metadata(CHECKPOINT))
     with pytest.raises(ValueError, match=r"missing \[decoder\.module_dict\.dec_transformer\.blocks\.1\.mlp\.fc2"):
-        VideoFlexTok.from_pretrained(file)
+        load_model(file)
 
 
 def test_unexpected_tensor_is_refused(tmp_path, official_state):
     state = dict(official_state, **{"video_tokenizer.encoder.module_dict.enc_extra.weight": torch.zeros(3)})
     file = write(tmp_path / "extra.safetensors", state, metadata(CHECKPOINT))
     with pytest.raises(ValueError, match=r"unexpected \[encoder\.module_dict\.enc_extra\.weight\]"):
-        VideoFlexTok.from_pretrained(file)
+        load_model(file)
 
 
 def test_misshaped_tensor_is_refused(tmp_path, official_state):
     state = dict(official_state, **{POSEMB: official_state[POSEMB][..., :4]})
     file = write(tmp_path / "shape.safetensors", state, metadata(CHECKPOINT))
     with pytest.raises(ValueError, match=r"mis-shaped.*enc_posemb_module\.posembs: \(3, 1, 64, 4\) vs \(3, 1, 64, 8\)"):
-        VideoFlexTok.from_pretrained(file)
+        load_model(file)
 
 
 def edited_config(edit) -> dict[str, str]:
@@ -249,7 +258,7 @@ def test_unsupported_option_is_refused(tmp_path, official_state):
 def test_no_config_is_refused(tmp_path, official_state):
     file = write(tmp_path / "bare.safetensors", official_state)
     with pytest.raises(ValueError, match="no VideoFlexTok config found"):
-        VideoFlexTok.from_pretrained(file)
+        load_model(file)
 
 
 # ------------------------------------------------------------------------------------------- layouts
@@ -266,10 +275,10 @@ def test_folder_with_config_json_and_unprefixed_keys(tmp_path, model, official_s
     folder = tmp_path / "snapshot"
     write(folder / "model.safetensors", {k.removeprefix("video_tokenizer."): v for k, v in official_state.items()})
     (folder / "config.json").write_text(json.dumps(read_official_config(CHECKPOINT)))
-    assert_same_weights(VideoFlexTok.from_pretrained(folder), model)
+    assert_same_weights(load_model(folder), model)
     renamed = tmp_path / "single"  # a folder holding one differently named file (config in its metadata)
     write(renamed / "videoflextok_small.safetensors", official_state, metadata(CHECKPOINT))
-    assert_same_weights(VideoFlexTok.from_pretrained(renamed), model)
+    assert_same_weights(load_model(renamed), model)
 
 
 def test_decoder_packing_order_sets_the_adaln_split(tmp_path, model, official_state):
@@ -318,6 +327,7 @@ def test_convert_cli_writes_native_format(tmp_path, model):
     native = VideoFlexTok.from_pretrained(tmp_path / "out")
     assert native.config == model.config
     assert_same_weights(native, model)
+    assert native.identity == model.identity  # float32 file: the same weights, hence the same identity
 
 
 def test_convert_cli_refuses_other_files(tmp_path):

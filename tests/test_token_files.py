@@ -13,7 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from videoflex import VideoFlexTok
+from videoflex import VideoFlexTok, load_model
+from videoflex.cli.main import main
 from videoflex.io.tokens import (
     IDS_KEY,
     TokenFileError,
@@ -26,6 +27,10 @@ from videoflex.io.tokens import (
     save_tokens,
 )
 from videoflex.tokenizers.flex.presets import get_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "checkpoints" / "demo"
+CLIP = ROOT / "assets" / "carphone.mp4"
 
 
 def make_tokens(model: VideoFlexTok, steps: int = 5, keep: int = 12, num_frames: int = 17,
@@ -121,24 +126,74 @@ def test_foreign_safetensors_files_are_refused(tmp_path, tiny_model):
     with pytest.raises(TokenFileError, match="not a videoflex token file"):
         load_tokens(plain)
     model_dir = tiny_model.save_pretrained(tmp_path / "model")
-    with pytest.raises(TokenFileError, match="not a videoflex token file.*videoflex-tokenizer"):
+    with pytest.raises(TokenFileError, match="not a videoflex token file.*videoflex-model"):
         load_tokens(model_dir / "model.safetensors")
 
 
 def test_wrong_model_is_refused(token_file, tiny_model):
     path, _ = token_file
-    other = VideoFlexTok(dataclasses.replace(get_preset("tiny"), name="tiny-b", num_registers=12))
+    other = VideoFlexTok(dataclasses.replace(get_preset("flex-tiny"), name="flex-tiny-b", num_registers=12))
     assert other.config_hash != tiny_model.config_hash
-    with pytest.raises(TokenModelMismatch, match="made by model 'tiny'.*not by the model given, 'tiny-b'"):
+    with pytest.raises(TokenModelMismatch, match="made by flex-tokenizer 'flex-tiny'.*not by the model given, "
+                                                 "flex-tokenizer 'flex-tiny-b'"):
         load_tokens(path, model=other)
     load_tokens(path, model=tiny_model)  # the right model is accepted
+
+
+def test_same_config_other_weights_is_refused(token_file, tiny_model):
+    """The weights are part of the identity: a copy of the model with one weight changed is another model."""
+    path, _ = token_file
+    other = VideoFlexTok(tiny_model.config).eval()
+    other.load_state_dict(tiny_model.state_dict())
+    load_tokens(path, model=other)  # equal weights: accepted
+    with torch.no_grad():
+        other.decoder.head.bias[0] += 1e-3
+    assert other.config_hash == tiny_model.config_hash and other.identity != tiny_model.identity
+    with pytest.raises(TokenModelMismatch) as err:
+        load_tokens(path, model=other)
+    message = str(err.value)
+    assert "\n" not in message and tiny_model.identity.weights_hash in message
+    assert other.identity.weights_hash in message
+
+
+def test_version_1_files_are_refused_with_a_request_to_retokenize(token_file):
+    """Version-1 files hold no weights hash: they cannot show which weights made their ids."""
+    path, _ = token_file
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k not in ("model_kind", "model_weights_hash")}
+        data = {k: f.get_tensor(k) for k in list(f.keys())}
+    old = path.with_name("old.tokens.safetensors")
+    save_file(data, str(old), metadata={**meta, "format_version": "1"})
+    with pytest.raises(TokenFileError, match="version 1 records no hash of the weights.*tokenize the video again"):
+        load_tokens(old)
+
+
+def test_tokens_of_the_random_demo_preset_are_refused_by_the_trained_demo(tmp_path, capsys):
+    """The acceptance check of issue 15: ids made by the random-weight preset flex-demo (the demo's
+    architecture) are not decoded by the trained checkpoints/demo, through the API and the CLI."""
+    out = tmp_path / "tokens"
+    assert main(["tokenize", str(CLIP), "--model", "flex-demo", "--max-frames", "5", "-o", str(out),
+                 "--quiet"]) == 0
+    path = out / "carphone.tokens.safetensors"
+    preset = load_model("flex-demo")
+    assert read_token_header(path).metadata.model == preset.identity
+    trained = load_model(DEMO)
+    with pytest.raises(TokenModelMismatch, match="made by flex-tokenizer 'flex-demo'.*not by the model given, "
+                                                 "flex-tokenizer 'demo'"):
+        load_tokens(path, model=trained)
+    capsys.readouterr()
+    code = main(["detokenize", str(path), "--model", str(DEMO), "-o", str(tmp_path / "out.mp4"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "made by flex-tokenizer 'flex-demo'" in err
+    assert not (tmp_path / "out.mp4").exists()
+    assert main(["detokenize", str(path), "--model", "flex-demo", "-o", str(tmp_path / "ok.mp4"), "--quiet"]) == 0
 
 
 def test_bad_contents_are_refused(token_file, tiny_model):
     path, tokens = token_file
     stored = tokens.ids.t().contiguous()
     cases = [
-        ({}, {"format_version": "2"}, "newer than this videoflex reads"),
+        ({}, {"format_version": "3"}, "newer than this videoflex reads"),
         ({}, {"num_frames": "seventeen"}, "'num_frames' must be a non-negative integer"),
         ({}, {"fps": "fast"}, "'fps' must be a number"),
         ({}, {"fps": "0"}, "fps must be positive"),

@@ -1,4 +1,5 @@
-"""``videoflex convert``: an official VideoFlexTok checkpoint (apple/ml-videoflextok) -> our native format."""
+"""``videoflex convert``: a checkpoint in a foreign format (a registered loader: the released apple/ml-videoflextok
+VideoFlexTok models) -> the native videoflex format."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import torch
 
 from videoflex.cli.errors import UserError
-from videoflex.tokenizers.flex.official.loader import describe, is_official_checkpoint, load_official
+from videoflex.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from videoflex.registry import LOADERS
+from videoflex.tokenizers.flex.model import VideoFlexTok
+from videoflex.tokenizers.flex.official.loader import describe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -19,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Read an official VideoFlexTok checkpoint (e.g. EPFL-VILAB/videoflextok_d18_d18_k600's "
                     "model.safetensors, or the folder holding it and its config.json), check every tensor "
                     "against its embedded config, and write model.safetensors + config.json in the videoflex "
-                    "format. (VideoFlexTok.from_pretrained also reads official checkpoints directly.)")
+                    "format. (videoflex.load_model and every --model option also read official checkpoints "
+                    "directly.)")
     p.add_argument("checkpoint", type=Path, help="official .safetensors file, or a folder holding one")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the converted model to")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
@@ -29,16 +34,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.checkpoint.exists():
-        raise FileNotFoundError(f"{args.checkpoint}: no such file or folder")
-    if not is_official_checkpoint(args.checkpoint):
+        raise UserError(f"{args.checkpoint}: no such file or folder")
+    loader = next((loader for loader in LOADERS if loader.detect(args.checkpoint)), None)
+    if loader is None:
         raise UserError(f"{args.checkpoint}: not an official VideoFlexTok checkpoint (expected a safetensors file "
                         f"with video_tokenizer.* / vae.vidtok.* tensors)")
     try:
-        model = load_official(args.checkpoint)
-    except ValueError as e:
+        model = loader.load(args.checkpoint, "cpu")
+    except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     model.to(DTYPES[args.dtype])
     out = model.save_pretrained(args.output)
-    print(describe(model.config))
-    print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
+    summary = describe(model.config) if isinstance(model, VideoFlexTok) else model.config.name
+    print(f"{loader.name} -> {model.kind}: {summary}")
+    print(f"identity {model.identity}")
+    print(f"wrote {out / WEIGHTS_NAME} and {out / CONFIG_NAME}")
     return 0

@@ -205,7 +205,7 @@ def _latent_cache(root: Path) -> int:
         ("latent cache", f"{root}: {info.num_samples} clips in {len(info.shards)} shard(s)"),
         ("latents", f"[{c}, {t}, {h}, {w}] (C, t, h, w) stored as {info.dtype}"),
         ("clips", f"{info.num_frames} frames at {info.fps:g} fps, {info.image_size[1]}x{info.image_size[0]}"),
-        ("VAE", f"fingerprint {info.vae_fingerprint}, from model {info.model_name or '?'}"),
+        ("VAE", f"{info.vae}, from model {info.model_name or '?'}"),
     ])
     return 0
 
@@ -215,7 +215,7 @@ def _latent_shard(path: Path, metadata: dict[str, str]) -> int:
         keys = list(f.keys())
         shape = f.get_slice("latents").get_shape() if "latents" in keys else "?"
     _show([("latent shard", f"{path} ({_bytes(path.stat().st_size)}), {metadata.get('count', '?')} clips"),
-           ("latents", f"{list(shape)}"), ("VAE", f"fingerprint {metadata.get('vae_fingerprint', '?')}"),
+           ("latents", f"{list(shape)}"), ("VAE", metadata.get("vae", "?")),
            ("cache", f"see {path.parent / INDEX_NAME}")])
     return 0
 

@@ -1,4 +1,4 @@
-"""``videoflex presets``: the named model presets and their parameter counts."""
+"""``videoflex presets``: the named presets of every model kind, with their sizes and parameter counts."""
 
 from __future__ import annotations
 
@@ -6,29 +6,47 @@ import argparse
 
 import torch
 
-from videoflex.tokenizers.flex.model import VideoFlexTok
-from videoflex.tokenizers.flex.params import count_parameters
-from videoflex.tokenizers.flex.presets import PRESETS, get_preset
+from videoflex.registry import KINDS, ModelKind
+from videoflex.tokenizers.flex.config import TokenizerConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("presets", help="list model presets with their sizes and parameter counts",
-                              description="List the model presets: image size, widths and depths, parameter "
-                                          "counts (built on the meta device: no memory, no weights).")
+    p = subparsers.add_parser("presets", help="list model presets by kind, with their sizes and parameter counts",
+                              description="List the model presets of every kind (grouped by kind): image size, "
+                                          "widths and depths, parameter counts by part (built on the meta "
+                                          "device: no memory, no weights). '--model PRESET' builds one with "
+                                          "random weights, the same for the same preset in every run.")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    header = f"{'preset':<15} {'size':>8} {'enc':>10} {'dec':>10} {'VAE':>9} {'encoder':>9} {'decoder':>9} " \
-             f"{'adaLN':>9} {'enc+dec-adaLN':>14}"
-    print(header)
-    for name in PRESETS:
-        config = get_preset(name)
+def _shape(config: object) -> str:
+    """Frame size and transformer sizes of a flex-tokenizer config; empty for other kinds."""
+    if not isinstance(config, TokenizerConfig):
+        return ""
+    e, d = config.encoder, config.decoder
+    return (f"{config.image_size[0]:>4}x{config.image_size[1]:<3} {f'd{e.depth} D{e.width}':>10} "
+            f"{f'd{d.depth} D{d.width}':>10} {config.num_registers:>5}")
+
+
+def _print_kind(kind: ModelKind) -> None:
+    rows = []
+    for name in kind.presets:
         with torch.device("meta"):
-            counts = count_parameters(VideoFlexTok(config))
-        e, d = config.encoder, config.decoder
-        print(f"{name:<15} {config.image_size[0]:>4}x{config.image_size[1]:<3} "
-              f"{f'd{e.depth} D{e.width}':>10} {f'd{d.depth} D{d.width}':>10} {counts.vae / 1e6:>8.1f}M "
-              f"{counts.encoder / 1e6:>8.1f}M {counts.decoder / 1e6:>8.1f}M {counts.adaln / 1e6:>8.1f}M "
-              f"{counts.transformer_without_adaln / 1e6:>13.1f}M")
+            model = kind.model_class(kind.presets[name]())
+        rows.append((name, _shape(model.config), model.parameter_parts()))
+    parts = [p.name for p in rows[0][2]]
+    shape_header = f"{'size':>8} {'enc':>10} {'dec':>10} {'N':>5}" if rows[0][1] else ""
+    width = max(15, *(len(name) for name, _, _ in rows))
+    print(f"kind {kind.name} ({kind.model_class.__name__})")
+    print(f"  {'preset':<{width}} {shape_header} " + " ".join(f"{p:>{max(9, len(p))}}" for p in parts))
+    for name, shape, counts in rows:
+        print(f"  {name:<{width}} {shape} "
+              + " ".join(f"{f'{c.parameters / 1e6:.1f}M':>{max(9, len(c.name))}}" for c in counts))
+
+
+def run(args: argparse.Namespace) -> int:
+    for i, kind in enumerate(KINDS.values()):
+        if i:
+            print()
+        _print_kind(kind)
     return 0

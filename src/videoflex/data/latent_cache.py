@@ -8,20 +8,22 @@ Layout of a cache folder::
 
     index.json                      written last: its presence marks a complete cache
     latents-000000.safetensors      tensors "latents" [n, C, t, h, w] and "labels" int64 [n] (-1: none);
-    latents-000001.safetensors      metadata: format, format_version, vae_fingerprint, count,
+    latents-000001.safetensors      metadata: format, format_version, vae (its identity as JSON), count,
     ...                             captions and sources (JSON lists, null for none)
 
-``index.json`` holds ``format`` (``"videoflex-latents"``), ``format_version``, ``vae_fingerprint``
-(:func:`vae_fingerprint`: a hash of the VAE config and weights), ``vae_config``, ``model_name`` (the
-model whose VAE made the latents, informational), ``latent_shape`` ``[C, t, h, w]``, ``num_frames``,
-``fps``, ``image_size`` ``[H, W]``, ``dtype``, ``num_samples`` and ``shards`` (``[{"file", "count"}]``).
-Latents made by a different VAE are refused when the dataset is given the training model's VAE.
+``index.json`` holds ``format`` (``"videoflex-latents"``), ``format_version`` (2), ``vae`` (the VAE's
+:class:`~videoflex.models.identity.ModelIdentity`, :func:`vae_identity`: kind ``"vae"``, the VAE kind
+as its name, the hash of its config and of its weights: the same identity token files use for models),
+``vae_config``, ``model_name`` (the model whose VAE made the latents, informational), ``latent_shape``
+``[C, t, h, w]``, ``num_frames``, ``fps``, ``image_size`` ``[H, W]``, ``dtype``, ``num_samples`` and
+``shards`` (``[{"file", "count"}]``). Latents made by a VAE of another identity are refused when the
+dataset is given the training model's VAE. Caches of format version 1 (a fingerprint of another form) are
+refused with a request to rebuild them.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,11 +40,13 @@ from tqdm.auto import tqdm
 from videoflex.data.sample import VideoSample, iterate_samples
 from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
-from videoflex.utils.dataclass_io import to_dict, to_json
+from videoflex.models.identity import ModelIdentity, weights_hash
+from videoflex.utils.dataclass_io import config_hash, to_dict
 from videoflex.vae.base import VideoVAE
 
 LATENT_FORMAT = "videoflex-latents"
-LATENT_FORMAT_VERSION = 1
+LATENT_FORMAT_VERSION = 2
+VAE_KIND = "vae"
 INDEX_NAME = "index.json"
 SHARD_PATTERN = "latents-{:06d}.safetensors"
 LATENT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -100,7 +104,7 @@ class LatentCacheInfo:
     """The contents of a cache's ``index.json``."""
 
     root: Path
-    vae_fingerprint: str
+    vae: ModelIdentity
     model_name: str
     latent_shape: tuple[int, int, int, int]
     num_frames: int
@@ -113,15 +117,21 @@ class LatentCacheInfo:
     def num_samples(self) -> int:
         return sum(count for _, count in self.shards)
 
+    @property
+    def vae_fingerprint(self) -> str:
+        """The VAE's identity as one line of text (kind, name, config hash, weights hash)."""
+        return str(self.vae)
 
-def vae_fingerprint(vae: VideoVAE) -> str:
-    """16 hex digits of a SHA-256 over the VAE config and every weight (names, dtypes, shapes, values)."""
-    digest = hashlib.sha256(to_json(vae.config).encode())
-    for name, tensor in sorted(vae.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{list(t.shape)}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()[:16]
+
+def vae_identity(vae: VideoVAE) -> ModelIdentity:
+    """The VAE's identity: kind ``"vae"``, its VAE kind as the name, the hash of its config and of its
+    weights (:func:`~videoflex.models.identity.weights_hash`: names, dtypes, shapes, values)."""
+    return ModelIdentity(VAE_KIND, vae.config.kind, config_hash(vae.config), weights_hash(vae))
+
+
+def _identity_json(identity: ModelIdentity) -> dict[str, str]:
+    return {"kind": identity.kind, "name": identity.name, "config_hash": identity.config_hash,
+            "weights_hash": identity.weights_hash}
 
 
 # ----------------------------------------------------------------------------- writing
@@ -173,7 +183,7 @@ def write_latent_cache(
     if limit is not None:
         total = limit if total is None else min(total, limit)
         samples = (s for _, s in zip(range(limit), samples))
-    fingerprint = vae_fingerprint(vae)
+    identity = vae_identity(vae)
     device = next((t.device for t in (*vae.parameters(), *vae.buffers())), torch.device("cpu"))
     shards: list[tuple[str, int]] = []
     pending: list[tuple[torch.Tensor, VideoSample]] = []
@@ -192,22 +202,22 @@ def write_latent_cache(
         latent_shape = tuple(latents.shape[1:])
         pending.extend(zip(latents, batch))
         while len(pending) >= samples_per_shard:
-            shards.append(_write_shard(out, len(shards), pending[:samples_per_shard], fingerprint))
+            shards.append(_write_shard(out, len(shards), pending[:samples_per_shard], identity))
             pending = pending[samples_per_shard:]
         bar.update(len(batch))
     bar.close()
     if pending:
-        shards.append(_write_shard(out, len(shards), pending, fingerprint))
+        shards.append(_write_shard(out, len(shards), pending, identity))
     if first is None:
         raise ValueError("no clips to encode")
     _, t, h, w = first.video.shape
-    info = LatentCacheInfo(root=out, vae_fingerprint=fingerprint, model_name=model_name,
+    info = LatentCacheInfo(root=out, vae=identity, model_name=model_name,
                            latent_shape=latent_shape, num_frames=t, fps=float(first.fps), image_size=(h, w),
                            dtype=dtype, shards=tuple(shards))
     index = {
         "format": LATENT_FORMAT,
         "format_version": LATENT_FORMAT_VERSION,
-        "vae_fingerprint": fingerprint,
+        "vae": _identity_json(identity),
         "vae_config": to_dict(vae.config),
         "model_name": model_name,
         "latent_shape": list(info.latent_shape),
@@ -225,14 +235,14 @@ def write_latent_cache(
 
 
 def _write_shard(out: Path, number: int, items: list[tuple[torch.Tensor, VideoSample]],
-                 fingerprint: str) -> tuple[str, int]:
+                 identity: ModelIdentity) -> tuple[str, int]:
     name = SHARD_PATTERN.format(number)
     latents = torch.stack([latent for latent, _ in items]).contiguous()
     labels = torch.tensor([-1 if s.label is None else int(s.label) for _, s in items], dtype=torch.int64)
     metadata = {
         "format": LATENT_FORMAT,
         "format_version": str(LATENT_FORMAT_VERSION),
-        "vae_fingerprint": fingerprint,
+        "vae": json.dumps(_identity_json(identity), sort_keys=True),
         "count": str(len(items)),
         "captions": json.dumps([s.caption for _, s in items]),
         "sources": json.dumps([s.source for _, s in items]),
@@ -259,13 +269,19 @@ def read_latent_index(root: str | os.PathLike) -> LatentCacheInfo:
         raise LatentCacheError(path, f"not valid JSON ({err})") from None
     if not isinstance(index, dict) or index.get("format") != LATENT_FORMAT:
         raise LatentCacheError(path, "not a videoflex latent cache index")
+    if index.get("format_version") == 1:
+        raise LatentCacheError(path, "format version 1 names its VAE by a fingerprint this videoflex no longer "
+                                     "computes (it records the VAE's model identity instead); rebuild the cache "
+                                     "with 'videoflex prepare-data --latents'")
     if index.get("format_version") != LATENT_FORMAT_VERSION:
         raise LatentCacheError(path, f"format version {index.get('format_version')!r}; this videoflex reads "
                                      f"{LATENT_FORMAT_VERSION}")
     try:
         shards = tuple((str(s["file"]), int(s["count"])) for s in index["shards"])
         info = LatentCacheInfo(
-            root=root, vae_fingerprint=str(index["vae_fingerprint"]), model_name=str(index["model_name"]),
+            root=root, vae=ModelIdentity(**{k: str(index["vae"][k]) for k in
+                                            ("kind", "name", "config_hash", "weights_hash")}),
+            model_name=str(index["model_name"]),
             latent_shape=tuple(int(v) for v in index["latent_shape"]), num_frames=int(index["num_frames"]),
             fps=float(index["fps"]), image_size=tuple(int(v) for v in index["image_size"]),
             dtype=str(index["dtype"]), shards=shards)
@@ -292,8 +308,8 @@ class LatentCacheDataset(Dataset[LatentSample]):
 
     Args:
         root: the cache folder.
-        vae: the VAE of the model to train; latents made by another VAE (a different
-            :func:`vae_fingerprint`) are refused.
+        vae: the VAE of the model to train; latents made by a VAE of another identity
+            (:func:`vae_identity`) are refused.
 
     Shards are opened lazily in each process (safe with DataLoader workers); an item reads only its
     own latents from the shard. Latents are returned as float32.
@@ -332,8 +348,9 @@ class LatentCacheDataset(Dataset[LatentSample]):
                 labels = f.get_tensor("labels").tolist() if "labels" in keys else None
         except (safetensors.SafetensorError, FileNotFoundError) as err:
             raise LatentCacheError(path, f"missing, truncated or not safetensors ({err})") from None
-        if metadata.get("format") != LATENT_FORMAT or metadata.get("vae_fingerprint") != self.info.vae_fingerprint:
-            raise LatentCacheError(path, "not a shard of this cache (format or VAE fingerprint differs from the index)")
+        if metadata.get("format") != LATENT_FORMAT or metadata.get("vae") != json.dumps(
+                _identity_json(self.info.vae), sort_keys=True):
+            raise LatentCacheError(path, "not a shard of this cache (format or VAE identity differs from the index)")
         if keys != {"latents", "labels"} or shapes["latents"] != [count, *self.info.latent_shape] \
                 or shapes["labels"] != [count]:
             raise LatentCacheError(path, f"tensors {shapes} do not match the index ({count} x "
@@ -362,8 +379,9 @@ class LatentCacheDataset(Dataset[LatentSample]):
 
 
 def check_latent_vae(info: LatentCacheInfo, vae: VideoVAE) -> None:
-    """Raise :class:`LatentCacheError` unless the cache's latents were made by this VAE (config and weights)."""
-    mine = vae_fingerprint(vae)
-    if info.vae_fingerprint != mine:
-        raise LatentCacheError(info.root, f"latents were made by another VAE (fingerprint {info.vae_fingerprint}, "
-                                          f"model {info.model_name or '?'}); this model's VAE is {mine}")
+    """Raise :class:`LatentCacheError` unless the cache's latents were made by this VAE (same kind, config
+    hash and weights hash)."""
+    mine = vae_identity(vae)
+    if not info.vae.same_model(mine):
+        raise LatentCacheError(info.root, f"latents were made by another VAE ({info.vae}, model "
+                                          f"{info.model_name or '?'}); this model's VAE is {mine}")
