@@ -1,4 +1,4 @@
-"""The tokenizer trainer: exact resume after kill -9, DDP == one process, NaN stops, foreign checkpoints."""
+"""The training loop with the tokenizer task: exact resume after kill -9, DDP == one process, NaN stops, foreign checkpoints."""
 
 from __future__ import annotations
 
@@ -19,17 +19,20 @@ from safetensors.torch import load_file
 from videoflex.cli.main import main
 from videoflex.tokenizers.flex.model import VideoFlexTok
 from videoflex.train.checkpoint import list_checkpoints, load_checkpoint
-from videoflex.train.config import load_train_config
-from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, setup, train
+from videoflex.train.errors import CheckpointMismatch, TrainingDiverged
+from videoflex.train.loop import setup
+from videoflex.train.tasks.tokenizer import TokenizerTask, train_tokenizer
+from videoflex.train.tasks.tokenizer_config import load_train_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def recipe(out: Path, cache: Path, **extra: object) -> list[str]:
     """Overrides for a few-step tiny run on synthetic shapes (32x32)."""
-    items = {"out_dir": str(out), "model": "tiny", "steps": 6, "batch_size": 4, "save_every": 2,
+    items = {"out_dir": str(out), "model": "flex-tiny", "steps": 6, "batch_size": 4, "save_every": 2,
              "log_every": 1, "eval_every": 1000, "data.size": 32, "data.cache_dir": str(cache),
-             "data.train": "[{kind: shapes, count: 12}]", "optim.warmup_steps": 2, **extra}
+             "data.train": "[{kind: shapes, count: 12}]", "data.in_memory": "true", "optim.warmup_steps": 2,
+             **extra}
     return [f"{k}={v}" for k, v in items.items()]
 
 
@@ -83,7 +86,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache, par
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
     # and the weights moved: the comparison is not between two untouched initialisations
-    init = VideoFlexTok.from_preset("tiny").state_dict()
+    init = VideoFlexTok.from_preset("flex-tiny").state_dict()
     assert any(not torch.allclose(a[k], init[k]) for k in a)
 
 
@@ -100,7 +103,7 @@ def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(tmp_pa
     monkeypatch.setattr(VideoFlexTok, "training_forward", poisoned)
     config = load_train_config(None, recipe(out, cache))
     with pytest.raises(TrainingDiverged, match="at step 5") as err:
-        train(config, progress=False)
+        train_tokenizer(config, progress=False)
     assert "step_00000004.pt" in str(err.value)
     saved = list_checkpoints(out / "checkpoints")
     assert [p.name for p in saved] == ["step_00000002.pt", "step_00000004.pt"]
@@ -111,9 +114,9 @@ def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(tmp_pa
 def test_checkpoint_of_another_config_is_refused(tmp_path, cache, capsys):
     out = tmp_path / "mismatch"
     assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=2)]) == 0
-    config = load_train_config(None, recipe(out, cache, steps=4, model="demo", **{"data.size": 64}))
+    config = load_train_config(None, recipe(out, cache, steps=4, model="flex-demo", **{"data.size": 64}))
     with pytest.raises(CheckpointMismatch, match="different configuration"):
-        train(config, resume=True, progress=False)
+        train_tokenizer(config, resume=True, progress=False)
     assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=4)]) == 2  # no --resume: refused
     assert "--resume" in capsys.readouterr().err
 
@@ -130,7 +133,7 @@ def test_an_unreadable_data_source_is_a_one_line_error(tmp_path, capsys):
 def test_training_from_a_latent_cache(tmp_path, cache):
     latents = tmp_path / "latents"
     assert main(["prepare-data", "--source", "shapes", "--count", "6", "--frames", "17", "--size", "32",
-                 "--latents", str(latents), "--model", "tiny", "--quiet"]) == 0
+                 "--latents", str(latents), "--model", "flex-tiny", "--quiet"]) == 0
     out = tmp_path / "from_latents"
     assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=2, **{"data.latents": str(latents)})]) == 0
     assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1]).step == 2
@@ -152,7 +155,7 @@ def test_shipped_recipes_load():
     configs = Path(__file__).resolve().parents[1] / "configs"
     recipes = {path.stem: load_train_config(path) for path in sorted(configs.glob("*.yaml"))}
     assert "demo" in recipes
-    assert recipes["demo"].model == "demo"
+    assert recipes["demo"].model == "flex-demo"
     for recipe_ in recipes.values():  # carphone (make demo) and cup.mp4 (configs/demo_opencv.yaml) held out
         assert not any(held in name for source in recipe_.data.train for name in source.names
                        for held in ("carphone", "cup.mp4"))
@@ -190,7 +193,7 @@ def test_recipe_base_errors_are_clear(tmp_path):
 
 def test_encoder_lr_scale_slows_only_the_encoder(tmp_path, cache):
     torch.manual_seed(0)  # the trainer's initialisation (seed 0)
-    init = VideoFlexTok.from_preset("tiny").state_dict()
+    init = VideoFlexTok.from_preset("flex-tiny").state_dict()
     moved = {}
     for scale in (1.0, 1e-6):
         out = tmp_path / f"scale{scale}"
@@ -207,7 +210,7 @@ def test_encoder_lr_scale_slows_only_the_encoder(tmp_path, cache):
 
 def test_weight_decay_only_on_linear_weights(tmp_path, cache):
     """Biases, learned tokens, positions and registers (e.g. the decoder's register_index) never decay."""
-    run = setup(load_train_config(None, recipe(tmp_path, cache, model="demo", **{"data.size": 64})))
+    run = setup(TokenizerTask(load_train_config(None, recipe(tmp_path, cache, model="flex-demo", **{"data.size": 64}))))
     linear = {id(m.weight) for m in run.model.modules() if isinstance(m, torch.nn.Linear)}
     decayed = {id(p) for g in run.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == linear & {id(p) for p in run.params}
@@ -221,8 +224,8 @@ def test_encoder_lr_scale_must_be_positive(tmp_path, cache):
 
 
 def test_clip_cache_is_kept_per_source(tmp_path, monkeypatch):
-    from videoflex.train import clip_cache
-    from videoflex.train.config import DataConfig, SourceConfig
+    from videoflex.data import clip_cache
+    from videoflex.data.config import DataConfig, SourceConfig
 
     shapes = SourceConfig(kind="shapes", count=3, seed=1)
     stills = SourceConfig(kind="stills", count=2, names=("astronaut", "camera"), seed=2)
@@ -256,9 +259,9 @@ class PoolTeacher(torch.nn.Module):
 
 def test_repa_trains_its_head_resumes_exactly_and_stays_out_of_the_exported_model(tmp_path, cache):
     plain, aligned = tmp_path / "plain", tmp_path / "repa"
-    train(load_train_config(None, recipe(plain, cache)), progress=False)
+    train_tokenizer(load_train_config(None, recipe(plain, cache)), progress=False)
     config = load_train_config(None, recipe(aligned, cache, **{"repa.weight": 1.0}))
-    train(config, progress=False, teacher=PoolTeacher())
+    train_tokenizer(config, progress=False, teacher=PoolTeacher())
     assert weights(aligned).keys() == weights(plain).keys()  # the head is training-only
     logged = [json.loads(line) for line in (aligned / "log.jsonl").read_text().splitlines()]
     assert all(0.0 < r["repa"] <= 2.0 for r in logged) and len(logged) == 6  # 1 - cosine, logged every step
@@ -273,16 +276,16 @@ def test_repa_trains_its_head_resumes_exactly_and_stays_out_of_the_exported_mode
     (resumed / "checkpoints").mkdir(parents=True)
     step4 = aligned / "checkpoints" / "step_00000004.pt"
     (resumed / "checkpoints" / step4.name).write_bytes(step4.read_bytes())
-    train(load_train_config(None, recipe(resumed, cache, **{"repa.weight": 1.0})), resume=True, progress=False,
+    train_tokenizer(load_train_config(None, recipe(resumed, cache, **{"repa.weight": 1.0})), resume=True, progress=False,
           teacher=PoolTeacher())
     for key, value in weights(aligned).items():
         assert torch.equal(weights(resumed)[key], value), key
     # a checkpoint without the head is refused by a REPA run, and the other way round
     with pytest.raises(CheckpointMismatch, match="without REPA"):
-        train(dataclasses.replace(config, out_dir=str(plain), steps=8), resume=True, progress=False,
+        train_tokenizer(dataclasses.replace(config, out_dir=str(plain), steps=8), resume=True, progress=False,
               teacher=PoolTeacher())
     with pytest.raises(CheckpointMismatch, match="with REPA"):
-        train(load_train_config(None, recipe(aligned, cache, steps=8)), resume=True, progress=False)
+        train_tokenizer(load_train_config(None, recipe(aligned, cache, steps=8)), resume=True, progress=False)
 
 
 def test_repa_loss_pools_the_teacher_to_the_decoder_grid_and_skips_prefix_steps():
@@ -306,7 +309,7 @@ def test_repa_needs_pixel_clips_and_an_existing_decoder_block(tmp_path, cache):
         load_train_config(None, recipe(tmp_path, cache, **{"repa.weight": 1.0, "data.latents": "somewhere"}))
     config = load_train_config(None, recipe(tmp_path / "deep", cache, **{"repa.weight": 1.0, "repa.block": 99}))
     with pytest.raises(ValueError, match="repa.block 99"):
-        setup(config, teacher=PoolTeacher())
+        setup(TokenizerTask(config, teacher=PoolTeacher()))
 
 
 def test_records_go_to_tensorboard_when_it_is_installed(tmp_path, cache, monkeypatch):
@@ -327,7 +330,7 @@ def test_records_go_to_tensorboard_when_it_is_installed(tmp_path, cache, monkeyp
             folders.append("closed")
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
-    train(load_train_config(None, recipe(tmp_path / "run", cache, steps=3)), progress=False)
+    train_tokenizer(load_train_config(None, recipe(tmp_path / "run", cache, steps=3)), progress=False)
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert folders == [str(tmp_path / "run" / "tensorboard"), "closed"]
     assert len(logged) == 3
@@ -342,3 +345,71 @@ def test_numbers_in_exponent_notation_are_floats(tmp_path):
     assert load_train_config(None, ["optim.min_lr_ratio=5E-2"]).optim.min_lr_ratio == 0.05
     with pytest.raises(ValueError, match="expected float, got 'fast'"):
         load_train_config(None, ["optim.lr=fast"])
+
+
+def test_the_loop_reproduces_the_old_trainers_loss_curve_of_the_demo_recipe(tmp_path):
+    """The first 20 losses of configs/demo.yaml (at the tiny preset's size, in memory, on the same clips of
+    the same two videos) equal those the trainer before the model-agnostic loop logged."""
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "demo_recipe_loss.json").read_text())
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    out = tmp_path / "demo"
+    config = load_train_config(configs / "demo.yaml", [*fixture["overrides"], f"out_dir={out}",
+                                                       f"data.cache_dir={tmp_path / 'cache'}"])
+    assert config.data.in_memory and config.precision == "bf16"
+    train_tokenizer(config, progress=False)
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 20
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(fixture["loss"]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """Webdataset shards of 12 moving-shapes clips (17 frames, 32x32), 4 a shard."""
+    from videoflex.data.shapes import ShapesConfig, ShapesDataset
+    from videoflex.data.shards import write_shards
+
+    folder = tmp_path_factory.mktemp("shards")
+    write_shards(ShapesDataset(ShapesConfig(num_samples=12, num_frames=17, size=32)), folder, samples_per_shard=4,
+                 progress=False)
+    return folder
+
+
+def test_training_streams_webdataset_shards_through_workers_and_resumes_exactly(tmp_path, cache, shards):
+    source = f"[{{kind: shards, path: {shards}, count: 12}}]"
+    streamed = tmp_path / "streamed"
+    train_tokenizer(load_train_config(None, recipe(streamed, cache, steps=4, num_workers=2, **{
+        "data.in_memory": "false", "data.train": source})), progress=False)
+    # the same clips held in memory train the same weights
+    held = tmp_path / "held"
+    train_tokenizer(load_train_config(None, recipe(held, cache, steps=4, **{"data.train": source})), progress=False)
+    for key, value in weights(streamed).items():
+        assert torch.equal(weights(held)[key], value), key
+    # resumed from step 2 in a fresh folder: the same weights as the uninterrupted run
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    step2 = streamed / "checkpoints" / "step_00000002.pt"
+    (resumed / "checkpoints" / step2.name).write_bytes(step2.read_bytes())
+    train_tokenizer(load_train_config(None, recipe(resumed, cache, steps=4, num_workers=2, **{
+        "data.in_memory": "false", "data.train": source})), resume=True, progress=False)
+    for key, value in weights(streamed).items():
+        assert torch.equal(weights(resumed)[key], value), key
+
+
+def test_indexed_shards_read_the_clips_the_stream_reads(shards):
+    from videoflex.data.shards import IndexedShardDataset, VideoShardDataset
+
+    indexed = IndexedShardDataset(shards)
+    streamed = list(VideoShardDataset(shards))
+    assert len(indexed) == len(streamed) == 12
+    for i in (0, 5, 11):
+        assert torch.equal(indexed[i].video, streamed[i].video)
+    assert indexed.index.nbytes == 12 * 5 * 8  # five integers a clip, no clip data
+
+
+def test_activation_checkpointing_keeps_the_state_dict_keys(tmp_path, cache):
+    plain = setup(TokenizerTask(load_train_config(None, recipe(tmp_path / "a", cache))))
+    wrapped = setup(TokenizerTask(load_train_config(None, recipe(tmp_path / "b", cache,
+                                                                  activation_checkpointing="true"))))
+    assert any("CheckpointWrapper" in type(m).__name__ for m in wrapped.trainable.modules())
+    assert list(wrapped.trainable.state_dict()) == list(plain.trainable.state_dict())
+    assert wrapped.names == plain.names

@@ -23,7 +23,8 @@ from videoflex.cli.errors import UserError
 from videoflex.data.latent_cache import LATENT_DTYPES, write_latent_cache
 from videoflex.data.sample import VideoSample
 from videoflex.data.shards import write_shards
-from videoflex.train.config import DataConfig, SourceConfig, load_train_config
+from videoflex.data.config import DataConfig, SourceConfig
+from videoflex.train.tasks.tokenizer_config import load_train_config
 
 SOURCE_KINDS: tuple[str, ...] = get_args(get_type_hints(SourceConfig)["kind"])
 
@@ -95,7 +96,7 @@ class Clips:
 
 
 def _dataset(source: SourceConfig, data: DataConfig) -> tuple[Dataset[VideoSample], int]:
-    from videoflex.train.clip_cache import build_source
+    from videoflex.data.sources import build_source
 
     try:
         dataset = build_source(source, data, labels=True)  # folder clips keep their sub-folder's class

@@ -25,16 +25,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videoflex.train.clip_cache import DataSourceError
-    from videoflex.train.config import load_train_config
-    from videoflex.train.trainer import CheckpointMismatch, TrainingDiverged, train
+    from videoflex.data.sources import DataSourceError
+    from videoflex.train.errors import CheckpointMismatch, TrainingDiverged
+    from videoflex.train.tasks.tokenizer import train_tokenizer
+    from videoflex.train.tasks.tokenizer_config import load_train_config
 
     try:
         config = load_train_config(args.config, args.overrides)
     except ValueError as e:
         raise UserError(f"{args.config or 'config'}: {e}") from None
     try:
-        path = train(config, resume=args.resume, progress=not args.quiet)
+        path = train_tokenizer(config, resume=args.resume, progress=not args.quiet)
     except DataSourceError as e:
         raise UserError(f"{args.config or 'config'}: {e}") from None
     except (TrainingDiverged, CheckpointMismatch) as e:

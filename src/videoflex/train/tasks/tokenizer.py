@@ -1,0 +1,295 @@
+"""The flex tokenizer task (``videoflex train tokenizer``): today's draws, flow loss, REPA and evaluation.
+
+The trained module (:class:`TokenizerStep`) takes a micro-batch of clips (uint8 ``[B,3,T,H,W]``) or of
+cached VAE latents (``[B,C,t,h,w]``), encodes clips with the frozen VAE, and returns the flow loss of
+:meth:`VideoFlexTok.training_forward` (plus ``repa.weight`` times the REPA loss of the decoder's patch
+features, :mod:`videoflex.train.repa`, when REPA is on). Evaluation: PSNR/SSIM at a few token counts on
+held-out clips and a comparison video and strip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from videoflex.data.config import DataConfig
+from videoflex.tokenizers.flex.config import TokenizerConfig
+from videoflex.tokenizers.flex.model import TrainingDraws, VideoFlexTok, draw_training
+from videoflex.train.errors import CheckpointMismatch
+from videoflex.train.repa import RepaHead, build_teacher, repa_loss, teacher_targets, teacher_width
+from videoflex.train.sampler import seeded
+from videoflex.train.task import StepOutput, Task, TaskModules, TrainData
+from videoflex.train.tasks.tokenizer_config import RepaConfig, TokenizerTrainConfig
+from videoflex.utils.dataclass_io import to_json
+
+
+@dataclass(frozen=True)
+class TokenizerDraws:
+    """A step's draws: :class:`TrainingDraws` of the clips, and the seed of the VAE's posterior noise of
+    each micro-batch (used only when the model samples the posterior)."""
+
+    training: TrainingDraws
+    seed: int
+    step: int
+    micro: int = 0  # the micro-batch's position in the global batch
+
+    def select(self, part: slice) -> TokenizerDraws:
+        size = part.stop - part.start
+        return dataclasses.replace(self, training=self.training[part], micro=part.start // max(size, 1))
+
+    def to(self, device: torch.device) -> TokenizerDraws:
+        moved = TrainingDraws(*(getattr(self.training, f.name).to(device)
+                                for f in dataclasses.fields(TrainingDraws)))
+        return dataclasses.replace(self, training=moved)
+
+    def posterior_generator(self) -> torch.Generator:
+        return seeded(self.seed, self.step, 2 + self.micro)
+
+
+class TokenizerStep(nn.Module):
+    """What DDP/FSDP wrap: ``forward(batch, draws) -> StepOutput`` (``logged["repa"]``: the REPA loss).
+
+    batch: uint8 clips ``[B,3,T,H,W]`` (``latents=False``) or float latents ``[B,C,t,h,w]``.
+    With ``repa`` (and the teacher's width) it holds the REPA head; the frozen teacher is kept outside the
+    module's parameters and state (it is never trained, sharded or saved).
+    """
+
+    def __init__(self, model: VideoFlexTok, latents: bool, repa: RepaConfig | None = None,
+                 teacher: nn.Module | None = None, teacher_channels: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.latents = latents
+        self.repa = repa if repa is not None and repa.weight > 0 else None
+        self._teacher = (teacher,)  # a tuple: not a sub-module
+        if self.repa is not None:
+            dec = model.config.decoder
+            if self.repa.block > dec.depth:
+                raise ValueError(f"repa.block {self.repa.block} > the decoder's {dec.depth} blocks")
+            self.repa_head = RepaHead(dec.width, dec.head_dim, dec.mlp_hidden, self.repa.head_depth,
+                                      teacher_channels)
+
+    def forward(self, batch: torch.Tensor, draws: TokenizerDraws) -> StepOutput:
+        video = None
+        if self.latents:
+            latents = batch.float()
+        else:
+            video = batch.float() / 127.5 - 1.0
+            with torch.no_grad(), torch.autocast(video.device.type, enabled=False):
+                latents = self.model.encode_video(video, draws.posterior_generator())
+        if self.repa is None:
+            return StepOutput(self.model.training_forward(latents, draws.training).loss)
+        with torch.no_grad():
+            features = self._teacher[0](video)
+        out = self.model.training_forward(latents, draws.training, feature_block=self.repa.block)
+        p = self.model.config.decoder.patch_size
+        t, h, w = latents.shape[2:]
+        target = teacher_targets(features, (t, h // p, w // p))
+        in_loss = torch.arange(t, device=latents.device)[None, :] >= draws.training.prefix_steps[:, None]
+        alignment = repa_loss(self.repa_head(out.features), target, in_loss)
+        return StepOutput(out.loss + self.repa.weight * alignment, {"repa": alignment.detach()})
+
+
+def model_config_for(config: TokenizerTrainConfig) -> tuple[TokenizerConfig, Path | None]:
+    """The architecture to train and, if ``config.model`` is a saved model, the folder to start from.
+
+    Raises FileNotFoundError for a name that is neither a preset nor a saved model, ValueError for a
+    preset or saved model of another kind than the flex tokenizer."""
+    from videoflex.registry import PRESETS
+
+    if config.model in PRESETS:
+        preset = PRESETS[config.model]
+        if preset.kind.model_class is not VideoFlexTok:
+            raise ValueError(f"{config.model}: a preset of kind {preset.kind.name!r}; this task trains "
+                             f"{VideoFlexTok.kind!r} models")
+        base, source = preset.config(), None
+    else:
+        source = Path(config.model)
+        if not source.exists():
+            raise FileNotFoundError(f"{config.model}: neither a preset ({', '.join(PRESETS)}) nor a saved model")
+        base = VideoFlexTok.read_config(source)
+    if config.stage == "decoder":  # second stage: full attention, first-frame conditioning
+        base = dataclasses.replace(
+            base,
+            decoder=dataclasses.replace(base.decoder, attention="full"),
+            loss=dataclasses.replace(base.loss, prefix_prob=config.prefix_prob, prefix_steps=1),
+        )
+    return base, source
+
+
+def build_model(config: TokenizerTrainConfig) -> VideoFlexTok:
+    """The model a recipe trains: the preset (seeded by the caller) or the saved model's weights."""
+    model_config, source = model_config_for(config)
+    model = VideoFlexTok(model_config)
+    if source is not None:
+        model.load_state_dict(VideoFlexTok.from_pretrained(source).state_dict())
+    model.vae.requires_grad_(False)
+    if config.stage == "decoder":
+        model.encoder.requires_grad_(False)
+    return model
+
+
+def _stack(items: list[Any]) -> torch.Tensor:
+    return torch.stack(items)
+
+
+def _stack_latents(items: list[Any]) -> torch.Tensor:
+    return torch.stack([item.latents for item in items])
+
+
+class TokenizerTask(Task):
+    """The flex tokenizer's training (see the module docstring).
+
+    teacher: a frozen module for REPA in place of the one the recipe names (any module
+        ``video [B,3,T,H,W] in [-1,1] -> [B,C,T',H',W']``), used only when ``config.repa.weight > 0``.
+    """
+
+    config: TokenizerTrainConfig
+
+    def __init__(self, config: TokenizerTrainConfig, teacher: nn.Module | None = None) -> None:
+        super().__init__(config)
+        self.teacher = teacher
+        self.model: VideoFlexTok | None = None
+        self.trainable: TokenizerStep | None = None
+        self.latent_shape: tuple[int, int, int, int] | None = None
+        self._eval_clips: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------------------------------ build
+
+    def build(self, device: torch.device) -> TaskModules:
+        config = self.config
+        model = build_model(config).to(device)
+        teacher, channels = None, 0
+        if config.repa.weight > 0:
+            teacher = self.teacher if self.teacher is not None else build_teacher(config.repa, device)
+            teacher = teacher.to(device).eval().requires_grad_(False)
+            channels = teacher_width(teacher, config.data.frames, config.data.size, device)
+        trainable = TokenizerStep(model, bool(config.data.latents), config.repa, teacher, channels).to(device)
+        self.model, self.trainable = model, trainable
+        self.latent_shape = self._latent_shape(model, config.data)
+        return TaskModules(model, trainable, [*model.encoder.blocks, *model.decoder.blocks])
+
+    @staticmethod
+    def _latent_shape(model: VideoFlexTok, data: DataConfig) -> tuple[int, int, int, int]:
+        if data.latents:
+            from videoflex.data.latent_cache import read_latent_index
+
+            return tuple(read_latent_index(data.latents).latent_shape)
+        vae = model.vae
+        return (vae.latent_channels, vae.latent_steps(data.frames), data.size // vae.spatial_factor,
+                data.size // vae.spatial_factor)
+
+    def model_config(self) -> str:
+        return to_json(self.model.config)
+
+    def check_checkpoint(self, keys: set[str], source: Path) -> None:
+        has_head = any(key.startswith("repa_head.") for key in keys)
+        if has_head != (self.config.repa.weight > 0):
+            raise CheckpointMismatch(f"{source}: checkpoint of a run {'with' if has_head else 'without'} REPA; "
+                                     f"this run has repa.weight {self.config.repa.weight}")
+
+    def param_groups(self, named: list[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]:
+        """AdamW groups: weight decay on the weights of linear layers only (not on biases, learned tokens,
+        positions or registers); the encoder at ``optim.encoder_lr_scale`` times the learning rate. One group
+        per (weight decay, learning rate), decaying parameters first, each in model order."""
+        o = self.config.optim
+        linear = {id(m.weight) for m in self.trainable.modules() if isinstance(m, nn.Linear)}
+        groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+        for n, p in sorted(named, key=lambda item: id(item[1]) not in linear):  # stable: model order
+            lr = o.lr * (o.encoder_lr_scale if n.startswith("model.encoder.") else 1.0)
+            groups.setdefault((id(p) in linear, lr), []).append(p)
+        return [{"params": params, "weight_decay": o.weight_decay if decay else 0.0, "lr": lr}
+                for (decay, lr), params in groups.items()]
+
+    # ------------------------------------------------------------------------------------------- data
+
+    def prepare_data(self, progress: bool) -> None:
+        from videoflex.data.clip_cache import load_or_build_cache
+
+        data = self.config.data
+        if data.in_memory and not data.latents:
+            load_or_build_cache(data, "train", progress)
+        if data.eval:
+            self._eval_clips = self._read_eval(progress)
+
+    def _read_eval(self, progress: bool) -> torch.Tensor:
+        from videoflex.data.clip_cache import load_or_build_cache
+        from videoflex.data.sources import SourceClips
+
+        data = self.config.data
+        if data.in_memory:
+            clips = load_or_build_cache(data, "eval", progress).clips
+            return clips[:min(self.config.eval_clips, len(clips))]
+        dataset = SourceClips(data, "eval")
+        return torch.stack([dataset[i] for i in range(min(self.config.eval_clips, len(dataset)))])
+
+    def train_data(self, progress: bool) -> TrainData:
+        data = self.config.data
+        if data.latents:
+            from videoflex.data.latent_cache import LatentCacheDataset
+
+            return TrainData(LatentCacheDataset(data.latents, vae=self.model.vae), _stack_latents)
+        if data.in_memory:
+            from videoflex.data.clip_cache import load_or_build_cache
+
+            return TrainData(load_or_build_cache(data, "train", False), _stack, in_memory=True)
+        from videoflex.data.sources import SourceClips
+
+        return TrainData(SourceClips(data, "train"), _stack)
+
+    def draws(self, step: int, batch_size: int) -> TokenizerDraws:
+        model = self.model
+        training = draw_training(model.config.loss, model.num_registers, (batch_size, *self.latent_shape),
+                                 seeded(self.config.seed, step, 1))
+        return TokenizerDraws(training, self.config.seed, step)
+
+    # ------------------------------------------------------------------------------------ export, eval
+
+    def export(self, weights: dict[str, torch.Tensor]) -> VideoFlexTok:
+        model = VideoFlexTok(self.model.config)
+        model.load_state_dict({key.removeprefix("model."): value for key, value in weights.items()
+                               if key.startswith("model.")})
+        return model.eval()
+
+    @property
+    def has_eval(self) -> bool:
+        return bool(self.config.data.eval)
+
+    @torch.no_grad()
+    def evaluate(self, model: VideoFlexTok, step: int, out: Path) -> dict[str, float]:
+        """Held-out reconstruction quality (PSNR, SSIM) at each token count of ``eval_keep``; writes a
+        comparison video and PNG strip under ``out/samples``."""
+        from videoflex.eval.metrics import video_metrics
+        from videoflex.io.compare import write_comparison
+
+        config = self.config
+        if self._eval_clips is None:
+            self._eval_clips = self._read_eval(False)
+        clips = self._eval_clips.float() / 127.5 - 1.0
+        ids = model.tokenize(clips)
+        results, recon = {}, {}
+        for keep in sorted(k for k in set(config.eval_keep) if k <= model.num_registers):
+            video = model.detokenize(ids, keep=keep, steps=config.eval_steps, guidance=config.eval_guidance,
+                                     num_frames=clips.shape[2], generator=seeded(config.seed, step, 99))
+            m = video_metrics((video + 1) / 2, (clips + 1) / 2)
+            results[f"psnr_k{keep}"] = float(m.psnr.mean())
+            results[f"ssim_k{keep}"] = float(m.ssim.mean())
+            recon[f"k={keep}"] = video[0]
+        samples = out / "samples"
+        samples.mkdir(parents=True, exist_ok=True)
+        write_comparison(clips[0], recon, config.data.fps, video_path=samples / f"step_{step:08d}.mp4",
+                         strip_path=samples / f"step_{step:08d}.png")
+        return results
+
+
+def train_tokenizer(config: TokenizerTrainConfig, resume: bool = False, progress: bool = True,
+                    teacher: nn.Module | None = None) -> Path:
+    """Train (or continue) a flex tokenizer; returns the folder of the exported EMA model (see
+    :func:`videoflex.train.loop.train`)."""
+    from videoflex.train.loop import train
+
+    return train(TokenizerTask(config, teacher), resume=resume, progress=progress)

@@ -1,0 +1,91 @@
+"""The flex tokenizer task's recipe: the loop's settings plus stage, data, REPA and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from videoflex.data.config import DataConfig
+from videoflex.train.config import OptimConfig, TrainConfig, load_config
+from videoflex.utils.dataclass_io import check_positive
+
+
+@dataclass(frozen=True)
+class TokenizerOptimConfig(OptimConfig):
+    """:class:`~videoflex.train.config.OptimConfig` plus the encoder's learning-rate scale.
+
+    encoder_lr_scale: the encoder's learning rate is ``lr * encoder_lr_scale`` (on the same schedule).
+        Probes of the CPU demo model memorised four clips faster with the encoder slower than the
+        decoder (0.3: 24.5 dB after 200 steps, against 21.7 at 1.0), and at 3x the rate its output
+        became the same for every clip (see ``checkpoints/demo/README.md``).
+    """
+
+    encoder_lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("OptimConfig", encoder_lr_scale=self.encoder_lr_scale)
+
+
+@dataclass(frozen=True)
+class RepaConfig:
+    """REPA (docs/design.md, "REPA"): the decoder's patch features after block ``block`` go through a small
+    time-causal transformer head (``head_depth`` blocks) that must predict a frozen teacher's features of
+    the same clip; ``weight`` times ``1 - cosine`` joins the flow loss. ``weight: 0`` (the default) is off.
+
+    teacher: ``i3d`` (the Kinetics-400 I3D, its Mixed_4f feature map; ``teacher_weights`` is its weights
+        file, by default the one ``python -m videoflex.eval.i3d_weights fetch`` stores). From Python, any
+        frozen module can be the teacher: ``train(config, teacher=module)``.
+    """
+
+    weight: float = 0.0
+    teacher: Literal["i3d"] = "i3d"
+    teacher_weights: str = ""
+    block: int = 1
+    head_depth: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0.0:
+            raise ValueError(f"RepaConfig: weight must be >= 0, got {self.weight}")
+        if self.block < 1 or self.head_depth < 1:
+            raise ValueError(f"RepaConfig: block and head_depth must be >= 1, got {self.block}, {self.head_depth}")
+
+
+@dataclass(frozen=True)
+class TokenizerTrainConfig(TrainConfig):
+    """A flex tokenizer training run (``videoflex train tokenizer``): :class:`~videoflex.train.config.
+    TrainConfig` plus:
+
+    stage: ``tokenizer`` trains encoder and decoder; ``decoder`` freezes the encoder and fine-tunes the
+        decoder with full attention and first-frame conditioning (``prefix_prob``), from ``model``.
+    data: the training and evaluation clips (:class:`~videoflex.data.config.DataConfig`).
+    repa: the optional representation-alignment loss (off by default; see :class:`RepaConfig`).
+    eval_clips, eval_keep, eval_steps, eval_guidance: evaluation every ``eval_every`` steps: PSNR/SSIM of
+        the first ``eval_clips`` eval clips at each token count in ``eval_keep``, decoded in ``eval_steps``
+        flow steps at guidance ``eval_guidance``.
+    """
+
+    out_dir: str = "runs/tokenizer"
+    model: str = "flex-tiny"
+    optim: TokenizerOptimConfig = field(default_factory=TokenizerOptimConfig)
+    stage: Literal["tokenizer", "decoder"] = "tokenizer"
+    prefix_prob: float = 0.5
+    data: DataConfig = field(default_factory=DataConfig)
+    repa: RepaConfig = field(default_factory=RepaConfig)
+    eval_clips: int = 4
+    eval_keep: tuple[int, ...] = (1, 4, 16)
+    eval_steps: int = 10
+    eval_guidance: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.repa.weight > 0 and self.data.latents:
+            raise ValueError("TrainConfig: REPA's teacher reads the pixel clips; it cannot train from a latent "
+                             "cache (data.latents)")
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TokenizerTrainConfig:
+    """A tokenizer recipe (YAML, ``base:`` inheritance, ``key=value`` overrides); see
+    :func:`videoflex.train.config.load_config`."""
+    return load_config(TokenizerTrainConfig, path, overrides)
