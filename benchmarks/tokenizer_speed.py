@@ -1,6 +1,6 @@
 """Tokenizer speed on the CPU: encode and decode clips per second, and peak memory.
 
-    python benchmarks/tokenizer_speed.py [--presets tiny ablation-d12] [--batch 2] [--steps 4]
+    python benchmarks/tokenizer_speed.py [--presets flex-tiny flex-ablation-d12] [--batch 2] [--steps 4]
 
 Prints one JSON object. Each (preset, operation) runs in a fresh process so that its peak memory is
 its own. Models have random weights (speed does not depend on them). Decoding runs ``--steps`` flow
@@ -27,8 +27,8 @@ def measure(preset: str, op: str, batch: int, steps: int, repeats: int) -> dict:
 
     torch.manual_seed(0)
     model = VideoFlexTok.from_preset(preset).eval()
-    h, w = model.config.image_size
-    frames = model.config.chunk_frames
+    h, w = model.image_size
+    frames = model.clip_frames
     video = torch.rand(batch, 3, frames, h, w) * 2 - 1
     ids = model.tokenize(video)  # warm-up, and the input of decode
     times = []
@@ -50,7 +50,7 @@ def measure(preset: str, op: str, batch: int, steps: int, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "ablation-d12"])
+    parser.add_argument("--presets", nargs="+", default=["flex-tiny", "flex-ablation-d12"])
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4, help="flow steps when decoding")
     parser.add_argument("--repeats", type=int, default=2)

@@ -58,11 +58,11 @@ def frame_groups(clips: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.
 
 
 def linear_code_rows(x: torch.Tensor, recipe: str, model: str) -> list[tuple[str, int, torch.Tensor]]:
-    from videoflex.tokenizers.flex.model import WEIGHTS_NAME, read_config
+    from videoflex.tokenizers.flex.model import VideoFlexTok
     from videoflex.train.clip_cache import load_or_build_cache
     from videoflex.train.config import load_train_config
 
-    config = read_config(f"{model}/{WEIGHTS_NAME}")
+    config = VideoFlexTok.read_config(model)
     factor, tokens, levels = config.vae.temporal_factor, config.num_registers, config.fsq.levels
     data = load_train_config(recipe).data
     if (data.frames, data.size) != (x.shape[2], x.shape[3]) or (x.shape[2] - 1) % factor:

@@ -6,7 +6,7 @@ The demo recipes (``configs/demo.yaml``, then ``configs/demo_stills.yaml``) writ
 ``runs/demo_stills/model`` (float32, 27 MB, with the sampler settings of the preset when training
 started). This stores every weight matrix as int8 rows with a float32 scale each (7 MB; loaded back as
 float32; on the held-out clip the PSNR/SSIM table of ``make demo`` matched the bfloat16 export's to
-0.01 dB and 0.001) with the current ``demo`` preset's sampler (one Euler step, no guidance; see the
+0.01 dB and 0.001) with the current ``flex-demo`` preset's sampler (one Euler step, no guidance; see the
 preset's docstring).
 """
 
@@ -23,6 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "demo_stills" / "model"
     model = VideoFlexTok.from_pretrained(source)
-    model.config = dataclasses.replace(model.config, sampler=get_preset("demo").sampler)
+    model.config = dataclasses.replace(model.config, sampler=get_preset("flex-demo").sampler)
     out = model.save_pretrained(ROOT / "checkpoints" / "demo", dtype=torch.int8)
     print(f"wrote {out} ({(out / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
