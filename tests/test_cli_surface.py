@@ -1,0 +1,86 @@
+"""One CLI surface: `videoflex --help` lists every command, every (nested) sub-command's --help works, the
+old module command lines are gone, and output options are spelled -o/--output."""
+
+import argparse
+import importlib
+
+import pytest
+
+from videoflex.cli.main import COMMANDS, build_parser, main
+
+
+def _subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path below parser, e.g. ('eval',), ('eval', 'probe'), ('eval', 'probe', 'train')."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found.append((*path, name))
+                found.extend(_subcommands(child, (*path, name)))
+    return found
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    listed = capsys.readouterr().out
+    for name in COMMANDS:
+        assert f"\n    {name} " in listed or f"\n    {name}\n" in listed, name
+    assert {"fetch", "eval"} <= set(COMMANDS)
+
+
+def test_every_subcommand_help_works(capsys):
+    paths = _subcommands(build_parser())
+    expected = {("fetch", "i3d-weights"), ("fetch", "opencv-samples"), ("eval", "recon"), ("eval", "fvd"),
+                ("eval", "classify"), ("eval", "probe", "train"), ("eval", "probe", "score")}
+    assert expected <= set(paths)
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*path, "--help"])
+        out = capsys.readouterr().out
+        assert exit_info.value.code == 0, path
+        assert out.startswith(f"usage: videoflex {' '.join(path)}"), (path, out[:200])
+
+
+def test_output_options_are_dash_o_output():
+    """Every command that writes a file or folder names it -o/--output (prepare-data writes two kinds of
+    output, --shards and --latents, and train writes to its recipe's out_dir)."""
+    parser = build_parser()
+    writers = {("tokenize",), ("detokenize",), ("reconstruct",), ("convert",), ("eval", "recon"),
+               ("eval", "probe", "train"), ("fetch", "i3d-weights"), ("fetch", "opencv-samples")}
+    for path in writers:
+        sub = parser
+        for name in path:
+            sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        option = next((a for a in sub._actions if a.dest == "output"), None)
+        assert option is not None and option.option_strings == ["-o", "--output"], path
+    for path in _subcommands(parser):
+        sub = parser
+        for name in path:
+            sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        assert not any("--out" in a.option_strings or "--dest" in a.option_strings for a in sub._actions), path
+
+
+@pytest.mark.parametrize("module", ["videoflex.eval.i3d", "videoflex.eval.i3d_weights", "videoflex.eval.class_probe",
+                                    "videoflex.data.opencv_samples"])
+def test_library_modules_have_no_command_line(module):
+    """Their command lines moved to `videoflex fetch` / `videoflex eval`."""
+    assert not hasattr(importlib.import_module(module), "main")
+
+
+def test_bad_options_of_new_commands_are_one_line(capsys, tmp_path):
+    cases = [
+        (["eval", "classify", "--top", "0"], "--top"),
+        (["eval", "classify", "--frames", "x"], "--frames"),
+        (["eval", "probe", "train", str(tmp_path)], "-o/--output"),
+        (["eval", "probe", "score", str(tmp_path)], "VIDEOS"),
+        (["eval", "probe", "train", str(tmp_path), "-o", str(tmp_path / "p"), "--lr", "-1"], "--lr"),
+        (["fetch", "nothing"], "invalid choice"),
+    ]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, argv
+        assert len(err.strip().splitlines()) == 1 and needle in err, (argv, err)
