@@ -70,8 +70,8 @@ def panda_d18_d28() -> TokenizerConfig:
 
 
 def demo() -> TokenizerConfig:
-    """The architecture of the shipped CPU demo model (``checkpoints/demo``): 64x64 pixels folded 4x8x8 into 768 channels (no learned VAE),
-    d2 encoder and d6 decoder of width 192, 32 tokens a step (160 for 17 frames). Trained with the
+    """The architecture of the shipped CPU demo model (``checkpoints/demo``): 64x64 pixels folded 4x8x8
+    into 768 channels (no learned VAE), d2 encoder and d6 decoder of width 192, 32 tokens a step (160 for 17 frames). Trained with the
     encoder at 0.3x the learning rate, it fitted 512 real crops 0.9 dB better at k = 32 after 600 steps
     from scratch than d4 + d4 at 1x (16.5 against 15.6 dB; the same cost a step), and the held-out clip
     0.7 dB better (see ``checkpoints/demo/README.md``). The decoder predicts data (a 768-value patch
