@@ -43,6 +43,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import safetensors
 import torch
@@ -52,7 +53,6 @@ from safetensors.torch import save_file
 from videoflex.io.errors import FileError
 from videoflex.io.video import atomic_output_path
 from videoflex.models.identity import ModelIdentity
-from videoflex.tokenizers.base import Tokenizer
 
 TOKEN_FORMAT = "videoflex-tokens"
 TOKEN_FORMAT_VERSION = 2
@@ -66,6 +66,35 @@ _METADATA_KEYS = frozenset({
     "codebook_size", "num_registers",
     "tokens_per_step", "token_steps", "num_frames", "fps", "image_size", "source_size", "source_path",
 })
+
+
+class _StepLayout(Protocol):
+    @property
+    def tokens_per_step(self) -> int: ...
+
+
+class _StepPlan(Protocol):
+    @property
+    def token_steps(self) -> int: ...
+
+
+class TokenModel(Protocol):
+    """What token files read from a model: the members of :class:`videoflex.tokenizers.base.Tokenizer` they
+    use (every tokenizer has them; this layer does not import the tokenizers, which sit above it)."""
+
+    @property
+    def identity(self) -> ModelIdentity: ...
+
+    @property
+    def codebook_size(self) -> int: ...
+
+    @property
+    def layout(self) -> _StepLayout: ...
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
+    def plan(self, num_frames: int) -> _StepPlan: ...
 
 
 class TokenFileError(FileError):
@@ -114,7 +143,7 @@ class TokenMetadata:
                 raise ValueError(f"{name} must be two positive integers (H, W), got {size!r}")
 
     @classmethod
-    def for_model(cls, model: Tokenizer, *, num_frames: int, fps: float, source_size: tuple[int, int],
+    def for_model(cls, model: TokenModel, *, num_frames: int, fps: float, source_size: tuple[int, int],
                   source_path: str | os.PathLike = "") -> TokenMetadata:
         """Metadata for ids that ``model`` made from a video of ``num_frames`` frames at ``fps``."""
         return cls(model=model.identity, codebook_size=model.codebook_size,
@@ -296,7 +325,7 @@ def read_token_header(path: str | os.PathLike) -> TokenFileHeader:
 
 
 def load_tokens(path: str | os.PathLike, keep: int | None = None,
-                model: Tokenizer | None = None) -> VideoTokens:
+                model: TokenModel | None = None) -> VideoTokens:
     """Read a token file; ``keep`` reads only the first ``keep`` tokens of every step.
 
     Given ``model``, ids made by another model (a different kind, config hash or weights hash) are refused,
@@ -332,7 +361,7 @@ def load_tokens(path: str | os.PathLike, keep: int | None = None,
     return VideoTokens(ids, header.metadata)
 
 
-def check_tokens_model(metadata: TokenMetadata, token_steps: int, model: Tokenizer,
+def check_tokens_model(metadata: TokenMetadata, token_steps: int, model: TokenModel,
                        source: str | os.PathLike) -> None:
     """Raise :class:`TokenModelMismatch` (one line naming both identities) unless ``model`` made these tokens
     (same kind, config hash and weights hash), and :class:`TokenFileError` unless the frame count fits
