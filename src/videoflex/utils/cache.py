@@ -1,4 +1,7 @@
-"""Files that set-up commands fetch once (weights, sample data): where they go, and their checksums."""
+"""Files that set-up commands fetch once (weights, sample data): where they go, and their checksums.
+
+The download itself is :func:`videoflex.utils.download.fetch_file` (``videoflex fetch ...``).
+"""
 
 from __future__ import annotations
 
