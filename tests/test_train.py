@@ -88,6 +88,50 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, cache, par
     # and the weights moved: the comparison is not between two untouched initialisations
     init = VideoFlexTok.from_preset("flex-tiny").state_dict()
     assert any(not torch.allclose(a[k], init[k]) for k in a)
+    if parallel == "fsdp":
+        check_sharded_checkpoints(tmp_path, two, cache, a)
+
+
+def check_sharded_checkpoints(tmp_path: Path, two: Path, cache: Path, expected: dict[str, torch.Tensor]) -> None:
+    """FSDP wrote DCP folders (shards, meta.json, checksums); one process resumes from the step-2 folder to
+    the same weights; a changed shard file or a foreign .metadata pickle is refused before DCP reads it."""
+    import pickle
+    import shutil
+
+    saved = list_checkpoints(two / "checkpoints")
+    assert [p.name for p in saved] == ["step_00000002", "step_00000003"] and all(p.is_dir() for p in saved)
+    assert {"meta.json", "checksums.json", ".metadata"} <= {f.name for f in saved[0].iterdir()}
+
+    def resume_from(folder: Path, out: Path) -> None:
+        (out / "checkpoints").mkdir(parents=True)
+        shutil.copytree(folder, out / "checkpoints" / saved[0].name)
+        train_tokenizer(load_train_config(None, recipe(out, cache, steps=3)), resume=True, progress=False)
+
+    one = tmp_path / "resumed"
+    resume_from(saved[0], one)
+    for k, v in weights(one).items():
+        torch.testing.assert_close(v, expected[k], atol=2e-5, rtol=1e-4, msg=k)
+    changed = tmp_path / "changed"
+    shutil.copytree(saved[0], changed)
+    shard = next(changed.glob("*.distcp"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CheckpointMismatch, match="checksum mismatch"):
+        resume_from(changed, tmp_path / "changed_run")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(saved[0], foreign)
+    (foreign / ".metadata").write_bytes(pickle.dumps(Evil()))
+    sums = json.loads((foreign / "checksums.json").read_text())
+    sums[".metadata"] = __import__("hashlib").sha256((foreign / ".metadata").read_bytes()).hexdigest()
+    (foreign / "checksums.json").write_text(json.dumps(sums))
+    with pytest.raises(CheckpointMismatch, match="is not part of a checkpoint's metadata"):
+        resume_from(foreign, tmp_path / "foreign_run")
 
 
 def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(tmp_path, cache, monkeypatch):

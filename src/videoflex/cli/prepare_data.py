@@ -20,10 +20,10 @@ from videoflex.cli.common import (
     resolve_device,
 )
 from videoflex.cli.errors import UserError
+from videoflex.data.config import DataConfig, SourceConfig
 from videoflex.data.latent_cache import LATENT_DTYPES, write_latent_cache
 from videoflex.data.sample import VideoSample
 from videoflex.data.shards import write_shards
-from videoflex.data.config import DataConfig, SourceConfig
 from videoflex.train.tasks.tokenizer_config import load_train_config
 
 SOURCE_KINDS: tuple[str, ...] = get_args(get_type_hints(SourceConfig)["kind"])

@@ -125,16 +125,21 @@ class _MetadataUnpickler(pickle.Unpickler):
     """Admits only the classes a DCP ``.metadata`` file is made of."""
 
     def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name) if module in _METADATA_MODULES or (module, name) in _METADATA_NAMES \
+            or module == "torch" else None
         allowed = (
-            module.startswith("torch.distributed.checkpoint.")
-            or (module == "torch" and (name == "Size" or isinstance(getattr(torch, name, None), torch.dtype)))
-            or (module, name) in {("torch._utils", "_get_layout"), ("pathlib", "PosixPath"),
-                                  ("pathlib", "WindowsPath"), ("pathlib", "Path"),
-                                  ("collections", "OrderedDict")}
+            (module in _METADATA_MODULES and isinstance(found, type))  # DCP's dataclasses and enums
+            or (module, name) in _METADATA_NAMES
+            or (module == "torch" and (name == "Size" or isinstance(found, torch.dtype)))
         )
         if not allowed:
             raise pickle.UnpicklingError(f"{module}.{name} is not part of a checkpoint's metadata")
-        return super().find_class(module, name)
+        return found
+
+
+_METADATA_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem")
+_METADATA_NAMES = {("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"),
+                   ("pathlib", "Path"), ("collections", "OrderedDict")}
 
 
 def verify_sharded(path: Path) -> dict[str, Any]:
