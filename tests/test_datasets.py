@@ -4,8 +4,10 @@ collation."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -29,11 +31,11 @@ from videoflex.data import (
     collate_samples,
     write_shards,
 )
+from videoflex.data.config import DataConfig, SourceConfig
+from videoflex.data.sources import build_source
 from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset, film_still
 from videoflex.data.transforms import random_crop
 from videoflex.io import write_video
-from videoflex.train.clip_cache import build_source
-from videoflex.train.config import DataConfig, SourceConfig
 
 
 def _sample(label=None, caption=None, t=4, source="s") -> VideoSample:
@@ -237,6 +239,47 @@ def test_shards_round_trip(shard_dir):
         assert 10 * math.log10(1 / mse) > 30
     resized = next(iter(VideoShardDataset(out, ClipSpec(num_frames=4, fps=8, size=16, window="random"))))
     assert resized.video.shape == (3, 4, 16, 16)
+
+
+def test_indexed_shards_random_access_in_workers_and_errors(shard_dir, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from videoflex.data.shards import IndexedShardDataset
+
+    out, shapes = shard_dir
+    clip = ClipSpec(num_frames=6, fps=None, size=None, window="start")
+    indexed = IndexedShardDataset(out, clip)
+    assert len(indexed) == 10
+    assert indexed[7].video.shape == (3, 6, 32, 32)
+    assert (indexed[7].video - shapes[7].video).abs().mean() < 0.05  # H.264 at crf 12: near-lossless
+    order = [2, 9, 0, 5]
+    loaded = list(DataLoader(indexed, sampler=order, batch_size=None, num_workers=2))
+    assert all(torch.equal(a.video, indexed[i].video) for a, i in zip(loaded, order))
+    with pytest.raises(ValueError, match="not a readable tar shard"):
+        IndexedShardDataset([str(tmp_path / "missing.tar")])
+    lone = tmp_path / "lone.tar"
+    with tarfile.open(lone, "w") as tar:
+        info = tarfile.TarInfo("000000001.mp4")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(ValueError, match=r"needs .mp4 and .json members, has \['mp4'\]"):
+        IndexedShardDataset([str(lone)])
+
+
+def test_source_clips_stream_the_clips_the_in_memory_cache_holds(tmp_path):
+    from videoflex.data.clip_cache import load_or_build_cache
+    from videoflex.data.sources import DataSourceError, SourceClips
+
+    data = DataConfig(frames=5, size=16, cache_dir=str(tmp_path), train=(
+        SourceConfig(kind="shapes", count=3, seed=1), SourceConfig(kind="stills", count=2, seed=2)))
+    streamed = SourceClips(data, "train")
+    cached = load_or_build_cache(data, "train", progress=False)
+    assert len(streamed) == len(cached) == 5
+    assert all(streamed[i].dtype == torch.uint8 and torch.equal(streamed[i], cached[i]) for i in range(5))
+    with pytest.raises(IndexError):
+        streamed[5]
+    with pytest.raises(DataSourceError, match="the train source 'folder'"):
+        SourceClips(DataConfig(train=(SourceConfig(kind="folder", count=1, path=str(tmp_path / "none")),)), "train")
 
 
 def test_shards_two_workers_every_sample_once(shard_dir):
