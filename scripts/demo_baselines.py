@@ -58,10 +58,9 @@ def frame_groups(clips: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.
 
 
 def linear_code_rows(x: torch.Tensor, recipe: str, model: str) -> list[tuple[str, int, torch.Tensor]]:
-    from videoflex.train.clip_cache import load_or_build_cache
-
+    from videoflex.data.clip_cache import load_or_build_cache
     from videoflex.tokenizers.flex.model import VideoFlexTok
-    from videoflex.train.config import load_train_config
+    from videoflex.train.tasks.tokenizer_config import load_train_config
 
     config = VideoFlexTok.read_config(model)
     factor, tokens, levels = config.vae.temporal_factor, config.num_registers, config.fsq.levels
