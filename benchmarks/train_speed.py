@@ -1,10 +1,11 @@
-"""Training speed on the CPU: clips per second and peak memory of full optimiser steps.
+"""Training speed on the CPU: clips per second and peak memory of full optimiser steps of the loop.
 
-    python benchmarks/train_speed.py [--presets tiny demo] [--batch 8] [--steps 3]
+    python benchmarks/train_speed.py [--presets flex-tiny flex-demo] [--batch 8] [--steps 3]
 
-Prints one JSON object. Each (preset, precision) runs in a fresh process; a step is the trainer's
-own loss (nested dropout, guidance dropout, flow loss), backward, gradient clipping and AdamW on
-random clips at the preset's size (the data cache is not part of the measurement).
+Prints one JSON object. Each (preset, precision) runs in a fresh process; a step is the training loop's
+own step (``videoflex.train.loop.train_step`` with the tokenizer task: VAE encoding, nested dropout,
+guidance dropout, flow loss, backward, gradient clipping, AdamW and the EMA) on random clips at the
+preset's size (reading data is not part of the measurement).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -22,30 +24,23 @@ from _measure import peak_rss_mib, run_isolated
 def measure(preset: str, precision: str, batch: int, steps: int) -> dict:
     import torch
 
-    from videoflex import VideoFlexTok
+    from videoflex.registry import PRESETS
+    from videoflex.train.loop import setup, train_step
+    from videoflex.train.tasks.tokenizer import TokenizerTask
+    from videoflex.train.tasks.tokenizer_config import load_train_config
 
-    torch.manual_seed(0)
-    model = VideoFlexTok.from_preset(preset)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    h, w = model.config.image_size
-    video = torch.rand(batch, 3, model.config.chunk_frames, h, w) * 2 - 1
-    g = torch.Generator().manual_seed(0)
-
-    def step() -> None:
-        with torch.no_grad():
-            latents = model.encode_video(video)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model.training_loss(latents, generator=g)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()  # warm-up
+    config = PRESETS[preset].config()
+    h, w = config.image_size
+    with tempfile.TemporaryDirectory() as out:
+        recipe = load_train_config(None, [f"model={preset}", f"precision={precision}", f"batch_size={batch}",
+                                          f"out_dir={out}", f"data.size={h}", f"data.frames={config.chunk_frames}",
+                                          "device=cpu"])
+        run = setup(TokenizerTask(recipe))
+    clips = torch.randint(0, 256, (batch, 3, config.chunk_frames, h, w), dtype=torch.uint8)
+    train_step(run, [clips], 0)  # warm-up
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for step in range(1, steps + 1):
+        train_step(run, [clips], step)
     elapsed = time.perf_counter() - start
     return {"preset": preset, "precision": precision, "batch": batch, "steps": steps,
             "clips_per_s": batch * steps / elapsed, "seconds_per_step": elapsed / steps,
@@ -54,7 +49,7 @@ def measure(preset: str, precision: str, batch: int, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "demo"])
+    parser.add_argument("--presets", nargs="+", default=["flex-tiny", "flex-demo"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
