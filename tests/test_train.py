@@ -457,3 +457,16 @@ def test_activation_checkpointing_keeps_the_state_dict_keys(tmp_path, cache):
     assert any("CheckpointWrapper" in type(m).__name__ for m in wrapped.trainable.modules())
     assert list(wrapped.trainable.state_dict()) == list(plain.trainable.state_dict())
     assert wrapped.names == plain.names
+
+
+def test_the_sampler_gives_each_process_its_slice_and_resumes_at_any_step():
+    from videoflex.train.sampler import StepBatchSampler, global_batch, micro_batches
+
+    one = list(StepBatchSampler(50, 3, 0, 5, 8, micro_batches(8, 1, 0, 1)))
+    assert one == [global_batch(3, s, 50, 8).tolist() for s in range(5)]
+    per_rank = [list(StepBatchSampler(50, 3, 0, 5, 8, micro_batches(8, 2, r, 2))) for r in range(2)]
+    for s in range(5):  # rank 0's two micro-batches, then rank 1's: the global batch
+        assert [i for r in range(2) for i in per_rank[r][2 * s] + per_rank[r][2 * s + 1]] == one[s]
+    assert list(StepBatchSampler(50, 3, 2, 5, 8, micro_batches(8, 1, 0, 1))) == one[2:]
+    with pytest.raises(ValueError, match="split evenly"):
+        micro_batches(8, 3, 0, 2)
