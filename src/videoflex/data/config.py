@@ -35,7 +35,7 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Clips of ``frames`` frames at ``size`` pixels and ``fps``, cached once as uint8 (``cache_dir``).
+    """Clips of ``frames`` frames at ``size`` pixels and ``fps``: the ``train`` and ``eval`` sources, in order.
 
     latents: train from a latent cache written by ``videoflex prepare-data --latents DIR`` instead of
         the ``train`` sources (the frozen VAE then never runs during training).
