@@ -100,21 +100,22 @@ def run_recon(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_model(args.model, device).model
-    n = model.num_registers
+    n = model.layout.tokens_per_step
     keeps = args.keep or list(default_keeps(n))
     if any(k > n for k in keeps):
         warn(f"--keep: the model has {n} tokens per time step; dropping {[k for k in keeps if k > n]}")
         keeps = [k for k in keeps if k <= n] or [n]
-    frames = args.frames or model.config.chunk_frames
-    h, w = model.config.image_size
-    clips = read_clips(video_files(Path(args.data)), frames, (h, w), 8.0, args.clips_per_video, not args.quiet)
+    frames = args.frames or model.clip_frames
+    clips = read_clips(video_files(Path(args.data)), frames, model.image_size, 8.0, args.clips_per_video,
+                       not args.quiet)
     if args.max_clips:
         clips = clips[: args.max_clips]
     if not args.no_fvd and frames < I3D_MIN_FRAMES:
         raise UserError(f"--frames {frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
     i3d = None if args.no_fvd else load_i3d(args.i3d_weights, device=device)
-    settings = SweepSettings(tuple(keeps), args.steps or model.config.sampler.steps,
-                             model.config.sampler.guidance if args.guidance is None else args.guidance,
+    sampler = model.sampler  # None: the model decodes deterministically (steps and guidance unused)
+    settings = SweepSettings(tuple(keeps), args.steps or (sampler.steps if sampler else 1),
+                             (sampler.guidance if sampler else 1.0) if args.guidance is None else args.guidance,
                              args.seed, args.batch_size)
     result = run_sweep(model, clips, settings, i3d, progress=not args.quiet)
     json_path, png_path = save_sweep(result, output_folder(args.output))

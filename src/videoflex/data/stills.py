@@ -8,7 +8,7 @@ real textures, faces and edges with a known, simple camera motion. The package f
 without importing the packages; the files are read with Pillow.
 
 The same camera films any folder of photographs (``StillPansConfig.folder``), for instance the ones
-``python -m videoflex.data.opencv_samples fetch`` extracts from OpenCV's sample data.
+``videoflex fetch opencv-samples`` extracts from OpenCV's sample data.
 
 Item ``i`` draws its image, window, motion and mirroring from a generator seeded by ``(seed, i)``: the
 same clip for the same index on every run and worker. The window's side is a fraction drawn from

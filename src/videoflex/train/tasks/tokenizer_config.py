@@ -35,7 +35,7 @@ class RepaConfig:
     the same clip; ``weight`` times ``1 - cosine`` joins the flow loss. ``weight: 0`` (the default) is off.
 
     teacher: ``i3d`` (the Kinetics-400 I3D, its Mixed_4f feature map; ``teacher_weights`` is its weights
-        file, by default the one ``python -m videoflex.eval.i3d_weights fetch`` stores). From Python, any
+        file, by default the one ``videoflex fetch i3d-weights`` stores). From Python, any
         frozen module can be the teacher: ``train(config, teacher=module)``.
     """
 
