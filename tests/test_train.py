@@ -70,6 +70,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, cache):
     a, b = weights(whole), weights(broken)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+    assert load_checkpoint(list_checkpoints(broken / "checkpoints")[-1]).model_kind == "flex-tokenizer"
+    assert main(["inspect", str(list_checkpoints(broken / "checkpoints")[-1])]) == 0
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
@@ -101,6 +103,7 @@ def check_sharded_checkpoints(tmp_path: Path, two: Path, cache: Path, expected: 
     saved = list_checkpoints(two / "checkpoints")
     assert [p.name for p in saved] == ["step_00000002", "step_00000003"] and all(p.is_dir() for p in saved)
     assert {"meta.json", "checksums.json", ".metadata"} <= {f.name for f in saved[0].iterdir()}
+    assert main(["inspect", str(saved[0])]) == 0  # described from meta.json, without reading the shards
 
     def resume_from(folder: Path, out: Path) -> None:
         (out / "checkpoints").mkdir(parents=True)

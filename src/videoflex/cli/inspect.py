@@ -68,11 +68,13 @@ def run(args: argparse.Namespace) -> int:
         tars = sorted(path.glob("*.tar"))
         if tars:
             return _shards(path, tars)
+        if (path / "meta.json").is_file() and (path / ".metadata").is_file():
+            return _training_checkpoint(path)  # a sharded (FSDP) training checkpoint
         released = _released(path)
         if released is not None:
             return released
-        raise UserError(f"{path}: a folder without {WEIGHTS_NAME} (a model), {INDEX_NAME} (a latent cache) "
-                        "or .tar shards")
+        raise UserError(f"{path}: a folder without {WEIGHTS_NAME} (a model), {INDEX_NAME} (a latent cache), "
+                        ".tar shards or a sharded training checkpoint")
     if path.name == INDEX_NAME:
         return _latent_cache(path.parent)
     if path.suffix == ".safetensors":
@@ -180,20 +182,33 @@ def _released(path: Path) -> int | None:
 
 
 def _training_checkpoint(path: Path) -> int:
-    from videoflex.train.checkpoint import load_checkpoint
+    """A training checkpoint of any kind: a ``step_*.pt`` file or a sharded (FSDP) ``step_*`` folder. Only its
+    header is read from a sharded folder (``meta.json``; DCP's files are not opened)."""
+    from videoflex.train.checkpoint import META, load_checkpoint
 
+    if path.is_dir():
+        try:
+            meta = json.loads((path / META).read_text())
+            step, model_config, kind = int(meta["step"]), meta["model_config"], meta.get("model_kind", "flex-tokenizer")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{path}: not a readable sharded training checkpoint ({err})") from None
+        size = sum(p.stat().st_size for p in path.iterdir())
+        counts = f"{len(meta.get('model_keys', []))} model tensors, sharded over {len(list(path.glob('*.distcp')))} files"
+    else:
+        try:
+            state = load_checkpoint(path)
+        except ValueError as err:  # load_checkpoint names the file and the problem
+            raise UserError(str(err)) from None
+        step, model_config, kind, size = state.step, state.model_config, state.model_kind, path.stat().st_size
+        counts = f"{len(state.model)} model tensors, {len(state.ema)} EMA tensors"
     try:
-        state = load_checkpoint(path)
-    except ValueError as err:  # load_checkpoint names the file and the problem
-        raise UserError(str(err)) from None
-    try:
-        config = from_dict(TokenizerConfig, json.loads(state.model_config))
+        model_class = get_kind(kind).model_class
+        config = from_dict(model_class.config_class, json.loads(model_config))
     except (json.JSONDecodeError, ValueError) as err:
         raise UserError(f"{path}: the model config in this checkpoint cannot be read ({err})") from None
     with torch.device("meta"):
-        model = VideoFlexTok(config)
-    rows = [("checkpoint", f"{path} ({_bytes(path.stat().st_size)}), training step {state.step}"),
-            ("weights", f"{len(state.model)} model tensors, {len(state.ema)} EMA tensors")]
+        model = model_class(config)
+    rows = [("checkpoint", f"{path} ({_bytes(size)}), training step {step}"), ("kind", kind), ("weights", counts)]
     _show(rows + _config_rows(model))
     return 0
 

@@ -46,6 +46,7 @@ class TrainingState:
     rng: torch.Tensor
     model_config: str  # JSON of the model config
     train_config: str  # YAML of the recipe
+    model_kind: str = "flex-tokenizer"  # the model's kind (checkpoints from before kinds existed: this one)
 
 
 def save_checkpoint(directory: Path, state: TrainingState, keep: int) -> Path:

@@ -39,6 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from videoflex.models.pretrained import PretrainedModel
 from videoflex.train import distributed
 from videoflex.train.checkpoint import (
     TrainingState,
@@ -68,7 +69,7 @@ class Run:
 
     task: Task
     ctx: distributed.DistributedContext
-    model: nn.Module  # the task's model (inside ``trainable``)
+    model: PretrainedModel  # the task's model (inside ``trainable``)
     trainable: nn.Module  # the task's trained module, unwrapped
     step_module: nn.Module  # ``trainable`` under DDP/FSDP (itself in one process)
     optimizer: torch.optim.Optimizer
@@ -143,7 +144,7 @@ def training_state(run: Run, step: int) -> TrainingState:
     optim_state = get_optimizer_state_dict(run.step_module, run.optimizer, options=options)
     ema = {n: _full(e).detach().cpu() for n, e in zip(run.names, run.ema)}
     return TrainingState(step, model_state, ema, optim_state, run.scheduler.state_dict(), torch.get_rng_state(),
-                         run.task.model_config(), config_to_yaml(run.config))
+                         run.task.model_config(), config_to_yaml(run.config), run.model.kind)
 
 
 def _sharded_state(run: Run) -> dict[str, Any]:
@@ -170,6 +171,7 @@ def save_sharded(run: Run, step: int) -> Path:
     param_groups = get_optimizer_state_dict(run.step_module, run.optimizer)["param_groups"]
     meta = {"step": step, "scheduler": run.scheduler.state_dict(), "param_groups": param_groups,
             "model_keys": sorted(state["model"]), "model_config": run.task.model_config(),
+            "model_kind": run.model.kind,
             "train_config": config_to_yaml(run.config)}
     distributed.barrier(run.ctx)
     path = run.checkpoints / f"step_{step:08d}"

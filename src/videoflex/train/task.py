@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from videoflex.models.pretrained import PretrainedModel
 from videoflex.train.config import TrainConfig
 
 
@@ -46,13 +47,14 @@ class Draws(Protocol):
 
 @dataclass
 class TaskModules:
-    """model: the network the task exports and evaluates (its state-dict keys are ``model.*`` in ``trainable``).
+    """model: the network the task exports and evaluates (a model kind: it has ``kind`` and ``save_pretrained``;
+        its state-dict keys are ``model.*`` in ``trainable``).
     trainable: what DDP/FSDP wrap: ``forward(batch, draws) -> StepOutput``; it holds ``model`` as
         ``trainable.model`` and any training-only parts (e.g. a REPA head) beside it.
     blocks: the repeated blocks: FSDP units and the units of activation checkpointing.
     """
 
-    model: nn.Module
+    model: PretrainedModel
     trainable: nn.Module
     blocks: list[nn.Module]
 
