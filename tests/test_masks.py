@@ -15,6 +15,10 @@ def reference(kind: str, steps: int, n_first: int, n_second: int) -> torch.Tenso
         tk, ik = divmod(k, per)
         if kind == "time_block_causal":
             out[q, k] = tk <= tq
+        elif kind == "causal":
+            out[q, k] = k <= q
+        elif kind == "prefix_lm":  # the condition: the first n_first positions of the first step
+            out[q, k] = (tk == 0 and ik < n_first and steps == 1) or k <= q
         else:  # encoder: [patches | registers]
             if tk < tq:
                 out[q, k] = True
@@ -24,11 +28,25 @@ def reference(kind: str, steps: int, n_first: int, n_second: int) -> torch.Tenso
     return out
 
 
-@pytest.mark.parametrize("kind", ["time_block_causal_last", "time_block_causal"])
+@pytest.mark.parametrize("kind", ["time_block_causal_last", "time_block_causal", "causal"])
 @pytest.mark.parametrize("steps,n_first,n_second", [(1, 3, 2), (3, 4, 5), (2, 1, 1)])
 def test_masks_match_dense_reference(kind, steps, n_first, n_second):
     got = dense_mask(kind, steps, n_first, n_second, torch.device("cpu"))
     assert torch.equal(got, reference(kind, steps, n_first, n_second))
+
+
+@pytest.mark.parametrize("n_prefix,n_tokens", [(1, 4), (3, 5), (0, 3)])
+def test_prefix_lm_sees_the_whole_condition_and_earlier_tokens(n_prefix, n_tokens):
+    got = dense_mask("prefix_lm", 1, n_prefix, n_tokens, torch.device("cpu"))
+    assert torch.equal(got, reference("prefix_lm", 1, n_prefix, n_tokens))
+    if n_prefix > 1:  # the condition is bidirectional: its first position sees its last
+        assert got[0, n_prefix - 1]
+    assert not got[n_prefix, n_prefix + 1:].any()  # a token never sees a later one
+
+
+def test_unknown_mask_is_refused():
+    with pytest.raises(ValueError, match="unknown mask"):
+        dense_mask("diagonal", 1, 2, 2, torch.device("cpu"))
 
 
 def test_full_mask_is_none_and_masks_are_cached():
