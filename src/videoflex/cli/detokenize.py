@@ -75,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{source} -> {out}: {video.shape[2]} frames at {tokens.metadata.fps:g} fps, "
           f"{size_text(tuple(video.shape[-2:]))}, from {tokens.token_steps} steps x {tokens.tokens_per_step} "
           f"tokens; {_sampling(steps, guidance, sampler is not None)}seed {args.seed}, {seconds:.1f} s")
+    return 0
 
 
 def _sampling(steps: int | None, guidance: float | None, sampled: bool) -> str:
     """``"4 steps, guidance 3, "`` for a sampled decoder, nothing for a deterministic one."""
     return f"{steps} steps, guidance {guidance:g}, " if sampled else ""
-    return 0

@@ -105,6 +105,9 @@ def run_recon(args: argparse.Namespace) -> int:
     if any(k > n for k in keeps):
         warn(f"--keep: the model has {n} tokens per time step; dropping {[k for k in keeps if k > n]}")
         keeps = [k for k in keeps if k <= n] or [n]
+    if not model.layout.prefix_decodable and keeps != [n]:  # as `reconstruct`
+        warn(f"the tokens of model {model.identity.name!r} form a grid; a prefix cannot be decoded, using k={n}")
+        keeps = [n]
     frames = args.frames or model.clip_frames
     clips = read_clips(video_files(Path(args.data)), frames, model.image_size, 8.0, args.clips_per_video,
                        not args.quiet)
