@@ -1,10 +1,19 @@
-"""``videoflex train tokenizer``: train (or fine-tune) a tokenizer from a YAML recipe."""
+"""``videoflex train tokenizer``: train (or fine-tune) a tokenizer from a YAML recipe.
+
+Every user error is one line (exit status 2) found before any data is read, any model built or anything
+written: a recipe that is not YAML or holds a bad value (the config dataclasses check every field), no
+training data, a saved model whose weights do not fit, another trainer in ``out_dir``, a changed recipe
+on ``--resume``, a damaged checkpoint with no intact one before it.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from videoflex.cli.errors import UserError
+
+MINIMAL_RECIPE = Path("configs") / "minimal.yaml"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,29 +25,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        description="Train the tokenizer (stage: tokenizer) or fine-tune its decoder with full "
                                    "attention and first-frame conditioning (stage: decoder). Run under torchrun "
                                    "for DDP/FSDP2. Checkpoints go to OUT_DIR/checkpoints every save_every steps "
-                                   "and on SIGTERM/SIGINT; the EMA model is exported to OUT_DIR/model.")
-    t.add_argument("--config", help="YAML training recipe (default: the built-in defaults)")
-    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+                                   "and on SIGTERM/SIGINT; the EMA model is exported to OUT_DIR/model. One "
+                                   "trainer at a time holds OUT_DIR (OUT_DIR/.lock).")
+    t.add_argument("--config", help=f"YAML training recipe (a minimal one: {MINIMAL_RECIPE}); without it, the "
+                                    "built-in defaults and the KEY=VALUE overrides, which must then name the data")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the newest intact checkpoint in out_dir (damaged newer ones are passed "
+                        "over with a warning)")
+    t.add_argument("--allow-recipe-change", action="store_true",
+                   help="with --resume: continue even though the recipe differs from the checkpoint's in fields "
+                        "that change the result (batch_size, optim.lr, data.train, ...); without it such a "
+                        "resume is refused, naming the fields")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. steps=2000 out_dir=runs/x")
     t.set_defaults(run=run)
 
 
+def minimal_recipe() -> Path:
+    """The shipped minimal recipe: in the working folder, else in the source checkout, else its usual path."""
+    if MINIMAL_RECIPE.is_file():
+        return MINIMAL_RECIPE
+    checkout = Path(__file__).resolve().parents[3] / MINIMAL_RECIPE
+    return checkout if checkout.is_file() else MINIMAL_RECIPE
+
+
 def run(args: argparse.Namespace) -> int:
     from videoflex.data.sources import DataSourceError
-    from videoflex.train.errors import CheckpointMismatch, TrainingDiverged
+    from videoflex.train.errors import CheckpointMismatch, RecipeError, RunLocked, TrainingDiverged
     from videoflex.train.tasks.tokenizer import train_tokenizer
     from videoflex.train.tasks.tokenizer_config import load_train_config
 
+    where = args.config or "recipe"
+    if args.allow_recipe_change and not args.resume:
+        raise UserError("--allow-recipe-change applies to --resume only")
     try:
         config = load_train_config(args.config, args.overrides)
-    except ValueError as e:
-        raise UserError(f"{args.config or 'config'}: {e}") from None
+    except ValueError as e:  # messages about a recipe file name it (a base: recipe included)
+        raise UserError(str(e) if args.config and str(e).startswith(args.config) else f"{where}: {e}") from None
     try:
-        path = train_tokenizer(config, resume=args.resume, progress=not args.quiet)
+        path = train_tokenizer(config, resume=args.resume, progress=not args.quiet,
+                               allow_recipe_change=args.allow_recipe_change)
+    except RecipeError as e:
+        hint = "" if args.config else f"; no --config given: start from a recipe, e.g. --config {minimal_recipe()}"
+        raise UserError(f"{where}: {e}{hint}") from None
     except DataSourceError as e:
-        raise UserError(f"{args.config or 'config'}: {e}") from None
-    except (TrainingDiverged, CheckpointMismatch) as e:
+        raise UserError(f"{where}: {e}") from None
+    except (TrainingDiverged, CheckpointMismatch, RunLocked) as e:
         raise UserError(str(e)) from None
     print(f"model: {path}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,19 @@ class SourceConfig:
     crop_scale: tuple[float, float] | None = None
     flip: bool = False
 
+    def __post_init__(self) -> None:
+        """Raises ValueError naming the field: ``count`` < 1, ``seed`` < 0, or ``crop_scale`` not
+        ``0 < low <= high <= 1``."""
+        if self.count < 1:
+            raise ValueError(f"SourceConfig ({self.kind}): count must be >= 1, got {self.count}")
+        if self.seed < 0:
+            raise ValueError(f"SourceConfig ({self.kind}): seed must be >= 0, got {self.seed}")
+        if self.crop_scale is not None and not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"SourceConfig ({self.kind}): crop_scale must be [low, high] with "
+                             f"0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if self.kind in ("folder", "shards") and not self.path:
+            raise ValueError(f"SourceConfig ({self.kind}): needs path (the folder{' of shards' * (self.kind == 'shards')})")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -53,3 +67,11 @@ class DataConfig:
     cache_dir: str = "outputs/cache"
     latents: str = ""
     in_memory: bool = False
+
+    def __post_init__(self) -> None:
+        """Raises ValueError naming the field: ``frames`` or ``size`` < 1, ``fps`` not a finite number > 0."""
+        for name in ("frames", "size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DataConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"DataConfig: fps must be a finite number > 0, got {self.fps}")

@@ -1,17 +1,31 @@
 """The training loop's typed settings, read from small YAML recipes with ``key=value`` overrides.
 
 A recipe is flat YAML: the loop's fields (:class:`TrainConfig`) and the task's (a subclass) side by side.
+Every field is checked when the config is made (``__post_init__`` raises ValueError naming the field), so
+a bad value is refused before any data is read or any model built.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 
-from videoflex.utils.dataclass_io import check_positive, from_dict, to_dict
+from videoflex.utils.dataclass_io import from_dict, to_dict
+
+
+def check_range(owner: str, name: str, value: float, low: float, high: float = math.inf,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in the range (NaN refused)."""
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below and math.isfinite(value)):
+        lo = f"({low:g}" if low_open else f"[{low:g}"
+        hi = "inf)" if high == math.inf else (f"{high:g})" if high_open else f"{high:g}]")
+        raise ValueError(f"{owner}: {name} must be a finite number in {lo}, {hi}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -27,7 +41,15 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        check_positive(type(self).__name__, lr=self.lr)
+        owner = "OptimConfig"
+        check_range(owner, "lr", self.lr, 0.0, low_open=True)
+        check_range(owner, "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range(owner, "weight_decay", self.weight_decay, 0.0)
+        for i, beta in enumerate(self.betas):
+            check_range(owner, f"betas[{i}]", beta, 0.0, 1.0, high_open=True)
+        if self.warmup_steps < 0:
+            raise ValueError(f"{owner}: warmup_steps must be >= 0, got {self.warmup_steps}")
+        check_range(owner, "grad_clip", self.grad_clip, 0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -46,7 +68,17 @@ class TrainConfig:
     num_workers: ``DataLoader`` worker processes per rank reading the training data (an in-memory dataset
         is read in the main process).
     eval_every: steps between the task's evaluations (and at the end), when the task has evaluation data.
+
+    ``--resume`` refuses a recipe that differs from the checkpoint's (:func:`recipe_changes`) except in the
+    fields of ``changes_allowed_on_resume``: where and how the same computation runs (``out_dir``,
+    ``device``, ``parallel``, ``grad_accum``, ``activation_checkpointing``, ``num_workers``) and what is
+    logged, evaluated and kept (``log_every``, ``eval_every``, ``save_every``, ``keep_checkpoints``). A task
+    adds its own (e.g. its evaluation settings).
     """
+
+    changes_allowed_on_resume: ClassVar[frozenset[str]] = frozenset({
+        "out_dir", "device", "parallel", "grad_accum", "activation_checkpointing", "num_workers",
+        "log_every", "eval_every", "save_every", "keep_checkpoints"})
 
     out_dir: str = "runs/train"
     model: str = ""
@@ -74,21 +106,56 @@ class TrainConfig:
             raise ValueError(f"{type(self).__name__}: num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{type(self).__name__}: ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.seed < 0:
+            raise ValueError(f"{type(self).__name__}: seed must be >= 0, got {self.seed}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"{type(self).__name__}: batch_size {self.batch_size} must split evenly into "
+                             f"grad_accum {self.grad_accum} micro-batches")
+        if not self.out_dir:
+            raise ValueError(f"{type(self).__name__}: out_dir must name a folder")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data}
+
+
+def recipe_changes(config: TrainConfig, saved_yaml: str) -> list[str]:
+    """The dotted fields (e.g. ``batch_size``, ``optim.lr``, ``data.train``) in which ``config`` differs from
+    the recipe ``saved_yaml`` a checkpoint was trained with, leaving out ``changes_allowed_on_resume``;
+    a section's list (e.g. ``data.train``) counts as one field. Sorted."""
+    saved = yaml.safe_load(saved_yaml) or {}
+    ours, theirs = _flatten(to_dict(config)), _flatten(saved if isinstance(saved, dict) else {})
+    missing = object()
+    return sorted(key for key in set(ours) | set(theirs)
+                  if key not in config.changes_allowed_on_resume
+                  and ours.get(key, missing) != theirs.get(key, missing))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to nested plain data."""
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to nested plain data.
+
+    Raises ValueError naming the override when it is not ``key=value`` or its value is not YAML."""
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"override {item!r}: its value is not valid YAML "
+                             f"({getattr(e, 'problem', None) or 'syntax error'})") from None
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = parsed
     return data
 
 
@@ -114,7 +181,15 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     if path.resolve() in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
         raise ValueError(f"{path}: recipes extend each other in a cycle ({chain})")
-    loaded = yaml.safe_load(path.read_text())
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:  # one line: the problem and where (line, column)
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML: {problem}{where}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ValueError(f"{path}: a training config must be a mapping")
     data = dict(loaded or {})

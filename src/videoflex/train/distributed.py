@@ -58,6 +58,15 @@ def mean_across(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
     return value
 
 
+def all_true(ctx: DistributedContext, value: bool) -> bool:
+    """Whether ``value`` holds on every process (collective)."""
+    if not ctx.enabled:
+        return value
+    flag = torch.tensor([1 if value else 0], device=ctx.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def wrap(module: nn.Module, blocks: list[nn.Module], ctx: DistributedContext, parallel: str) -> nn.Module:
     """DDP around ``module``, or FSDP2 ``fully_shard`` on every block and then on ``module``."""
     if not ctx.enabled:

@@ -8,6 +8,12 @@ task's blocks), atomic checkpoints (sharded with ``torch.distributed.checkpoint`
 stop on SIGTERM/SIGINT, ``resume``, a stop on a NaN loss naming the step, logs (``OUT/log.jsonl`` and
 TensorBoard), periodic evaluation and the export of the EMA model (``OUT/model``).
 
+The start is checked before it writes anything: the task's recipe (:meth:`Task.check`), the device, the
+model (built before ``OUT`` exists), the lock on ``OUT`` (:mod:`videoflex.train.run_dir`: one trainer per
+folder), the checkpoints (a resume passes over damaged ones to the newest intact one, with a warning, and
+refuses a recipe changed in fields that change the result, :func:`recipe_changes`) and the first batch; a
+start that fails removes what it created.
+
 Every random choice of step ``s`` (which clips, the task's draws) comes from generators seeded by
 ``(seed, s)``, drawn for the whole global batch and sliced per process and micro-batch
 (:mod:`videoflex.train.sampler`). So a run resumed from a checkpoint continues exactly as if never
@@ -21,6 +27,7 @@ import functools
 import json
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +49,7 @@ from tqdm.auto import tqdm
 from videoflex.models.pretrained import PretrainedModel
 from videoflex.train import distributed
 from videoflex.train.checkpoint import (
+    SUM_SUFFIX,
     TrainingState,
     checkpoint_step,
     finish_sharded,
@@ -51,8 +59,16 @@ from videoflex.train.checkpoint import (
     sharded_tmp,
     verify_sharded,
 )
-from videoflex.train.config import config_to_yaml
-from videoflex.train.errors import CheckpointMismatch, TrainingDiverged
+from videoflex.train.config import config_to_yaml, recipe_changes
+from videoflex.train.errors import (
+    CheckpointDamaged,
+    CheckpointMismatch,
+    RecipeChanged,
+    RecipeError,
+    RunLocked,
+    TrainingDiverged,
+)
+from videoflex.train.run_dir import RunDirectory
 from videoflex.train.run_log import RunLog
 from videoflex.train.sampler import StepBatchSampler, micro_batches
 from videoflex.train.schedule import lr_at, update_ema
@@ -189,15 +205,25 @@ def _check_config(run: Run, theirs: str, source: Path) -> None:
                                  f"run's {ours!r}; use another out_dir or the matching config")
 
 
-def restore(run: Run, source: Path) -> int:
+def _check_recipe(run: Run, theirs: str, source: Path, allow_change: bool) -> None:
+    changed = recipe_changes(run.config, theirs)
+    if changed and not allow_change:
+        raise RecipeChanged(f"{source}: the recipe differs from the checkpoint's in {', '.join(changed)}; "
+                            "resume with the recipe it was trained with, or pass --allow-recipe-change")
+
+
+def restore(run: Run, source: Path, allow_recipe_change: bool = False) -> int:
     """Continue from checkpoint ``source`` (a ``.pt`` file or a sharded folder); returns its step.
 
-    Raises CheckpointMismatch when it belongs to another configuration or cannot be trusted."""
+    Raises CheckpointDamaged (nothing restored) when it fails its checksum or load, RecipeChanged when the
+    run's recipe differs from the checkpoint's in fields that change the result (unless
+    ``allow_recipe_change``), and CheckpointMismatch when it belongs to another model configuration."""
     if source.is_dir():
-        return _restore_sharded(run, source)
+        return _restore_sharded(run, source, allow_recipe_change)
     state = load_checkpoint(source)
     run.task.check_checkpoint(set(state.model), source)
     _check_config(run, state.model_config, source)
+    _check_recipe(run, state.train_config, source, allow_recipe_change)
     options = StateDictOptions(full_state_dict=True)
     set_model_state_dict(run.step_module, state.model, options=options)
     set_optimizer_state_dict(run.step_module, run.optimizer, state.optimizer, options=options)
@@ -214,15 +240,13 @@ def restore(run: Run, source: Path) -> int:
     return state.step
 
 
-def _restore_sharded(run: Run, source: Path) -> int:
+def _restore_sharded(run: Run, source: Path, allow_recipe_change: bool) -> int:
     import torch.distributed.checkpoint as dcp
 
-    try:
-        meta = verify_sharded(source)
-    except ValueError as err:
-        raise CheckpointMismatch(str(err)) from None
+    meta = verify_sharded(source)
     run.task.check_checkpoint(set(meta["model_keys"]), source)
     _check_config(run, meta["model_config"], source)
+    _check_recipe(run, meta["train_config"], source, allow_recipe_change)
     state = _sharded_state(run)
     dcp.load(state, checkpoint_id=str(source))
     set_model_state_dict(run.step_module, state["model"])
@@ -278,6 +302,8 @@ def train_step(run: Run, micro: list[Any], step: int) -> dict[str, float]:
 def _loader(run: Run, start: int, progress: bool) -> DataLoader:
     config, ctx = run.config, run.ctx
     data = run.task.train_data(progress and ctx.is_main)
+    if len(data.dataset) == 0:
+        raise RecipeError("the training data holds no clips")
     parts = micro_batches(config.batch_size, config.grad_accum, ctx.rank, ctx.world_size)
     sampler = StepBatchSampler(len(data.dataset), config.seed, start, config.steps, config.batch_size, parts)
     workers = 0 if data.in_memory else config.num_workers
@@ -285,29 +311,123 @@ def _loader(run: Run, start: int, progress: bool) -> DataLoader:
                       pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
 
-def train(task: Task, resume: bool = False, progress: bool = True) -> Path:
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def resume_newest(run: Run, checkpoints: list[Path], allow_recipe_change: bool) -> tuple[int, Path, list[Path]]:
+    """Restore the newest intact checkpoint of ``checkpoints`` (oldest first); returns its step, its path
+    and the damaged newer ones it passed over (:class:`CheckpointDamaged`), named in one warning line.
+
+    Raises CheckpointDamaged when none is intact, and the other errors of :func:`restore`."""
+    damaged: list[tuple[Path, str]] = []
+    for source in reversed(checkpoints):
+        try:
+            step = restore(run, source, allow_recipe_change)
+        except CheckpointDamaged as err:
+            damaged.append((source, str(err)))
+            continue
+        if step != checkpoint_step(source):
+            raise CheckpointMismatch(f"{source}: holds step {step}, not the step its name says")
+        break
+    else:
+        raise CheckpointDamaged(f"{run.checkpoints}: no intact checkpoint to resume from: "
+                                + "; ".join(reason for _, reason in damaged))
+    if damaged and run.ctx.is_main:
+        _warn(f"passed over damaged checkpoint(s) ({'; '.join(reason for _, reason in damaged)}); they are "
+              f"renamed *.damaged; resuming from {source} (step {step})")
+    return step, source, [path for path, _ in damaged]
+
+
+def set_aside(run: Run, damaged: list[Path]) -> None:
+    """Rename damaged checkpoints (and their checksum files) ``NAME.damaged``: kept for a look, out of the
+    way of resuming and pruning (collective)."""
+    distributed.barrier(run.ctx)  # every process has passed over them before they move
+    if run.ctx.is_main:
+        for path in damaged:
+            path.replace(path.with_name(path.name + ".damaged"))
+            sums = path.with_name(path.name + SUM_SUFFIX)
+            if sums.exists():
+                sums.replace(sums.with_name(path.name + ".damaged" + SUM_SUFFIX))
+
+
+def _lock(run: Run) -> RunDirectory:
+    """The main process locks ``OUT`` (creating it); every process learns whether it could."""
+    folder, failure = RunDirectory(run.out), None
+    if run.ctx.is_main:
+        try:
+            folder.acquire()
+        except (RunLocked, OSError) as err:
+            failure = err
+    if not distributed.all_true(run.ctx, failure is None):
+        raise failure if failure is not None else RunLocked(f"{run.out}: the main process could not lock it")
+    return folder
+
+
+def check_start(task: Task) -> None:
+    """The checks of a start that need no model and no data: the task's recipe, the device, the batch's
+    split over the processes (``WORLD_SIZE``, set by torchrun) and accumulation steps.
+
+    Raises RecipeError."""
+    import os
+
+    from videoflex.utils.device import resolve_device
+
+    task.check()
+    config = task.config
+    try:
+        resolve_device(config.device)
+    except ValueError as err:
+        raise RecipeError(f"device={config.device}: {err}") from None
+    try:
+        micro_batches(config.batch_size, config.grad_accum, 0, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+
+
+def train(task: Task, resume: bool = False, progress: bool = True, allow_recipe_change: bool = False) -> Path:
     """Run (or with ``resume`` continue) the task's training; returns the folder of the exported EMA model.
 
-    Raises CheckpointMismatch (checkpoints exist without ``resume``, or belong to another configuration)
-    and TrainingDiverged (a NaN or infinite loss: the step and the last good checkpoint are named).
+    resume: continue from the newest intact checkpoint in ``OUT/checkpoints`` (damaged newer ones are passed
+        over with a warning line).
+    allow_recipe_change: resume even when the recipe differs from the checkpoint's in fields that change
+        the result (see :func:`videoflex.train.config.recipe_changes`).
+
+    Raises RecipeError (the recipe cannot be trained: before anything is built or written), RunLocked
+    (another trainer runs in ``out_dir``), CheckpointMismatch (checkpoints exist without ``resume``, or
+    belong to another configuration), CheckpointDamaged (no intact checkpoint), RecipeChanged (the recipe
+    changed since the checkpoint) and TrainingDiverged (a NaN or infinite loss: the step and the last good
+    checkpoint are named). A failure before the first step leaves ``out_dir`` as it was.
     """
+    check_start(task)
     run = setup(task)
     config, ctx, out = run.config, run.ctx, run.out
-    start = 0
-    checkpoints = list_checkpoints(run.checkpoints)
-    if checkpoints and not resume:
-        raise CheckpointMismatch(f"{run.checkpoints} already holds checkpoints: pass --resume to continue, "
-                                 "or choose another out_dir")
-    if checkpoints:
-        start = restore(run, checkpoints[-1])
-        if start != checkpoint_step(checkpoints[-1]):
-            raise CheckpointMismatch(f"{checkpoints[-1]}: holds step {start}, not the step its name says")
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.yaml").write_text(config_to_yaml(config))
-        task.prepare_data(progress)
-    distributed.barrier(ctx)  # the main process prepares the data, the others then read it
-    batches = iter(_loader(run, start, progress))
+    try:
+        folder = _lock(run)
+    except BaseException:
+        distributed.shutdown(ctx)
+        raise
+    try:
+        start = 0
+        checkpoints = list_checkpoints(run.checkpoints)
+        if checkpoints and not resume:
+            raise CheckpointMismatch(f"{run.checkpoints} already holds checkpoints: pass --resume to continue, "
+                                     "or choose another out_dir")
+        last_good, damaged = None, []
+        if checkpoints:
+            start, last_good, damaged = resume_newest(run, checkpoints, allow_recipe_change)
+        if ctx.is_main:
+            (out / "train_config.yaml").write_text(config_to_yaml(config))
+            task.prepare_data(progress)
+        distributed.barrier(ctx)  # the main process prepares the data, the others then read it
+        batches = iter(_loader(run, start, progress))
+        first = [next(batches) for _ in range(config.grad_accum)] if start < config.steps else []
+    except BaseException:
+        folder.abandon()
+        distributed.shutdown(ctx)
+        raise
+    folder.started()
+    set_aside(run, damaged)
     stop = {"signal": None}
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -316,12 +436,12 @@ def train(task: Task, resume: bool = False, progress: bool = True) -> Path:
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     log = RunLog(out) if ctx.is_main else None
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (progress and ctx.is_main))
-    last_good = checkpoints[-1] if checkpoints else None
     tick, clips_done = time.perf_counter(), 0
     accum = config.grad_accum
     try:
         for step in range(start, config.steps):
-            means = train_step(run, [next(batches) for _ in range(accum)], step)
+            micro = first if step == start else [next(batches) for _ in range(accum)]
+            means = train_step(run, micro, step)
             loss = means["loss"]
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss is {loss} at step {step + 1}; stopped without saving. "
@@ -367,5 +487,6 @@ def train(task: Task, resume: bool = False, progress: bool = True) -> Path:
             log.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+        folder.release()
         distributed.shutdown(ctx)
     return out / "model"

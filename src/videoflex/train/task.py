@@ -83,10 +83,16 @@ class Task(ABC):
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
 
+    def check(self) -> None:
+        """Refuse a recipe this task cannot train, before anything is built, read or written: raise
+        :class:`~videoflex.train.errors.RecipeError` naming the field (e.g. no training data, a model
+        name that is neither a preset nor a saved model). Cheap: no model is built."""
+
     @abstractmethod
     def build(self, device: torch.device) -> TaskModules:
         """Build the model (from its preset or saved folder) and the trained module, on ``device``; the loop
-        seeds torch with ``config.seed`` just before."""
+        seeds torch with ``config.seed`` just before. Raises :class:`~videoflex.train.errors.RecipeError`
+        when the saved model's weights do not fit its config."""
 
     def prepare_data(self, progress: bool) -> None:
         """Run once in the main process before any process reads data (e.g. build an in-memory cache)."""

@@ -20,7 +20,7 @@ from torch import nn
 from videoflex.data.config import DataConfig
 from videoflex.tokenizers.flex.config import TokenizerConfig
 from videoflex.tokenizers.flex.model import TrainingDraws, VideoFlexTok, draw_training
-from videoflex.train.errors import CheckpointMismatch
+from videoflex.train.errors import CheckpointMismatch, RecipeError
 from videoflex.train.repa import RepaHead, build_teacher, repa_loss, teacher_targets, teacher_width
 from videoflex.train.sampler import seeded
 from videoflex.train.task import StepOutput, Task, TaskModules, TrainData
@@ -160,15 +160,40 @@ class TokenizerTask(Task):
 
     # ------------------------------------------------------------------------------------------ build
 
+    def check(self) -> None:
+        """Training data listed (``data.train`` or ``data.latents``), the model a preset or a saved flex
+        tokenizer (its config readable; its weights are checked when :meth:`build` loads them), REPA's
+        teacher weights present. Raises RecipeError."""
+        config = self.config
+        if not config.data.train and not config.data.latents:
+            raise RecipeError("nothing to train on: data.train lists no sources and data.latents names no "
+                              "latent cache")
+        try:
+            model_config_for(config)
+        except (ValueError, FileNotFoundError) as err:
+            raise RecipeError(f"model: {err}") from None
+        if config.repa.weight > 0 and self.teacher is None and config.repa.teacher_weights \
+                and not Path(config.repa.teacher_weights).expanduser().is_file():
+            raise RecipeError(f"repa.teacher_weights={config.repa.teacher_weights}: no such file")
+
     def build(self, device: torch.device) -> TaskModules:
         config = self.config
-        model = build_model(config).to(device)
+        try:
+            model = build_model(config).to(device)
+        except (ValueError, FileNotFoundError) as err:  # a saved model whose weights do not fit its config
+            raise RecipeError(f"model: {err}") from None
         teacher, channels = None, 0
         if config.repa.weight > 0:
-            teacher = self.teacher if self.teacher is not None else build_teacher(config.repa, device)
+            try:
+                teacher = self.teacher if self.teacher is not None else build_teacher(config.repa, device)
+            except ValueError as err:  # a teacher weights file that is not one
+                raise RecipeError(f"repa: {err}") from None
             teacher = teacher.to(device).eval().requires_grad_(False)
             channels = teacher_width(teacher, config.data.frames, config.data.size, device)
-        trainable = TokenizerStep(model, bool(config.data.latents), config.repa, teacher, channels).to(device)
+        try:
+            trainable = TokenizerStep(model, bool(config.data.latents), config.repa, teacher, channels).to(device)
+        except ValueError as err:  # repa.block beyond the decoder
+            raise RecipeError(str(err)) from None
         self.model, self.trainable = model, trainable
         self.latent_shape = self._latent_shape(model, config.data)
         return TaskModules(model, trainable, [*model.encoder.blocks, *model.decoder.blocks])
@@ -287,9 +312,10 @@ class TokenizerTask(Task):
 
 
 def train_tokenizer(config: TokenizerTrainConfig, resume: bool = False, progress: bool = True,
-                    teacher: nn.Module | None = None) -> Path:
+                    teacher: nn.Module | None = None, allow_recipe_change: bool = False) -> Path:
     """Train (or continue) a flex tokenizer; returns the folder of the exported EMA model (see
-    :func:`videoflex.train.loop.train`)."""
+    :func:`videoflex.train.loop.train` for ``allow_recipe_change`` and the errors raised)."""
     from videoflex.train.loop import train
 
-    return train(TokenizerTask(config, teacher), resume=resume, progress=progress)
+    return train(TokenizerTask(config, teacher), resume=resume, progress=progress,
+                 allow_recipe_change=allow_recipe_change)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from videoflex.data.config import DataConfig
-from videoflex.train.config import OptimConfig, TrainConfig, load_config
-from videoflex.utils.dataclass_io import check_positive
+from videoflex.train.config import OptimConfig, TrainConfig, check_range, load_config
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class TokenizerOptimConfig(OptimConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive("OptimConfig", encoder_lr_scale=self.encoder_lr_scale)
+        check_range("OptimConfig", "encoder_lr_scale", self.encoder_lr_scale, 0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,7 @@ class RepaConfig:
     head_depth: int = 2
 
     def __post_init__(self) -> None:
-        if not self.weight >= 0.0:
-            raise ValueError(f"RepaConfig: weight must be >= 0, got {self.weight}")
+        check_range("RepaConfig", "weight", self.weight, 0.0)
         if self.block < 1 or self.head_depth < 1:
             raise ValueError(f"RepaConfig: block and head_depth must be >= 1, got {self.block}, {self.head_depth}")
 
@@ -64,7 +62,13 @@ class TokenizerTrainConfig(TrainConfig):
     eval_clips, eval_keep, eval_steps, eval_guidance: evaluation every ``eval_every`` steps: PSNR/SSIM of
         the first ``eval_clips`` eval clips at each token count in ``eval_keep``, decoded in ``eval_steps``
         flow steps at guidance ``eval_guidance``.
+
+    On ``--resume`` the evaluation settings (``eval_*``, ``data.eval``) and the clip cache's folder
+    (``data.cache_dir``) may change too: they do not change the trained weights.
     """
+
+    changes_allowed_on_resume: ClassVar[frozenset[str]] = TrainConfig.changes_allowed_on_resume | {
+        "eval_clips", "eval_keep", "eval_steps", "eval_guidance", "data.eval", "data.cache_dir"}
 
     out_dir: str = "runs/tokenizer"
     model: str = "flex-tiny"
@@ -80,6 +84,15 @@ class TokenizerTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range("TrainConfig", "prefix_prob", self.prefix_prob, 0.0, 1.0)
+        check_range("TrainConfig", "eval_guidance", self.eval_guidance, 0.0)
+        for name in ("eval_clips", "eval_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if not self.eval_keep or min(self.eval_keep) < 1:
+            raise ValueError(f"TrainConfig: eval_keep must list token counts >= 1, got {list(self.eval_keep)}")
+        if not self.model:
+            raise ValueError("TrainConfig: model must name a preset or a saved model folder")
         if self.repa.weight > 0 and self.data.latents:
             raise ValueError("TrainConfig: REPA's teacher reads the pixel clips; it cannot train from a latent "
                              "cache (data.latents)")

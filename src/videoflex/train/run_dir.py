@@ -1,0 +1,77 @@
+"""A training run's folder (``out_dir``): one trainer at a time, and a failed start leaves nothing behind.
+
+:class:`RunDirectory` creates the folder when it is missing and takes an exclusive ``fcntl.flock`` on
+``OUT/.lock`` for the whole run: the kernel releases it when the trainer exits or is killed (even with
+``kill -9``), so a stale lock never blocks a later run. The lock file holds the holder's process id, which
+the refusal of a second trainer names. The file itself stays (deleting it would let two trainers lock two
+different files). Until :meth:`RunDirectory.started`, :meth:`RunDirectory.abandon` removes every entry the
+start created (the folder itself, and its parents, when they were created): a run that fails to start
+leaves the file system as it found it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from videoflex.train.errors import RunLocked
+
+LOCK_NAME = ".lock"
+
+
+class RunDirectory:
+    """``out``: the run's folder. Use :meth:`acquire`, then :meth:`started` once the run is under way (or
+    :meth:`abandon` when its start failed), and :meth:`release` at the end."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.created: Path | None = None  # the topmost folder this run created
+        self.before: set[str] = set()  # the folder's entries before this run
+        self.fd: int | None = None
+        self.is_started = False
+
+    def acquire(self) -> None:
+        """Create ``out`` if missing and lock it. Raises :class:`RunLocked` naming the holder's pid when
+        another trainer holds the lock, and OSError (e.g. PermissionError) when the folder cannot be made;
+        either way nothing this call created is left."""
+        missing = [p for p in (self.out, *self.out.parents) if not p.exists()]
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.created = missing[-1] if missing else None
+        self.before = set() if missing else set(os.listdir(self.out))
+        try:
+            self.fd = os.open(self.out / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            self.abandon()
+            raise RunLocked(f"{self.out}: another trainer (pid {holder}) is running in this out_dir; wait for "
+                            "it to finish or choose another out_dir") from None
+        except OSError:
+            self.abandon()
+            raise
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def started(self) -> None:
+        """The run is under way: from now on its files stay."""
+        self.is_started = True
+
+    def abandon(self) -> None:
+        """Remove what the start created (only before :meth:`started`) and release the lock."""
+        if not self.is_started:
+            if self.created is not None:
+                shutil.rmtree(self.created, ignore_errors=True)
+            elif self.out.is_dir():
+                for name in set(os.listdir(self.out)) - self.before:
+                    path = self.out / name
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() \
+                        else path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock (closing the file; the kernel also does this when the process ends)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
