@@ -6,16 +6,21 @@ from __future__ import annotations
 import argparse
 import json
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import av.error
 import safetensors
 import torch
 from safetensors import safe_open
 
 from videoflex.cli.errors import UserError
 from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_index
+from videoflex.io.errors import VideoReadError
 from videoflex.io.tokens import TOKEN_FORMAT, load_tokens, read_token_header
-from videoflex.io.video import probe_video
+from videoflex.io.video import VideoInfo, probe_video
+from videoflex.models.identity import ModelIdentity
 from videoflex.models.pretrained import (
     LEGACY_FORMATS,
     MODEL_FORMAT,
@@ -39,7 +44,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "folder of them), or a video (codec, size, frames, "
                     "frame rate, duration). Nothing is modified.")
     p.add_argument("file", metavar="FILE", help="the file or folder to describe")
+    p.add_argument("--count", choices=COUNT_METHODS, default="auto",
+                   help="how a video's frames are counted: 'decode' decodes every frame (exact), 'demux' counts "
+                        "complete packets without decoding (fast, an estimate), 'auto' decodes when the video "
+                        f"has at most {DECODE_BUDGET_PIXELS / 1e9:g} gigapixels (about 1,000 frames at 1080p), "
+                        "else demuxes (default: auto)")
     p.set_defaults(run=run)
+
+
+COUNT_METHODS = ("auto", "decode", "demux")
+DECODE_BUDGET_PIXELS = 2e9
+"""``--count auto`` decodes a video whose header frame count x H x W is at most this, else demuxes."""
+
+
+def printable(text: object) -> str:
+    """``str(text)`` safe to print on a terminal, one line: a backslash becomes ``\\\\``; a newline, carriage
+    return and tab become ``\\n``, ``\\r``, ``\\t``; any other character Python does not call printable
+    (control characters such as ESC, bidirectional overrides, line and paragraph separators, unassigned code
+    points) becomes ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``. Printable text (any script, spaces included)
+    is kept as is. Every string ``inspect`` prints goes through this: file names, and text read from files
+    (paths, model names, captions, tensor names, JSON)."""
+    out = []
+    for ch in str(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _bytes(n: int) -> str:
@@ -51,6 +90,8 @@ def _bytes(n: int) -> str:
 
 
 def _show(rows: list[tuple[str, str]]) -> None:
+    """Print ``key  value`` rows, one line each: every key and value goes through :func:`printable`."""
+    rows = [(printable(key), printable(value)) for key, value in rows]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -96,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         return _training_checkpoint(path)
     if path.suffix == ".tar":
         return _shards(path, [path])
-    return _video(path)
+    return _video(path, args.count)
 
 
 def _tokens(path: Path) -> int:
@@ -105,7 +146,7 @@ def _tokens(path: Path) -> int:
     m = header.metadata
     _show([
         ("token file", f"{path} ({_bytes(path.stat().st_size)}, format {TOKEN_FORMAT} v{header.format_version})"),
-        ("model", f"{m.model}"),
+        ("model", _identity(m.model)),
         ("codes", f"{m.num_registers} tokens per step, codebook {m.codebook_size}"),
         ("tokens", (f"{tokens.token_steps} time steps x {tokens.tokens_per_step} tokens per step = "
                     f"{header.num_tokens} tokens")),
@@ -115,6 +156,12 @@ def _tokens(path: Path) -> int:
         ("source", f"{m.source_path or '?'} ({m.source_size[1]}x{m.source_size[0]})"),
     ])
     return 0
+
+
+def _identity(identity: ModelIdentity) -> str:
+    """``str(identity)`` with the name quoted as is rather than by ``repr`` (:func:`_show` escapes it once)."""
+    return (f"{identity.kind} '{identity.name}' (config {identity.config_hash}, "
+            f"weights {identity.weights_hash})")
 
 
 def _config_rows(model: PretrainedModel) -> list[tuple[str, str]]:
@@ -163,7 +210,7 @@ def _model(file: Path, folder: Path | None = None) -> int:
     rows = [("model", str(folder or file)),
             ("weights", (f"{file.name}: {_bytes(file.stat().st_size)}, {len(keys)} tensors "
                          f"({', '.join(dtypes)}), format {stored}"))]
-    _show(rows + _config_rows(model) + [("identity", str(model.identity))])
+    _show(rows + _config_rows(model) + [("identity", _identity(model.identity))])
     return 0
 
 
@@ -176,7 +223,7 @@ def _released(path: Path) -> int | None:
             except (ValueError, FileNotFoundError) as err:
                 raise UserError(str(err)) from None
             _show([("checkpoint", f"{path}: {loader.name} format (convert it with 'videoflex convert')")]
-                  + _config_rows(model) + [("identity", str(model.identity))])
+                  + _config_rows(model) + [("identity", _identity(model.identity))])
             return 0
     return None
 
@@ -220,7 +267,7 @@ def _latent_cache(root: Path) -> int:
         ("latent cache", f"{root}: {info.num_samples} clips in {len(info.shards)} shard(s)"),
         ("latents", f"[{c}, {t}, {h}, {w}] (C, t, h, w) stored as {info.dtype}"),
         ("clips", f"{info.num_frames} frames at {info.fps:g} fps, {info.image_size[1]}x{info.image_size[0]}"),
-        ("VAE", f"{info.vae}, from model {info.model_name or '?'}"),
+        ("VAE", f"{_identity(info.vae)}, from model {info.model_name or '?'}"),
     ])
     return 0
 
@@ -249,9 +296,14 @@ def _shards(where: Path, tars: list[Path]) -> int:
         counts.append(sum(n.endswith(".mp4") for n in names))
     rows = [("shards", f"{where}: {sum(counts)} clips in {len(tars)} .tar file(s)")]
     if first is not None:
-        rows.append(("first clip", ", ".join(f"{k} {v!r}" for k, v in first.items())))
+        rows.append(("first clip", ", ".join(f"{k} {_field(v)}" for k, v in first.items())))
     _show(rows)
     return 0
+
+
+def _field(value: object) -> str:
+    """A JSON value for display: a string quoted as is (:func:`_show` escapes it once), anything else as JSON."""
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _foreign(path: Path) -> int:
@@ -266,13 +318,81 @@ def _foreign(path: Path) -> int:
     return 0
 
 
-def _video(path: Path) -> int:
+@dataclass(frozen=True)
+class FrameCount:
+    """How many frames of a video's first stream are there.
+
+    Attributes:
+        frames: decoded frames (``method == "decode"``), else complete packets found by demuxing.
+        method: ``"decode"`` (every packet decoded: exact) or ``"demux"`` (packets counted, not decoded: an
+            estimate; a complete packet may still fail to decode).
+        declared: the frame count in the container header, 0 when it declares none.
+        failed: packets the demuxer flagged as damaged (demux), or that the decoder refused (decode).
+    """
+
+    frames: int
+    method: str
+    declared: int
+    failed: int
+
+
+def count_frames(path: Path, info: VideoInfo, method: str = "auto") -> FrameCount:
+    """Count the frames of ``path``'s first video stream (``info`` from :func:`probe_video`).
+
+    method: ``"decode"``, ``"demux"`` or ``"auto"`` (decode when the header count x H x W is at most
+    :data:`DECODE_BUDGET_PIXELS`, else demux). Decoding skips packets the decoder refuses and drains the
+    decoder at the end; demuxing skips empty packets and those flagged corrupt (a truncated last packet).
+
+    Raises:
+        VideoReadError: the file cannot be opened or demuxing fails (naming the file).
+        ValueError: an unknown ``method``.
+    """
+    if method not in COUNT_METHODS:
+        raise ValueError(f"method must be one of {COUNT_METHODS}, got {method!r}")
+    if method == "auto":
+        method = "decode" if info.num_frames * info.size[0] * info.size[1] <= DECODE_BUDGET_PIXELS else "demux"
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            declared = max(int(stream.frames or 0), 0)
+            frames = failed = 0
+            for packet in container.demux(stream):
+                if method == "demux":
+                    complete = packet.size > 0 and not packet.is_corrupt
+                    frames += complete
+                    failed += packet.size > 0 and packet.is_corrupt
+                    continue
+                try:  # the last (empty) packet drains the decoder
+                    frames += len(stream.decode(packet))
+                except av.error.FFmpegError:
+                    failed += 1
+    except av.error.FFmpegError as err:
+        raise VideoReadError(path, f"demuxing failed ({' '.join(str(err).split())})") from None
+    return FrameCount(frames, method, declared, failed)
+
+
+def _frames_row(count: FrameCount, fps: float) -> str:
+    how = ("all decoded" if count.method == "decode"
+           else "estimate: complete packets counted by demuxing, not decoded")
+    text = f"{count.frames} at {fps:.4g} fps ({how}"
+    if count.declared and count.declared != count.frames:
+        text += f"; the header declares {count.declared}"
+    if count.failed:
+        text += f"; {count.failed} damaged packet(s)"
+    if count.frames < count.declared or count.failed:
+        text += ": the file is truncated or damaged"
+    return text + ")"
+
+
+def _video(path: Path, method: str) -> int:
     info = probe_video(path)
+    count = count_frames(path, info, method)
+    duration = "" if count.method == "decode" else " (estimate)"
     _show([
         ("video", f"{path} ({_bytes(path.stat().st_size)})"),
         ("codec", info.codec),
         ("size", f"{info.size[1]}x{info.size[0]}"),
-        ("frames", f"{info.num_frames} at {info.fps:.4g} fps"),
-        ("duration", f"{info.duration:.2f} s"),
+        ("frames", _frames_row(count, info.fps)),
+        ("duration", f"{count.frames / info.fps:.2f} s{duration}"),
     ])
     return 0
