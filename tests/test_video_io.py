@@ -257,3 +257,89 @@ def test_comparison_video_and_strip(tmp_path, clip64):
         assert strip.width > 5 * (64 + GAP)
     with pytest.raises(ValueError, match="k=2"):
         comparison_frames(clip64, {"k=2": clip64[:, :5]})
+
+
+# ----------------------------------------------------------------------------- reproducible bytes
+
+WRITE_EVERY_KIND = r'''
+import sys
+from pathlib import Path
+
+import torch
+
+from videoflex import VideoFlexTok
+from videoflex.data.latent_cache import write_latent_cache
+from videoflex.data.sample import VideoSample
+from videoflex.io import write_comparison, write_video
+from videoflex.io.tokens import TokenMetadata, VideoTokens, save_tokens
+
+out = Path(sys.argv[1])
+g = torch.Generator().manual_seed(0)
+video = torch.rand(3, 17, 36, 50, generator=g) * 2 - 1  # [3, T, H, W]; odd-free but not square
+for suffix in (".mp4", ".m4v", ".mov", ".mkv", ".gif"):
+    write_video(out / f"clip{suffix}", video, 8.0)
+write_video(out / "odd.mp4", video[:, :9, :35, :49], 7.5)  # odd size: padded
+noisy = (video + 0.1 * torch.randn(video.shape, generator=g)).clamp(-1, 1)
+write_comparison(video, {"k=4": noisy, "k=8": video}, 8.0, video_path=out / "compare.mp4",
+                 strip_path=out / "strip.png")
+write_comparison(video, {"k=4": noisy}, 8.0, video_path=out / "compare.gif")
+torch.manual_seed(0)
+model = VideoFlexTok.from_preset("flex-tiny").eval()
+ids = torch.randint(0, model.codebook_size, (5, model.num_registers), generator=g)
+meta = TokenMetadata.for_model(model, num_frames=17, fps=8.0, source_size=(36, 50), source_path="clip.mp4")
+save_tokens(out / "clip.tokens.safetensors", VideoTokens(ids, meta))
+model.save_pretrained(out / "model")
+samples = [VideoSample(torch.rand(3, 9, 32, 32, generator=g) * 2 - 1, i % 2 or None, f"clip {i}", f"s/{i}", 8.0)
+           for i in range(5)]
+write_latent_cache(samples, model.vae, out / "latents", samples_per_shard=2, progress=False)
+'''
+
+
+def test_every_written_file_is_byte_identical_across_processes(tmp_path):
+    """Item 5 of issue 18: the same input gives the same bytes in two processes (other hash seeds), for
+    every kind of file the io layer writes: mp4/m4v/mov/mkv/gif videos, comparison video and PNG strip,
+    token files, saved models and latent caches (safetensors metadata used to come out in a random order)."""
+    import os
+    import subprocess
+    import sys
+
+    runs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"run{seed}"
+        out.mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", WRITE_EVERY_KIND, str(out)], check=True, env=env, timeout=300)
+        runs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    first, second = runs
+    assert sorted(first) == sorted(second)
+    expected = {"clip.mp4", "clip.m4v", "clip.mov", "clip.mkv", "clip.gif", "odd.mp4", "compare.mp4", "strip.png",
+                "compare.gif", "clip.tokens.safetensors", "model/model.safetensors", "model/config.json",
+                "latents/index.json", "latents/latents-000000.safetensors", "latents/latents-000002.safetensors"}
+    assert expected <= set(first), expected - set(first)
+    different = [name for name in first if first[name] != second[name]]
+    assert different == []
+
+
+def test_mp4_bytes_are_those_of_x264s_plain_c_code():
+    """x264's AVX-512 routines made the bytes of a comparison video change between processes (flat panels
+    with text); the writer's bytes equal those of x264 without any assembly, so they match on every machine."""
+    from fractions import Fraction
+
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this PyAV build has no libx264")
+    g = torch.Generator().manual_seed(0)
+    video = torch.rand(3, 17, 36, 50, generator=g) * 2 - 1
+    noisy = (video + 0.1 * torch.randn(video.shape, generator=g)).clamp(-1, 1)
+    frames = comparison_frames(video, {"k=4": noisy, "k=8": video})
+    reference = io.BytesIO()
+    with av.open(reference, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(8))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[3], frames.shape[2], "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.options = {"crf": "12", "preset": "medium", "flags": "+bitexact", "x264-params": "asm=0"}
+        for i, rgb in enumerate(video_to_uint8(frames)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert encode_mp4(frames, 8.0) == reference.getvalue()

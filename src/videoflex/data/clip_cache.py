@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from videoflex.data.config import DataConfig, SourceConfig
 from videoflex.data.sources import source_dataset, to_uint8
+from videoflex.io.safetensors_file import save_safetensors
 from videoflex.utils.dataclass_io import config_hash, to_json
 
 
@@ -60,7 +61,7 @@ def build_source_cache(data: DataConfig, source: SourceConfig, split: str,
     path = cache_path(data, source, split)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({"clips": stacked}, str(tmp), metadata={"source": to_json(source), "split": split,
+    save_safetensors({"clips": stacked}, tmp, metadata={"source": to_json(source), "split": split,
                                                        "frames": str(data.frames), "size": str(data.size),
                                                        "fps": str(data.fps)})
     tmp.replace(path)

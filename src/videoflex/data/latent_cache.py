@@ -33,12 +33,12 @@ from pathlib import Path
 import safetensors
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from videoflex.data.sample import VideoSample, iterate_samples
 from videoflex.io.errors import FileError
+from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.video import atomic_output_path
 from videoflex.models.identity import ModelIdentity, weights_hash
 from videoflex.utils.dataclass_io import config_hash, to_dict
@@ -248,7 +248,7 @@ def _write_shard(out: Path, number: int, items: list[tuple[torch.Tensor, VideoSa
         "sources": json.dumps([s.source for _, s in items]),
     }
     with atomic_output_path(out / name) as tmp:
-        save_file({"latents": latents, "labels": labels}, str(tmp), metadata=metadata)
+        save_safetensors({"latents": latents, "labels": labels}, tmp, metadata)
     return name, len(items)
 
 

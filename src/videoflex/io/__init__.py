@@ -2,6 +2,7 @@
 
 from videoflex.io.compare import ComparisonFiles, comparison_frames, comparison_strip, write_comparison
 from videoflex.io.errors import VideoError, VideoNotFoundError, VideoReadError, VideoWriteError
+from videoflex.io.safetensors_file import safetensors_bytes, save_safetensors
 from videoflex.io.video import (
     DecodedVideo,
     VideoInfo,
@@ -28,6 +29,8 @@ __all__ = [
     "encode_mp4",
     "probe_video",
     "read_video",
+    "safetensors_bytes",
+    "save_safetensors",
     "uint8_to_video",
     "video_to_uint8",
     "write_comparison",

@@ -48,9 +48,9 @@ from typing import Protocol
 import safetensors
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from videoflex.io.errors import FileError
+from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.video import atomic_output_path
 from videoflex.models.identity import ModelIdentity
 
@@ -230,7 +230,7 @@ def save_tokens(path: str | os.PathLike, tokens: VideoTokens) -> Path:
     }
     path = Path(path)
     with atomic_output_path(path) as tmp:
-        save_file({IDS_KEY: stored.cpu()}, str(tmp), metadata=metadata)
+        save_safetensors({IDS_KEY: stored}, tmp, metadata)
     return path
 
 

@@ -24,9 +24,10 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from videoflex.io.safetensors_file import save_safetensors
 from videoflex.models.identity import ModelIdentity, weights_hash
 from videoflex.utils.dataclass_io import config_hash, from_dict, to_dict, to_json
 from videoflex.utils.int8 import dequantize_int8, quantize_int8
@@ -196,7 +197,7 @@ class PretrainedModel(nn.Module):
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         state = {k: v.contiguous() for k, v in state.items()}
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, str(tmp), metadata={"format": MODEL_FORMAT, "kind": self.kind,
+        save_safetensors(state, tmp, metadata={"format": MODEL_FORMAT, "kind": self.kind,
                                              "config": to_json(self.config)})
         tmp.replace(directory / WEIGHTS_NAME)
         tmp = directory / f".{CONFIG_NAME}.tmp"
