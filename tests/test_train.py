@@ -175,6 +175,7 @@ def test_an_unreadable_data_source_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the train source 'folder'" in err[0] and f"{missing}: not a folder" in err[0]
     assert not list(tmp_path.glob("cache/*"))  # nothing half-built
+    assert not (tmp_path / "run").exists()  # the failed start removed the out_dir it made
 
 
 def test_training_from_a_latent_cache(tmp_path, cache):
@@ -473,3 +474,233 @@ def test_the_sampler_gives_each_process_its_slice_and_resumes_at_any_step():
     assert list(StepBatchSampler(50, 3, 2, 5, 8, micro_batches(8, 1, 0, 1))) == one[2:]
     with pytest.raises(ValueError, match="split evenly"):
         micro_batches(8, 3, 0, 2)
+
+
+# ------------------------------------------------------------------- faults: one line before any work
+
+def error_line(capsys) -> str:
+    """The one stderr line of a refused command (no traceback, no warning before it)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("videoflex train: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def misshaped_model(tmp_path_factory) -> Path:
+    """A saved flex-tiny folder whose one weight has a row more than its stored config says."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("misshaped")
+    VideoFlexTok.from_preset("flex-tiny").save_pretrained(folder)
+    file = folder / "model.safetensors"
+    with safe_open(str(file), "pt") as f:
+        metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    key = "decoder.blocks.0.attn.proj.weight"
+    state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    save_file(state, str(file), metadata=metadata)
+    return folder
+
+
+BAD_RECIPES = {  # override(s) -> a fragment of the one error line
+    "steps=0": "steps must be >= 1, got 0",
+    "batch_size=-1": "batch_size must be >= 1, got -1",
+    "optim.lr=nan": "optim.lr: expected float, got 'nan'",
+    "optim.lr=.nan": "lr must be a finite number in (0, inf), got nan",
+    "optim.lr=.inf": "lr must be a finite number in (0, inf), got inf",
+    "ema_decay=1.5": "ema_decay must lie in [0, 1), got 1.5",
+    "optim.betas=[0.9, 1.5]": "betas[1] must be a finite number in [0, 1), got 1.5",
+    "optim.weight_decay=-0.1": "weight_decay must be a finite number in [0, inf), got -0.1",
+    "optim.warmup_steps=-1": "warmup_steps must be >= 0, got -1",
+    "grad_accum=3": "batch_size 4 must split evenly into grad_accum 3",
+    "data.fps=0": "fps must be a finite number > 0, got 0.0",
+    "data.size=0": "size must be >= 1, got 0",
+    "data.train=[{kind: shapes, count: 0}]": "count must be >= 1, got 0",
+    "data.train=[]": "nothing to train on: data.train lists no sources",
+    "eval_guidance=-1": "eval_guidance must be a finite number in [0, inf), got -1.0",
+    "seed=-1": "seed must be >= 0, got -1",
+    "optim.lr=[1": "its value is not valid YAML",
+    "device=nonesuch": "device=nonesuch:",
+    "model=nonesuch": "model: nonesuch: neither a preset",
+}
+
+
+@pytest.mark.parametrize("override", list(BAD_RECIPES))
+def test_a_bad_recipe_value_is_one_line_before_any_work(tmp_path, override, monkeypatch, capsys):
+    """Exit 2, one stderr line naming the field, no model built, no data read, no out_dir."""
+    def never(*_args, **_kwargs):
+        raise AssertionError("the start went past the recipe checks")
+
+    for name in ("build", "prepare_data", "train_data"):
+        monkeypatch.setattr(TokenizerTask, name, never)
+    out = tmp_path / "run"
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, tmp_path / "cache"), override]) == 2
+    assert BAD_RECIPES[override] in error_line(capsys)
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_recipe_that_is_not_yaml_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 3\nbatch_size: [1\n")
+    assert main(["train", "tokenizer", "--config", str(bad), f"out_dir={tmp_path / 'run'}"]) == 2
+    line = error_line(capsys)
+    assert f"{bad}: not valid YAML" in line and "(line 3, column 1)" in line and line.count(str(bad)) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_without_config_the_error_points_at_the_minimal_recipe(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the message finds the recipe in the source checkout
+    assert main(["train", "tokenizer"]) == 2
+    line = error_line(capsys)
+    assert "nothing to train on" in line and "--config " in line
+    minimal = Path(line.rsplit("--config ", 1)[1])
+    assert minimal.name == "minimal.yaml" and minimal.is_file()
+    assert load_train_config(minimal).data.train  # the recipe it points at trains
+    assert not list(tmp_path.iterdir())  # nothing written (runs/tokenizer, the default out_dir, not made)
+
+
+def test_a_saved_model_whose_weights_do_not_fit_is_one_line_before_any_data(tmp_path, misshaped_model,
+                                                                              monkeypatch, capsys):
+    monkeypatch.setattr(TokenizerTask, "prepare_data", lambda *_: pytest.fail("data read"))
+    out = tmp_path / "run"
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, tmp_path / "cache", model=str(misshaped_model))]) == 2
+    line = error_line(capsys)
+    assert "weights do not fit the model" in line and "decoder.blocks.0.attn.proj.weight: (65, 64) vs (64, 64)" in line
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- faults: damaged checkpoints, locks
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache) -> Path:
+    """A 6-step run keeping the checkpoints of steps 2, 4 and 6."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, keep_checkpoints=3)]) == 0
+    return out
+
+
+def damage(path: Path, kind: str) -> None:
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":  # the same length: only the checksum tells
+        path.write_bytes(bytes(torch.randint(0, 256, (len(data),), generator=torch.Generator().manual_seed(0),
+                                             dtype=torch.uint8).tolist()))
+    elif kind == "unsummed":  # truncated, and without a checksum (a checkpoint from before them): its load fails
+        path.with_name(path.name + ".sha256").unlink()
+        path.write_bytes(data[:len(data) // 2])
+    else:  # one flipped byte in the middle (a zip that may still load)
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(flipped))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "garbage", "bit-flip", "unsummed"])
+def test_resume_passes_over_a_damaged_newest_checkpoint(tmp_path, cache, trained, kind, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    newest = out / "checkpoints" / "step_00000006.pt"
+    damage(newest, kind)
+    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(out, cache, keep_checkpoints=3)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: passed over damaged checkpoint(s)"), err
+    assert str(newest) in err[0] and "resuming from" in err[0] and err[0].endswith("step_00000004.pt (step 4)")
+    # the damaged file is set aside; steps 5 and 6 are trained again to the same weights
+    assert (out / "checkpoints" / "step_00000006.pt.damaged").is_file()
+    assert load_checkpoint(newest).step == 6
+    a, b = weights(trained), weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_no_intact_checkpoint_is_one_line(tmp_path, cache, trained, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    for path in list_checkpoints(out / "checkpoints"):
+        damage(path, "truncated")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(out, cache, keep_checkpoints=3)]) == 2
+    line = error_line(capsys)
+    assert "no intact checkpoint to resume from" in line and line.count("checksum mismatch") == 3
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing renamed, nothing written
+
+
+def test_checkpoints_carry_checksums_and_pruning_removes_them(trained):
+    from videoflex.train.checkpoint import checksum_path, verify_file
+
+    files = sorted(p.name for p in (trained / "checkpoints").iterdir())
+    assert files == [f"step_0000000{s}.pt{suffix}" for s in (2, 4, 6) for suffix in ("", ".sha256")]
+    for path in list_checkpoints(trained / "checkpoints"):
+        verify_file(path)
+        assert len(checksum_path(path).read_text().strip()) == 64
+
+
+def test_a_second_trainer_on_the_same_out_dir_is_refused(tmp_path, cache, capsys):
+    out = tmp_path / "run"
+    first = cli("train", "tokenizer", "--quiet", *recipe(out, cache, steps=100000, save_every=100000))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text()):
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        listing = sorted(p.name for p in out.iterdir())
+        for extra in ([], ["--resume"]):
+            assert main(["train", "tokenizer", "--quiet", *extra, *recipe(out, cache, steps=2)]) == 2
+            line = error_line(capsys)
+            assert f"{out}: another trainer (pid {first.pid}) is running in this out_dir" in line
+        assert sorted(p.name for p in out.iterdir()) == listing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # killed, it holds the lock no more
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, cache, steps=2)]) == 0
+
+
+def test_resume_with_a_changed_recipe_is_refused_naming_the_fields(tmp_path, cache, trained, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    changed = recipe(out, cache, keep_checkpoints=3, batch_size=8, **{"optim.lr": "1.0e-3", "log_every": 3})
+    assert main(["train", "tokenizer", "--quiet", "--resume", *changed]) == 2
+    line = error_line(capsys)
+    assert line.endswith("the recipe differs from the checkpoint's in batch_size, optim.lr; resume with the recipe "
+                         "it was trained with, or pass --allow-recipe-change")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["train", "tokenizer", "--quiet", "--allow-recipe-change", *changed]) == 2
+    assert "--allow-recipe-change applies to --resume only" in error_line(capsys)
+    # fields that do not change the weights may change; with the flag, the others too
+    harmless = {"log_every": 3, "eval_every": 7, "save_every": 3, "keep_checkpoints": 4, "num_workers": 0,
+                "eval_keep": "[1]", "grad_accum": 2}
+    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(out, cache, **harmless)]) == 0
+    assert main(["train", "tokenizer", "--quiet", "--resume", "--allow-recipe-change", *changed]) == 0
+
+
+def test_recipe_changes_name_dotted_fields_and_skip_the_allowed_ones(tmp_path, cache):
+    from videoflex.train.config import config_to_yaml, recipe_changes
+
+    base = load_train_config(None, recipe(tmp_path, cache))
+    saved = config_to_yaml(base)
+    assert recipe_changes(base, saved) == []
+    other = load_train_config(None, recipe(tmp_path / "elsewhere", cache, seed=3, log_every=5, **{
+        "optim.betas": "[0.8, 0.9]", "data.train": "[{kind: shapes, count: 13}]", "data.cache_dir": "/x",
+        "data.eval": "[{kind: shapes, count: 2}]", "device": "cpu", "parallel": "fsdp"}))
+    assert recipe_changes(other, saved) == ["data.train", "optim.betas", "seed"]
+
+
+def test_a_failed_start_in_an_existing_folder_leaves_it_as_it_was(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    missing = tmp_path / "no_such_folder"
+    args = recipe(out, tmp_path / "cache", **{"data.train": f"[{{kind: folder, path: {missing}, count: 4}}]"})
+    assert main(["train", "tokenizer", "--quiet", *args]) == 2
+    assert "not a folder" in error_line(capsys)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]  # no .lock, no train_config.yaml
