@@ -100,14 +100,17 @@ def test_fvd_command_on_statistics_files(tmp_path, capsys):
     assert main(["eval", "fvd", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]) == 0
     assert capsys.readouterr().out.strip() == f"FVD {fvd(a, b):.2f} (500 real, 500 fake clips)"
     save_stats(feature_stats(_gaussian_features(50, 8, seed=11)), tmp_path / "small.safetensors")
-    for argv, needle in [
-        ([str(tmp_path / "a.safetensors"), str(tmp_path / "small.safetensors")], "dims differ"),
+    assert main(["eval", "fvd", str(tmp_path / "a.safetensors"), str(tmp_path / "small.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("videoflex eval: error:") and len(err.strip().splitlines()) == 1 and "dims differ" in err
+    for argv, needle in [  # refused while parsing (before any file is read)
         ([str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--frames", "8"], "at least 16"),
         ([str(tmp_path / "a.safetensors"), str(tmp_path / "nowhere")], "no such file or folder"),
     ]:
-        assert main(["eval", "fvd", *argv]) == 2
+        code = main(["eval", "fvd", *argv])
         err = capsys.readouterr().err
-        assert err.startswith("videoflex eval: error:") and len(err.strip().splitlines()) == 1 and needle in err
+        assert code == 2
+        assert err.startswith("videoflex eval fvd: error:") and len(err.strip().splitlines()) == 1 and needle in err
 
 
 def test_stats_validation():

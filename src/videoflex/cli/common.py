@@ -1,12 +1,24 @@
-"""Helpers shared by the commands: option types, model loading, device, seed and output paths."""
+"""Helpers shared by the commands: option types, model loading, device, seed, output paths and warnings.
+
+Every numeric option of every command takes one of the :class:`Number` types below (finite, in a range), and
+every file or folder option one of the :class:`PathOption` types (inputs exist; outputs can be written: the
+nearest existing folder takes a new entry, and every name fits the file system's limit). Both are checked while
+the command line is parsed, so a bad value is one line and exit status 2 before any file is read or model run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -20,29 +32,56 @@ DEFAULT_MODEL = Path("checkpoints") / "demo"
 """The shipped demo model, looked up in the working folder, then in the source checkout."""
 
 
-# ----------------------------------------------------------------------------- option types
+# ----------------------------------------------------------------------------- option types: numbers
 
 
-def _number(parse: type, noun: str, minimum: float, strict: bool) -> Callable[[str], float]:
-    """An argparse type: a finite ``parse`` (int or float) above ``minimum`` (``strict``) or at least it."""
-    sign = ">" if strict else ">="
+@dataclass(frozen=True)
+class Number:
+    """An argparse type: a finite ``parse`` (``int`` or ``float``) from ``minimum`` (excluded when ``above``) to
+    ``maximum``; ``why`` is added to the range error. Raises ``argparse.ArgumentTypeError`` otherwise."""
 
-    def convert(text: str):
+    parse: type
+    minimum: float
+    maximum: float
+    above: bool = False
+    why: str = ""
+
+    @property
+    def noun(self) -> str:
+        return "an integer" if self.parse is int else "a number"
+
+    def range_text(self) -> str:
+        def text(v: float) -> str:
+            return str(int(v)) if self.parse is int else f"{v:g}"
+
+        low = f"> {text(self.minimum)}" if self.above else f">= {text(self.minimum)}"
+        return f"{self.noun} {low} and <= {text(self.maximum)}"
+
+    def __call__(self, text: str) -> int | float:
         try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not (value > minimum if strict else value >= minimum) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be {sign} {minimum:g}, got {text}")
+            value = self.parse(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.noun}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if not (value > self.minimum if self.above else value >= self.minimum) or value > self.maximum:
+            raise argparse.ArgumentTypeError(f"must be {self.range_text()}, got {text}{self.why}")
         return value
 
-    return convert
 
-
-positive_int = _number(int, "an integer", 1, strict=False)  # an integer >= 1
-non_negative_int = _number(int, "an integer", 0, strict=False)  # an integer >= 0
-positive_float = _number(float, "a number", 0, strict=True)  # a finite number > 0
-non_negative_float = _number(float, "a number", 0, strict=False)  # a finite number >= 0
+INT_MAX = 2**31 - 1  # counts and sizes: what torch and FFmpeg index with
+positive_int = Number(int, 1, INT_MAX)  # a count >= 1
+non_negative_int = Number(int, 0, INT_MAX)  # a count or index >= 0
+positive_float = Number(float, 0, 1e6, above=True)  # a finite number > 0 (e.g. a learning rate)
+non_negative_float = Number(float, 0, 1e6)  # a finite number >= 0
+seed_value = Number(int, 0, 2**63 - 1)  # torch.Generator.manual_seed's range
+frame_rate = Number(float, 1e-3, 1000)  # frames per second (1e-9 would be one frame in 31 years)
+frame_count = Number(int, 1, 100_000)  # frames of one clip held in memory
+pixels = Number(int, 8, 8192)  # a frame side
+flow_steps = Number(int, 1, 1000)  # sampling steps of a flow decoder
+guidance_scale = Number(float, 0, 100)  # classifier-free guidance, 1 = none
+batch_size = Number(int, 1, 4096)
+video_time = Number(float, 0, 1e7)  # a time in a video
 
 
 def keep_list(text: str) -> list[int]:
@@ -51,6 +90,108 @@ def keep_list(text: str) -> list[int]:
     for part in text.split(","):
         values.append(positive_int(part.strip()))
     return sorted(set(values))
+
+
+# ----------------------------------------------------------------------------- option types: paths
+
+TEMP_NAME_EXTRA = 32
+"""Bytes :func:`videoflex.io.video.atomic_output_path` adds to a file name for its temporary file
+(``.{stem}.{pid}.{8 hex}.tmp{suffix}``: 15 plus the process id's digits), with room to spare."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (``os.path.lexists``: a too-long name does not)."""
+    path = Path(os.path.abspath(path))
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_path(path: str | Path, *, folder: bool) -> Path:
+    """Check, without creating anything, that the output ``path`` (a file, or a ``folder`` to create or write
+    into) can be written: every name within the file system's length limit (a file's with room for its
+    temporary name), not a folder where a file goes or a file where a folder goes, and a new entry can be
+    made in the nearest existing folder (tried: a temporary folder made and removed there).
+
+    Raises ``UserError`` naming the path and the problem.
+    """
+    path = Path(path)
+    if str(path) in ("", "."):
+        if folder:
+            path = Path(".")
+        else:
+            raise UserError("empty output file name")
+    existing = _nearest_existing(path)
+    if not existing.is_dir() and existing != Path(os.path.abspath(path)):
+        raise UserError(f"{path}: {existing} is a file, not a folder")
+    try:
+        name_max = os.pathconf(existing if existing.is_dir() else existing.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for i, part in enumerate(path.parts):
+        extra = TEMP_NAME_EXTRA if i == len(path.parts) - 1 and not folder else 0
+        if len(os.fsencode(part)) + extra > name_max:
+            limit = f"; {extra} more are needed for the temporary file" if extra else ""
+            raise UserError(f"{path}: file name too long ({len(os.fsencode(part))} bytes, the file system's "
+                            f"limit is {name_max}{limit})")
+    if os.path.lexists(path):
+        if folder and not path.is_dir():
+            raise UserError(f"{path}: exists and is not a folder")
+        if not folder and path.is_dir():
+            raise UserError(f"{path}: is a folder; give a file name")
+        existing = path if folder else _nearest_existing(path.parent)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".videoflex-check-", dir=existing))
+    except OSError as err:
+        raise UserError(f"{path}: cannot write in {existing} ({err.strerror or err})") from None
+    return path
+
+
+def make_parent(path: Path) -> Path:
+    """Create the folder of the output file ``path`` (checked by :func:`check_output_path`) if it is missing;
+    called just before the file is written, so that a failed command leaves no empty folder behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+Role = Literal["file", "folder", "file or folder", "output file", "output folder"]
+
+
+@dataclass(frozen=True)
+class PathOption:
+    """An argparse type for a path: an input (``file``, ``folder``, ``file or folder``) that must exist, or an
+    output (``output file``, ``output folder``) checked by :func:`check_output_path`; an output file's suffix
+    must be one of ``suffixes`` when given. Returns a ``Path``; raises ``argparse.ArgumentTypeError``."""
+
+    role: Role
+    suffixes: tuple[str, ...] = ()
+    hint: str = ""  # added to the error of a missing input
+
+    def __call__(self, text: str) -> Path:
+        path = Path(text)
+        try:
+            if self.role.startswith("output"):
+                if self.suffixes and path.suffix.lower() not in self.suffixes:
+                    raise UserError(f"{path}: the file name must end in {' or '.join(self.suffixes)}")
+                return check_output_path(path, folder=self.role == "output folder")
+            if not text or not os.path.exists(path):
+                raise UserError(f"{path}: no such {self.role}{self.hint}")
+            if self.role == "file" and path.is_dir():
+                raise UserError(f"{path}: is a folder, not a file")
+            if self.role == "folder" and not path.is_dir():
+                raise UserError(f"{path}: not a folder")
+            if not os.access(path, os.R_OK):
+                raise UserError(f"{path}: not readable")
+        except UserError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return path
+
+
+input_file = PathOption("file")
+input_folder = PathOption("folder")
+input_path = PathOption("file or folder")
+output_file = PathOption("output file")
+output_dir = PathOption("output folder")
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -64,7 +205,7 @@ def add_model_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     p.add_argument("--device", default="cpu",
                    help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
     if seed:
-        p.add_argument("--seed", type=non_negative_int, default=0,
+        p.add_argument("--seed", type=seed_value, default=0,
                        help="seed of the decoder's noise: the same seed gives the same output (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -75,7 +216,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         return utils_device.resolve_device(name)
     except ValueError as err:
-        raise UserError(f"--device {name}: {str(err).split(': ', 1)[1]}") from None
+        raise UserError(f"--device {name}: {str(err).split(': ', 1)[-1]}") from None
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -138,28 +279,54 @@ def load_model(spec: str | None, device: torch.device) -> LoadedModel:
 # ----------------------------------------------------------------------------- files and messages
 
 
-def require_input(path: str | Path) -> Path:
-    """``path`` as a ``Path``; ``UserError`` unless it is an existing file."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a file")
-    return path
-
-
 def output_folder(path: str | Path) -> Path:
-    """Create the output folder ``path`` (and its parents) if needed; ``UserError`` if it is a file."""
+    """Create the output folder ``path`` (and its parents) if needed, just before the first file goes in;
+    ``UserError`` if it is a file or cannot be made."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create the folder ({err.strerror or err})") from None
     return path
 
 
+_held_warnings: list[str] | None = None
+
+
 def warn(message: str) -> None:
-    """One ``warning:`` line on stderr (printed even with ``--quiet``)."""
-    print(f"warning: {message}", file=sys.stderr)
+    """A warning: one ``warning:`` line on stderr (printed even with ``--quiet``), or held while a command runs
+    under :func:`held_warnings`."""
+    if _held_warnings is not None:
+        _held_warnings.append(message)
+    else:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def held_warnings() -> Iterator[list[str]]:
+    """Hold the warnings of a command (:func:`warn` and Python's ``warnings``, one line each) in the yielded
+    list instead of printing them; ``videoflex`` prints them when the command succeeds and folds them into
+    its one error line when it fails."""
+    global _held_warnings
+    previous, held = _held_warnings, []
+    _held_warnings = held
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        held.append(str(message))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield held
+    finally:
+        _held_warnings = previous
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and runs of spaces around them) made single spaces."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def size_text(size: tuple[int, int]) -> str:

@@ -4,10 +4,10 @@ VideoFlexTok models) -> the native videoflex format."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
+from videoflex.cli.common import input_path, output_dir
 from videoflex.cli.errors import UserError
 from videoflex.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from videoflex.registry import LOADERS
@@ -25,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "against its embedded config, and write model.safetensors + config.json in the videoflex "
                     "format. (videoflex.load_model and every --model option also read official checkpoints "
                     "directly.)")
-    p.add_argument("checkpoint", type=Path, help="official .safetensors file, or a folder holding one")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the converted model to")
+    p.add_argument("checkpoint", type=input_path, help="official .safetensors file, or a folder holding one")
+    p.add_argument("-o", "--output", type=output_dir, required=True, help="folder to write the converted model to")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="dtype of the written weights (default: float32, as the reference runs them)")
     p.set_defaults(run=run)

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from videoflex.cli.common import (
+    PathOption,
     add_model_options,
+    flow_steps,
+    guidance_scale,
+    input_file,
     load_model,
     make_generator,
-    non_negative_float,
+    make_parent,
     positive_int,
-    require_input,
     resolve_device,
     size_text,
 )
 from videoflex.cli.errors import UserError
 from videoflex.io.tokens import load_tokens, read_token_header
 from videoflex.io.video import MP4_SUFFIXES, write_video
+
+video_output = PathOption("output file", suffixes=(*MP4_SUFFIXES, ".gif"))
+"""An output video: .mp4 (also .m4v, .mov, .mkv) or .gif, in a place that can be written."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,36 +32,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Decode a token file written by 'videoflex tokenize' with the model that made it (a file "
                     "from another model is refused). The video has the frame count and frame rate of the "
                     "tokenized video, at the model's frame size.")
-    p.add_argument("file", metavar="FILE", help="a token file (.tokens.safetensors)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
+    p.add_argument("file", type=input_file, metavar="FILE", help="a token file (.tokens.safetensors)")
+    p.add_argument("-o", "--output", type=video_output, required=True, metavar="OUT",
                    help="video to write: .mp4 (H.264; also .m4v, .mov, .mkv) or .gif")
     p.add_argument("--keep", type=positive_int, metavar="K",
                    help="decode from the first K tokens of every time step (default: all in the file); only "
                         "those are read from the file")
-    p.add_argument("--steps", type=positive_int,
+    p.add_argument("--steps", type=flow_steps,
                    help="flow sampling steps (default: the model's sampler setting)")
-    p.add_argument("--guidance", type=non_negative_float,
+    p.add_argument("--guidance", type=guidance_scale,
                    help="classifier-free guidance scale, 1 = none (default: the model's sampler setting)")
     add_model_options(p)
     p.set_defaults(run=run)
 
 
-def check_video_output(path: str | Path) -> Path:
-    """The output video path; ``UserError`` for an unknown suffix. Creates its folder if missing."""
-    path = Path(path)
-    if path.suffix.lower() not in (*MP4_SUFFIXES, ".gif"):
-        raise UserError(f"{path}: unknown video suffix {path.suffix!r} (use .mp4 or .gif)")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; give a file name ending in .mp4 or .gif")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise UserError(f"{path}: {path.parent} is not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    source = require_input(args.file)
-    out = check_video_output(args.output)
+    source, out = args.file, args.output
     header = read_token_header(source)  # refuse foreign or damaged files before loading a model
     if args.keep is not None and args.keep > header.tokens_per_step:
         raise UserError(f"--keep {args.keep}: {source} holds {header.tokens_per_step} tokens per time step")
@@ -70,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     video = model.detokenize(tokens.ids[None], keep=tokens.tokens_per_step, steps=steps, guidance=guidance,
                              num_frames=tokens.metadata.num_frames, generator=make_generator(args.seed, device),
                              progress=not args.quiet)
-    write_video(out, video[0], tokens.metadata.fps)
+    write_video(make_parent(out), video[0], tokens.metadata.fps)
     seconds = time.perf_counter() - start
     print(f"{source} -> {out}: {video.shape[2]} frames at {tokens.metadata.fps:g} fps, "
           f"{size_text(tuple(video.shape[-2:]))}, from {tokens.token_steps} steps x {tokens.tokens_per_step} "

@@ -4,27 +4,38 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from videoflex.cli.common import (
+    PathOption,
     add_model_options,
+    batch_size,
+    flow_steps,
+    frame_count,
+    frame_rate,
+    guidance_scale,
+    input_path,
     keep_list,
     load_model,
-    non_negative_float,
+    make_parent,
+    output_dir,
     output_folder,
-    positive_float,
+    pixels,
     positive_int,
     resolve_device,
     warn,
 )
 from videoflex.cli.errors import UserError
-from videoflex.cli.eval_classes import I3D_MIN_FRAMES
+from videoflex.cli.eval_classes import I3D_MIN_FRAMES, i3d_frames, i3d_weights_file, load_i3d_weights
 from videoflex.cli.eval_classes import add_parsers as add_class_parsers
-from videoflex.eval.i3d_weights import load_i3d
+from videoflex.eval.fvd import MIN_SAMPLES
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
+STATS_SUFFIX = ".safetensors"
+stats_output = PathOption("output file", suffixes=(STATS_SUFFIX,))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,17 +48,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        description="Tokenize every clip once, decode it from the first k tokens of every time step "
                                    "for each k, and write OUT/results.json (PSNR, SSIM, rFVD per k, settings, model "
                                    "hash, wall time) and OUT/quality_vs_tokens.png (OUT: -o/--output).")
-    r.add_argument("--data", required=True, help="a video file or a folder of videos (searched recursively)")
-    r.add_argument("-o", "--output", default="outputs/eval_recon", metavar="OUT",
+    r.add_argument("--data", type=input_path, required=True, help="a video file or a folder of videos (searched recursively)")
+    r.add_argument("-o", "--output", type=output_dir, default="outputs/eval_recon", metavar="OUT",
                    help="output folder (default: outputs/eval_recon)")
     r.add_argument("--keep", type=keep_list, help="token counts, e.g. 1,2,4,8 (default: 1, 2, 4, ... N)")
-    r.add_argument("--steps", type=positive_int, help="flow steps (default: the model's)")
-    r.add_argument("--guidance", type=non_negative_float, help="guidance scale, 1 = none (default: the model's)")
-    r.add_argument("--frames", type=positive_int, help="frames per clip (default: one chunk of the model)")
+    r.add_argument("--steps", type=flow_steps, help="flow steps (default: the model's)")
+    r.add_argument("--guidance", type=guidance_scale, help="guidance scale, 1 = none (default: the model's)")
+    r.add_argument("--frames", type=frame_count, help="frames per clip (default: one chunk of the model)")
     r.add_argument("--clips-per-video", type=positive_int, default=1, help="evenly spaced clips per video (default 1)")
     r.add_argument("--max-clips", type=positive_int, help="use at most this many clips")
-    r.add_argument("--batch-size", type=positive_int, default=4, help="clips decoded together (default 4)")
-    r.add_argument("--i3d-weights", help="I3D checkpoint for rFVD (default: the fetched cache file)")
+    r.add_argument("--batch-size", type=batch_size, default=4, help="clips decoded together (default 4)")
+    r.add_argument("--i3d-weights", type=i3d_weights_file, help="I3D checkpoint for rFVD (default: the fetched cache file)")
     r.add_argument("--no-fvd", action="store_true", help="skip rFVD (no I3D needed)")
     add_model_options(r)
     r.set_defaults(run=run_recon)
@@ -55,13 +66,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f = sub.add_parser("fvd", help="Frechet video distance between two sets of videos",
                        description="FVD of I3D Kinetics-400 logits (16 frames at 224x224) between REAL and FAKE. Each "
                                    "is a folder of videos or a statistics file written by --save-real-stats.")
-    f.add_argument("real", help="folder of real videos, or a .safetensors statistics file")
-    f.add_argument("fake", help="folder of generated videos, or a .safetensors statistics file")
-    f.add_argument("--frames", type=positive_int, default=16, help="frames per clip (default 16)")
-    f.add_argument("--size", type=positive_int, default=224, help="short side and centre crop (default 224)")
-    f.add_argument("--fps", type=positive_float, default=None, help="sampling rate (default: every frame)")
-    f.add_argument("--save-real-stats", help="write the real set's statistics here to reuse them")
-    f.add_argument("--i3d-weights", help="I3D checkpoint (default: the fetched cache file)")
+    f.add_argument("real", type=input_path, help="folder of real videos, or a .safetensors statistics file")
+    f.add_argument("fake", type=input_path, help="folder of generated videos, or a .safetensors statistics file")
+    f.add_argument("--frames", type=i3d_frames, default=I3D_MIN_FRAMES, help="frames per clip (default 16)")
+    f.add_argument("--size", type=pixels, default=224, help="short side and centre crop (default 224)")
+    f.add_argument("--fps", type=frame_rate, default=None, help="sampling rate (default: every frame)")
+    f.add_argument("--save-real-stats", type=stats_output, metavar="FILE.safetensors",
+                   help="write the real set's statistics here to reuse them (its folder is created if missing)")
+    f.add_argument("--i3d-weights", type=i3d_weights_file, help="I3D checkpoint (default: the fetched cache file)")
     f.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(run=run_fvd)
@@ -95,10 +107,28 @@ def read_clips(files: list[Path], frames: int, size: int | tuple[int, int], fps:
     return torch.stack([dataset[i].video for i in tqdm(range(len(dataset)), desc="reading", disable=not progress)])
 
 
+def count_clips(files: list[Path], clips_per_video: int = 1, max_clips: int | None = None) -> int:
+    """The number of clips :func:`read_clips` gives for ``files`` (known before any video is read)."""
+    n = len(files) * clips_per_video
+    return min(n, max_clips) if max_clips else n
+
+
 def run_recon(args: argparse.Namespace) -> int:
     from videoflex.eval.sweep import SweepSettings, default_keeps, run_sweep, save_sweep
 
     device = resolve_device(args.device)
+    files = video_files(args.data)
+    num_clips = count_clips(files, args.clips_per_video, args.max_clips)
+    rfvd_skipped = None
+    if not args.no_fvd and num_clips < MIN_SAMPLES:
+        rfvd_skipped = f"{num_clips} clip: rFVD needs at least {MIN_SAMPLES} (a covariance)"
+        warn(f"{args.data}: rFVD skipped: {rfvd_skipped}; PSNR and SSIM are computed")
+    if args.no_fvd:
+        i3d = None
+    else:  # the weights file is checked before the tokenizer runs
+        if args.frames is not None and args.frames < I3D_MIN_FRAMES:
+            raise UserError(f"--frames {args.frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
+        i3d = load_i3d_weights(args.i3d_weights, device) if rfvd_skipped is None else None
     model = load_model(args.model, device).model
     n = model.layout.tokens_per_step
     keeps = args.keep or list(default_keeps(n))
@@ -109,18 +139,16 @@ def run_recon(args: argparse.Namespace) -> int:
         warn(f"the tokens of model {model.identity.name!r} form a grid; a prefix cannot be decoded, using k={n}")
         keeps = [n]
     frames = args.frames or model.clip_frames
-    clips = read_clips(video_files(Path(args.data)), frames, model.image_size, 8.0, args.clips_per_video,
-                       not args.quiet)
+    if i3d is not None and frames < I3D_MIN_FRAMES:
+        raise UserError(f"--frames {frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
+    clips = read_clips(files, frames, model.image_size, 8.0, args.clips_per_video, not args.quiet)
     if args.max_clips:
         clips = clips[: args.max_clips]
-    if not args.no_fvd and frames < I3D_MIN_FRAMES:
-        raise UserError(f"--frames {frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
-    i3d = None if args.no_fvd else load_i3d(args.i3d_weights, device=device)
     sampler = model.sampler  # None: the model decodes deterministically (steps and guidance unused)
     settings = SweepSettings(tuple(keeps), args.steps or (sampler.steps if sampler else 1),
                              (sampler.guidance if sampler else 1.0) if args.guidance is None else args.guidance,
                              args.seed, args.batch_size)
-    result = run_sweep(model, clips, settings, i3d, progress=not args.quiet)
+    result = replace(run_sweep(model, clips, settings, i3d, progress=not args.quiet), rfvd_skipped=rfvd_skipped)
     json_path, png_path = save_sweep(result, output_folder(args.output))
     print(f"model {result.model} [{result.model_hash}], {result.num_clips} clips x {result.frames} frames, "
           f"{settings.steps} steps, guidance {settings.guidance:g}")
@@ -133,36 +161,51 @@ def run_recon(args: argparse.Namespace) -> int:
 
 
 def run_fvd(args: argparse.Namespace) -> int:
+    """FVD of two sets. Everything cheap is checked before I3D runs: both statistics files read, every video
+    folder listed with at least 2 videos and every video's header probed, the weights file loaded, the output
+    place checked (by its option type)."""
     from videoflex.eval.fvd import feature_stats, fvd, load_stats, save_stats
-    from videoflex.eval.i3d import i3d_embed
+    from videoflex.eval.i3d import I3DConfig, i3d_embed
+    from videoflex.io.video import probe_video
 
     device = resolve_device(args.device)
-    if args.frames < I3D_MIN_FRAMES:
-        raise UserError(f"--frames {args.frames}: I3D needs at least {I3D_MIN_FRAMES} frames")
-    i3d = None
-
-    def stats_of(spec: str):
-        nonlocal i3d
-        path = Path(spec)
-        if path.is_file() and path.suffix == ".safetensors":
+    sets: list[object] = []  # FeatureStats, or the video files of a folder
+    for path in (args.real, args.fake):
+        if path.is_file() and path.suffix == STATS_SUFFIX:
             try:
-                return load_stats(path)
+                stats = load_stats(path)
             except ValueError as e:
-                raise UserError(f"{path}: {e}") from None
-        if i3d is None:
-            i3d = load_i3d(args.i3d_weights, device=device)
-        clips = read_clips(video_files(path), args.frames, args.size, args.fps, progress=not args.quiet)
+                raise UserError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
+            sets.append(stats)
+            continue
+        files = video_files(path)
+        if len(files) < MIN_SAMPLES:
+            raise UserError(f"{path}: {len(files)} video; FVD needs at least {MIN_SAMPLES} clips (a covariance), "
+                            f"{MIN_SAMPLES * 1024} or more for a stable value")
+        for file in files:
+            probe_video(file)
+        sets.append(files)
+    has_videos, logits = any(isinstance(s, list) for s in sets), I3DConfig().num_classes
+    for path, given in zip((args.real, args.fake), sets):
+        if has_videos and not isinstance(given, list) and given.dim != logits:
+            raise UserError(f"{path}: statistics of {given.dim}-d features, not of I3D's {logits} logits")
+    i3d = load_i3d_weights(args.i3d_weights, device) if has_videos else None
+
+    def stats_of(path: Path, given: object):
+        if not isinstance(given, list):
+            return given
+        clips = read_clips(given, args.frames, args.size, args.fps, progress=not args.quiet)
         try:
             return feature_stats(i3d_embed(i3d, clips, progress=not args.quiet).logits)
-        except ValueError as e:  # e.g. a single clip: no covariance
+        except ValueError as e:
             raise UserError(f"{path}: {e}") from None
 
-    real, fake = stats_of(args.real), stats_of(args.fake)
+    real, fake = stats_of(args.real, sets[0]), stats_of(args.fake, sets[1])
     try:
         distance = fvd(real, fake)
     except ValueError as e:  # statistics of different feature sizes
         raise UserError(f"{args.real} vs {args.fake}: {e}") from None
     if args.save_real_stats:
-        save_stats(real, args.save_real_stats, description=f"I3D logits of {args.real}")
+        save_stats(real, make_parent(args.save_real_stats), description=f"I3D logits of {args.real}")
     print(f"FVD {distance:.2f} ({real.n} real, {fake.n} fake clips)")
     return 0

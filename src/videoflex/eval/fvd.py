@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch import Tensor
 
 STATS_FORMAT = "videoflex-feature-stats-v1"
+MIN_SAMPLES = 2  # the covariance of one sample is undefined
 
 
 class FewSamplesWarning(UserWarning):
@@ -45,8 +47,8 @@ class FeatureStats:
         d = self.mu.shape[0] if self.mu.ndim == 1 else -1
         if self.mu.ndim != 1 or self.sigma.shape != (d, d):
             raise ValueError(f"FeatureStats needs mu [D] and sigma [D, D], got {self.mu.shape}, {self.sigma.shape}")
-        if self.n < 2:
-            raise ValueError(f"FeatureStats needs n >= 2 samples, got {self.n}")
+        if self.n < MIN_SAMPLES:
+            raise ValueError(f"FeatureStats needs n >= {MIN_SAMPLES} samples, got {self.n}")
 
     @property
     def dim(self) -> int:
@@ -68,8 +70,8 @@ def feature_stats(features: Tensor | np.ndarray) -> FeatureStats:
     """Mean and unbiased covariance (ddof=1) of features [N, D], in float64."""
     x = _as_float64(features)
     n, d = x.shape
-    if n < 2:
-        raise ValueError(f"need at least 2 samples for a covariance, got N={n}")
+    if n < MIN_SAMPLES:
+        raise ValueError(f"need at least {MIN_SAMPLES} samples for a covariance, got N={n}")
     if n <= d:
         warnings.warn(
             f"N={n} samples <= D={d} feature dims: the covariance is rank-deficient, so the Frechet "
@@ -111,21 +113,41 @@ def fvd(
 def save_stats(stats: FeatureStats, path: str | Path, description: str = "") -> None:
     """Write mu, sigma (float64) and n to a safetensors file; `description` goes into metadata.
 
-    Written under a temporary name and renamed when complete.
+    Written under a temporary name and renamed when complete (nothing is left at ``path`` or beside it if
+    writing fails); the folder must exist (``FileNotFoundError``).
     """
-    path = Path(path)
+    from videoflex.io.video import atomic_output_path
+
     tensors = {"mu": stats.mu, "sigma": stats.sigma, "n": np.array([stats.n], dtype=np.int64)}
-    part = path.with_name(path.name + ".part")
-    save_file(tensors, str(part), metadata={"format": STATS_FORMAT, "description": description})
-    part.replace(path)
+    with atomic_output_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": STATS_FORMAT, "description": description})
 
 
 def load_stats(path: str | Path) -> FeatureStats:
-    """Read statistics written by `save_stats`."""
+    """Read statistics written by `save_stats`.
+
+    Raises ``FileNotFoundError`` (no file) and ``ValueError`` naming the file when it is not a safetensors
+    file (truncated, unrelated bytes), holds other tensors, or holds statistics that are misshapen, not
+    finite, or of fewer than 2 samples.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no feature statistics file at {path}")
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
     if set(tensors) != {"mu", "sigma", "n"}:
-        raise ValueError(f"{path} is not a feature statistics file (tensors: {sorted(tensors)})")
-    return FeatureStats(mu=tensors["mu"], sigma=tensors["sigma"], n=int(tensors["n"][0]))
+        raise ValueError(f"{path} is not a feature statistics file (tensors: {sorted(tensors)[:5]}; expected mu, "
+                         f"sigma, n as written by --save-real-stats)")
+    mu, sigma, n = tensors["mu"], tensors["sigma"], tensors["n"]
+    if n.shape != (1,) or n.dtype.kind not in "iu":
+        raise ValueError(f"{path}: 'n' must hold one integer, got shape {n.shape} of {n.dtype}")
+    if mu.dtype.kind != "f" or sigma.dtype.kind != "f":
+        raise ValueError(f"{path}: mu and sigma must be floating point, got {mu.dtype}, {sigma.dtype}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"{path}: the statistics hold NaN or inf")
+    try:
+        return FeatureStats(mu=mu, sigma=sigma, n=int(n[0]))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

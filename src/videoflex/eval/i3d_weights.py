@@ -104,14 +104,27 @@ def _flatten(tree: object, prefix: str, out: dict[str, np.ndarray]) -> None:
 
 
 def load_checkpoint_arrays(path: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Read the pickle safely -> flat {'params/Conv3d_1a_7x7/Conv_0/kernel': array, ...}."""
-    data = resolve_weights_path(path).read_bytes()
-    tree = RestrictedUnpickler(io.BytesIO(data)).load()
+    """Read the pickle safely -> flat {'params/Conv3d_1a_7x7/Conv_0/kernel': array, ...}.
+
+    Raises ``FileNotFoundError`` (no file; says how to fetch it) and ``ValueError`` naming the file when it is
+    not a pickle of nested dicts of float32 arrays (a foreign global, truncated or unrelated bytes).
+    """
+    resolved = resolve_weights_path(path)
+    data = resolved.read_bytes()
+    try:
+        tree = RestrictedUnpickler(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, LookupError, AttributeError, OverflowError,
+            MemoryError) as err:  # untrusted bytes: the unpickler fails in many ways (EOF, bad opcode, ...)
+        raise ValueError(f"{resolved}: not an I3D checkpoint (a pickle of numpy arrays): "
+                         f"{type(err).__name__}: {err}") from None
     flat: dict[str, np.ndarray] = {}
-    _flatten(tree, "", flat)
+    try:
+        _flatten(tree, "", flat)
+    except TypeError as err:
+        raise ValueError(f"{resolved}: not an I3D checkpoint: {err}") from None
     for key, array in flat.items():
         if array.dtype != np.float32:
-            raise ValueError(f"checkpoint array '{key}' has dtype {array.dtype}, expected float32")
+            raise ValueError(f"{resolved}: checkpoint array '{key}' has dtype {array.dtype}, expected float32")
     return flat
 
 
@@ -183,10 +196,17 @@ def load_i3d_state(model: I3D, arrays: dict[str, np.ndarray]) -> None:
 def load_i3d(
     path: str | Path | None = None, device: str | torch.device | None = None, config: I3DConfig | None = None
 ) -> I3D:
-    """Build I3D with the Kinetics-400 weights (explicit path or the default cache), frozen, eval mode."""
+    """Build I3D with the Kinetics-400 weights (explicit path or the default cache), frozen, eval mode.
+
+    Raises ``FileNotFoundError`` (no file) and ``ValueError`` naming the file (not an I3D checkpoint: see
+    :func:`load_checkpoint_arrays`; missing, extra or misshapen arrays).
+    """
     arrays = load_checkpoint_arrays(path)
     model = I3D(config)
-    load_i3d_state(model, arrays)
+    try:
+        load_i3d_state(model, arrays)
+    except ValueError as err:
+        raise ValueError(f"{resolve_weights_path(path)}: {err}") from None
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from videoflex.eval.fvd import MIN_SAMPLES as MIN_FVD_CLIPS
+from videoflex.eval.fvd import fvd
 from videoflex.eval.metrics import video_metrics
 from videoflex.tokenizers.base import Tokenizer
 
@@ -48,6 +50,7 @@ class SweepResult:
     settings: SweepSettings
     results: tuple[KeepResult, ...]
     wall_time_s: float
+    rfvd_skipped: str | None = None  # why rFVD was not computed (e.g. too few clips); None: computed or not asked
 
 
 def default_keeps(num_registers: int) -> tuple[int, ...]:
@@ -59,9 +62,17 @@ def default_keeps(num_registers: int) -> tuple[int, ...]:
 @torch.no_grad()
 def run_sweep(model: Tokenizer, clips: torch.Tensor, settings: SweepSettings, i3d: torch.nn.Module | None = None,
               progress: bool = True) -> SweepResult:
-    """Sweep ``clips [N,3,T,H,W]`` in [-1, 1] (the model's size) over ``settings.keeps``."""
+    """Sweep ``clips [N,3,T,H,W]`` in [-1, 1] (the model's size) over ``settings.keeps``; rFVD too when ``i3d``
+    is given.
+
+    Raises ``ValueError`` for a ``keep`` the model cannot decode, and (before any work) when ``i3d`` is given
+    with fewer than 2 clips: a Frechet distance needs a covariance (pass ``i3d=None`` to skip rFVD).
+    """
     for k in settings.keeps:
         model.check_keep(k)
+    if i3d is not None and clips.shape[0] < MIN_FVD_CLIPS:
+        raise ValueError(f"rFVD needs at least {MIN_FVD_CLIPS} clips (a covariance), got {clips.shape[0]}; "
+                         "pass i3d=None to skip it")
     start = time.perf_counter()
     n, t = clips.shape[0], clips.shape[2]
     sums = {k: torch.zeros(2) for k in settings.keeps}
@@ -87,8 +98,6 @@ def run_sweep(model: Tokenizer, clips: torch.Tensor, settings: SweepSettings, i3
     for k in settings.keeps:
         rfvd = None
         if i3d is not None:
-            from videoflex.eval.fvd import fvd
-
             rfvd = fvd(torch.cat(real_logits), torch.cat(fake_logits[k]))
         results.append(KeepResult(k, k * ids.shape[1], float(sums[k][0] / n), float(sums[k][1] / n), rfvd))
     identity = model.identity
