@@ -52,3 +52,14 @@ def test_eval_recon_with_rfvd(tmp_path):
                  "--clips-per-video", "2", "-o", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert all(r["rfvd"] is not None and r["rfvd"] >= 0 for r in results["results"])
+
+
+def test_sweep_refuses_rfvd_of_one_clip_before_any_work(tiny_model):
+    """A Frechet distance needs a covariance: one clip with I3D is refused up front (the CLI skips rFVD)."""
+    class NoI3D(torch.nn.Module):
+        def forward(self, video):
+            raise AssertionError("I3D ran")
+
+    clips = torch.zeros(1, 3, 17, 32, 32)
+    with pytest.raises(ValueError, match="rFVD needs at least 2 clips"):
+        run_sweep(tiny_model, clips, SweepSettings((16,), steps=1, guidance=1.0), NoI3D(), progress=False)
