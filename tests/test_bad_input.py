@@ -334,3 +334,10 @@ def test_eval_fvd_with_a_damaged_video_in_the_second_folder_is_one_line(tmp_path
     (fake / "2.mp4").write_bytes(CLIP.read_bytes()[:5000])
     line = _expect_one_line_exit_2(capsys, ["eval", "fvd", str(real), str(fake), "--quiet"])
     assert str(fake / "2.mp4") in line
+
+
+def test_prepare_data_with_a_broken_recipe_is_one_line_naming_it_once(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("data: [1, 2\n  x: :\n")
+    line = _expect_one_line_exit_2(capsys, ["prepare-data", "--config", str(recipe), "--shards", str(tmp_path / "s")])
+    assert line.count(str(recipe)) == 1 and not (tmp_path / "s").exists(), line

@@ -119,7 +119,8 @@ def _sources(args: argparse.Namespace, model_size: int | None) -> tuple[list[Sou
         try:
             data = load_train_config(args.config).data
         except ValueError as err:
-            raise UserError(f"{args.config}: {err}") from None
+            message = str(err)
+            raise UserError(message if message.startswith(str(args.config)) else f"{args.config}: {message}") from None
         sources = list(data.train if args.split == "train" else data.eval)
         if not sources:
             raise UserError(f"{args.config}: the recipe lists no {args.split} sources")
