@@ -704,3 +704,13 @@ def test_a_failed_start_in_an_existing_folder_leaves_it_as_it_was(tmp_path, caps
     assert main(["train", "tokenizer", "--quiet", *args]) == 2
     assert "not a folder" in error_line(capsys)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]  # no .lock, no train_config.yaml
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "long-name", "long-name-under-new-folders"])
+def test_an_out_dir_that_cannot_be_made_is_one_line_and_leaves_nothing(tmp_path, cache, where, capsys):
+    (tmp_path / "file").write_text("x")
+    out = {"under-a-file": tmp_path / "file" / "run", "long-name": tmp_path / ("a" * 300),
+           "long-name-under-new-folders": tmp_path / "new" / "deeper" / ("a" * 300) / "run"}[where]
+    assert main(["train", "tokenizer", "--quiet", *recipe(out, cache)]) == 2
+    assert f"out_dir={out}: cannot be made (" in error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

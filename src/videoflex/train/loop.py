@@ -357,7 +357,7 @@ def _lock(run: Run) -> RunDirectory:
     if run.ctx.is_main:
         try:
             folder.acquire()
-        except (RunLocked, OSError) as err:
+        except (RunLocked, RecipeError) as err:
             failure = err
     if not distributed.all_true(run.ctx, failure is None):
         raise failure if failure is not None else RunLocked(f"{run.out}: the main process could not lock it")

@@ -16,9 +16,16 @@ import os
 import shutil
 from pathlib import Path
 
-from videoflex.train.errors import RunLocked
+from videoflex.train.errors import RecipeError, RunLocked
 
 LOCK_NAME = ".lock"
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long: not there
+        return False
 
 
 class RunDirectory:
@@ -34,10 +41,17 @@ class RunDirectory:
 
     def acquire(self) -> None:
         """Create ``out`` if missing and lock it. Raises :class:`RunLocked` naming the holder's pid when
-        another trainer holds the lock, and OSError (e.g. PermissionError) when the folder cannot be made;
-        either way nothing this call created is left."""
-        missing = [p for p in (self.out, *self.out.parents) if not p.exists()]
-        self.out.mkdir(parents=True, exist_ok=True)
+        another trainer holds the lock, and :class:`RecipeError` when the folder or its lock file cannot be
+        made (a file in the way, no permission, a name too long); either way nothing this call created is
+        left."""
+        missing = [p for p in (self.out, *self.out.parents) if not _exists(p)]
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            made = next((p for p in reversed(missing) if _exists(p)), None)
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            raise RecipeError(f"out_dir={self.out}: cannot be made ({err.strerror or err})") from None
         self.created = missing[-1] if missing else None
         self.before = set() if missing else set(os.listdir(self.out))
         try:
@@ -48,9 +62,9 @@ class RunDirectory:
             self.abandon()
             raise RunLocked(f"{self.out}: another trainer (pid {holder}) is running in this out_dir; wait for "
                             "it to finish or choose another out_dir") from None
-        except OSError:
+        except OSError as err:
             self.abandon()
-            raise
+            raise RecipeError(f"out_dir={self.out}: cannot hold the run's lock file ({err.strerror or err})") from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
