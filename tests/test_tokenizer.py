@@ -1,6 +1,7 @@
 """Behaviour of the public tokenizer API on the tiny preset (random weights)."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -339,3 +340,106 @@ def test_linear_paths_are_checked(video):
         model.encode_latents(latents[..., :2, :2])
     model.training_loss(model.encode_video(video), generator=gen()).backward()
     assert model.encoder.linear_patch.weight.grad.abs().sum() > 0  # the encoder's path learns through the decoder's
+
+
+# ------------------------------------------------------------------------------------ chunk micro-batches
+
+
+@pytest.mark.parametrize("chunk_batch", [1, 2, 3])
+def test_micro_batched_tokens_equal_the_one_batch_result(tiny_model, chunk_batch):
+    """Issue 18, item 7: chunks go through the VAE and encoder chunk_batch at a time; the ids are those of
+    one batch of every chunk (77 frames: four full chunks and a shorter padded one)."""
+    video = torch.rand(2, 3, 77, 32, 32, generator=gen(3)) * 2 - 1
+    one_batch = tiny_model.tokenize(video, chunk_batch=100)
+    assert one_batch.shape == (2, 20, 16)
+    assert torch.equal(tiny_model.tokenize(video, chunk_batch=chunk_batch), one_batch)
+
+
+def test_micro_batches_bound_the_vae_batch(tiny_model, monkeypatch):
+    """No VAE call sees more than chunk_batch chunks, whatever the video length."""
+    seen = []
+    encode = tiny_model.vae.encode
+    monkeypatch.setattr(tiny_model.vae, "encode", lambda video, **kw: seen.append(video.shape[0]) or encode(video, **kw))
+    video = torch.rand(1, 3, 161, 32, 32, generator=gen(4)) * 2 - 1  # 10 chunks
+    tiny_model.tokenize(video, chunk_batch=3)
+    assert seen == [3, 3, 3, 1]
+    seen.clear()
+    tiny_model.tokenize(video)  # the default
+    assert max(seen) == 4 and sum(seen) == 10
+
+
+def test_sampled_posterior_tokens_do_not_depend_on_chunk_batch():
+    """With posterior sampling the VAE noise is drawn clip after clip, so micro-batches draw the numbers of
+    the one-batch run (same generator seed, same ids)."""
+    from videoflex.tokenizers.flex.presets import get_preset
+    from videoflex.vae import VAEConfig
+
+    config = dataclasses.replace(get_preset("flex-tiny"), sample_posterior=True,
+                                 vae=VAEConfig(kind="vidtok", base_channels=8, latent_channels=4))
+    model = randomize_(VideoFlexTok(config), std=0.1).eval()
+    video = torch.rand(1, 3, 49, 32, 32, generator=gen(6)) * 2 - 1  # 3 chunks
+    one_batch = model.tokenize(video, generator=gen(9), chunk_batch=100)
+    assert torch.equal(model.tokenize(video, generator=gen(9), chunk_batch=1), one_batch)
+    assert not torch.equal(model.tokenize(video, generator=gen(10), chunk_batch=1), one_batch)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "4"])
+def test_bad_chunk_batch_is_refused(tiny_model, video, bad):
+    with pytest.raises(ValueError, match="chunk_batch must be an integer >= 1"):
+        tiny_model.tokenize(video, chunk_batch=bad)
+
+
+# ------------------------------------------------------------------------------------ dtypes and devices
+
+
+@pytest.mark.parametrize("preset,size,dtype,min_agreement", [
+    ("flex-tiny", 32, torch.bfloat16, 0.70),  # measured 0.83 (random weights put codes near level edges)
+    ("flex-tiny", 32, torch.float16, 0.93),  # measured 0.99
+    ("flex-demo", 64, torch.bfloat16, 0.72),  # measured 0.85
+])
+def test_half_precision_model_takes_float32_input(preset, size, dtype, min_agreement):
+    """Issue 18, item 6: a model moved to bfloat16/float16 takes a float32 video (it raised a RuntimeError in
+    a linear layer); its tokens agree with float32 on most positions and decode to a finite float32 video.
+    (float16 of flex-demo with every weight at std 0.2 overflows 65504 in the first decoder block: see the
+    trained demo's test in test_demo_model.py.)"""
+    from videoflex.data.sample_clips import sample_clip_path
+    from videoflex.io import read_video
+
+    model = randomize_(VideoFlexTok.from_preset(preset)).eval()
+    video = read_video(sample_clip_path("bikes"), fps=8, size=size, max_frames=33).video[None]
+    reference = model.tokenize(video)
+    half = model.to(dtype)
+    ids = half.tokenize(video)
+    agreement = (ids == reference).float().mean().item()
+    assert half.dtype == dtype and agreement >= min_agreement
+    decoded = half.detokenize(ids, keep=8, generator=gen())
+    assert decoded.dtype == torch.float32 and bool(torch.isfinite(decoded).all())
+    conditioned = half.detokenize(ids[:, :5], generator=gen(), conditioning_frames=video[:, :, :5].double())
+    assert bool(torch.isfinite(conditioned).all())
+    assert torch.equal(half.tokenize(video.to(dtype)), ids)  # any float input dtype
+
+
+def test_inputs_follow_the_model_and_a_foreign_generator_is_refused(tiny_model, video):
+    """ids of any integer dtype are taken; a generator on another device type is refused with ValueError
+    (not a RuntimeError inside torch.randn)."""
+    ids = tiny_model.tokenize(video)
+    out = tiny_model.detokenize(ids.to(torch.int32), keep=4, generator=gen())
+    torch.testing.assert_close(out, tiny_model.detokenize(ids, keep=4, generator=gen()), rtol=0, atol=0)
+    other = "cuda" if torch.cuda.is_available() else "meta"  # a stand-in where no accelerator exists
+    foreign = torch.Generator(device=other) if other == "cuda" else SimpleNamespace(device=torch.device(other))
+    with pytest.raises(ValueError, match=f"the generator is on {other}"):
+        tiny_model.detokenize(ids, generator=foreign)
+    with pytest.raises(ValueError, match=f"the generator is on {other}"):
+        tiny_model.tokenize(video, generator=foreign)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_inputs_follow_a_cuda_bfloat16_model(video):
+    model = randomize_(VideoFlexTok.from_preset("flex-tiny")).eval()
+    reference = model.tokenize(video)
+    gpu = model.to("cuda", torch.bfloat16)
+    ids = gpu.tokenize(video)  # float32 on the CPU
+    assert ids.device.type == "cuda" and (ids.cpu() == reference).float().mean().item() >= 0.70
+    out = gpu.detokenize(ids.cpu(), keep=4, generator=torch.Generator(device="cuda").manual_seed(0),
+                         conditioning_frames=video[:, :, :5])
+    assert out.dtype == torch.float32 and out.device.type == "cuda" and bool(torch.isfinite(out).all())

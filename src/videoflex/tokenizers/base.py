@@ -16,6 +16,19 @@ from videoflex.models.identity import ModelIdentity
 from videoflex.nn.flow import SamplerConfig
 from videoflex.tokenizers.chunking import ChunkPlan
 
+DEFAULT_CHUNK_BATCH = 4
+"""Chunks a tokenizer encodes at once by default: enough to batch the VAE and encoder, few enough that the
+memory of the largest VAE stays moderate; it does not grow with video length (benchmarks/long_video_memory.py)."""
+
+
+def check_chunk_batch(chunk_batch: int | None) -> int:
+    """``chunk_batch`` (``None``: :data:`DEFAULT_CHUNK_BATCH`) if it is an integer >= 1, else ``ValueError``."""
+    if chunk_batch is None:
+        return DEFAULT_CHUNK_BATCH
+    if isinstance(chunk_batch, bool) or not isinstance(chunk_batch, int) or chunk_batch < 1:
+        raise ValueError(f"chunk_batch must be an integer >= 1, got {chunk_batch!r}")
+    return chunk_batch
+
 
 @dataclass(frozen=True)
 class TokenLayout:
@@ -103,13 +116,16 @@ class Tokenizer(abc.ABC):
         """``keep`` if it is a valid token count per step (1..N), else ``ValueError``."""
 
     @abc.abstractmethod
-    def tokenize(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Video float ``[B,3,T,H,W]`` in [-1, 1] at :attr:`image_size` -> ids int64 ``[B, t, N]``."""
+    def tokenize(self, video: torch.Tensor, generator: torch.Generator | None = None,
+                 chunk_batch: int | None = None) -> torch.Tensor:
+        """Video float ``[B,3,T,H,W]`` in [-1, 1] at :attr:`image_size` (any float dtype, any device) ->
+        ids int64 ``[B, t, N]``. At most ``chunk_batch`` chunks (default :data:`DEFAULT_CHUNK_BATCH`) are
+        encoded at once, so memory beyond the input does not grow with T; the ids do not depend on it."""
 
     @abc.abstractmethod
     def detokenize(self, ids: torch.Tensor, keep: int | None = None, steps: int | None = None,
                    guidance: float | None = None, num_frames: int | None = None,
                    generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-        """ids ``[B, t, n]`` -> video float ``[B,3,T,H,W]`` in [-1, 1] from the first ``keep`` tokens of
+        """ids ``[B, t, n]`` (any device) -> video float32 ``[B,3,T,H,W]`` in [-1, 1] from the first ``keep`` tokens of
         each step (default: all N). ``num_frames`` trims the padding (default: all decoded frames);
         ``steps``/``guidance`` override the sampler; ``generator`` seeds the decoder's noise."""

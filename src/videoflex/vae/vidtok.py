@@ -343,9 +343,11 @@ class DiagonalGaussian:
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """``mean + std * noise``; the float32 noise comes from ``generator`` (on its device) or, when None,
-        from the global CPU RNG (as the reference implementation draws it)."""
+        from the global CPU RNG (as the reference implementation draws it). The noise is drawn one batch
+        element after another, so a batch split into parts (in order) draws the numbers of the whole batch."""
         device = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=torch.float32)
+        noise = torch.stack([torch.randn(self.mean.shape[1:], generator=generator, device=device,
+                                         dtype=torch.float32) for _ in range(self.mean.shape[0])])
         return self.mean + torch.exp(0.5 * self.logvar) * noise.to(self.mean.device, self.mean.dtype)
 
 

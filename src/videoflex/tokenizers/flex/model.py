@@ -6,8 +6,11 @@ Pipeline (docs/design.md)::
     ids[..., :k] -> Decoder (rectified flow, guided) -> latents -> VAE -> video
 
 Videos of any length are cut into overlapping chunks (:mod:`videoflex.tokenizers.chunking`); chunks are
-encoded independently in one batch and decoded one after another, each later chunk conditioned on the
-last frames decoded before it.
+encoded independently, ``chunk_batch`` at a time (memory bounded whatever the length), and decoded one
+after another, each later chunk conditioned on the last frames decoded before it.
+
+Inputs follow the model: videos and ids on any device, in any float dtype, are moved to the model's device
+and cast to its dtype (a model moved to bfloat16 takes a float32 video); videos come back as float32.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from tqdm.auto import tqdm
 from videoflex.models.pretrained import PartCount, PretrainedModel
 from videoflex.nn.flow import FixedPrefix, flow_loss, interpolate, logit_normal_time, nested_keep, sample
 from videoflex.nn.fsq import FSQ
-from videoflex.tokenizers.base import Tokenizer, TokenLayout
-from videoflex.tokenizers.chunking import ChunkPlan, plan_chunks, plan_from_steps
+from videoflex.tokenizers.base import Tokenizer, TokenLayout, check_chunk_batch
+from videoflex.tokenizers.chunking import Chunk, ChunkPlan, plan_chunks, plan_from_steps
 from videoflex.tokenizers.flex.config import LossConfig, SamplerConfig, TokenizerConfig
 from videoflex.tokenizers.flex.decoder import MIN_DATA_PREDICTION_TIME, Decoder
 from videoflex.tokenizers.flex.encoder import Encoder
@@ -70,6 +73,17 @@ def draw_training(config: LossConfig, num_registers: int, latent_shape: tuple[in
     noise = torch.randn(latent_shape, generator=generator, device=device)
     return TrainingDraws(keep, uniform[0] < config.guidance_dropout, prefix_steps,
                          uniform[2] * config.prefix_noise, s, noise)
+
+
+def _micro_batches(plan: ChunkPlan, chunk_batch: int) -> list[list[int]]:
+    """Chunk indices in order, in runs of at most ``chunk_batch`` chunks of one length (one VAE batch each)."""
+    batches: list[list[int]] = []
+    for i, chunk in enumerate(plan.chunks):
+        if batches and len(batches[-1]) < chunk_batch and plan.chunks[batches[-1][0]].frames == chunk.frames:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 class VideoFlexTok(PretrainedModel, Tokenizer):
@@ -136,6 +150,17 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
     @property
     def device(self) -> torch.device:
         return next(self.encoder.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The float dtype of the weights (inputs are cast to it)."""
+        return next(self.encoder.parameters()).dtype
+
+    def check_generator(self, generator: torch.Generator | None) -> None:
+        """Raise ``ValueError`` unless ``generator`` is None or on the model's device type."""
+        if generator is not None and generator.device.type != self.device.type:
+            raise ValueError(f"the generator is on {generator.device.type}, the model on {self.device}; make it "
+                             f"with torch.Generator(device={self.device.type!r})")
 
     @property
     def num_registers(self) -> int:
@@ -266,30 +291,42 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
         return self.vae.encode(video, sample=self.config.sample_posterior, generator=generator)
 
     @torch.no_grad()
-    def tokenize(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def tokenize(self, video: torch.Tensor, generator: torch.Generator | None = None,
+                 chunk_batch: int | None = None) -> torch.Tensor:
         """Video ``[B,3,T,H,W]`` in [-1,1], any T >= 1 -> ids ``[B,t,N]`` int64, ``t = 1 + ceil((T-1)/tf)``.
 
         The video is padded at the end (last frame repeated) to ``1 + tf*m`` frames and cut into chunks of
-        ``chunk_frames`` overlapping by ``chunk_overlap``; equal-length chunks are encoded in one batch.
-        ``generator`` drives posterior sampling when the config samples it.
+        ``chunk_frames`` overlapping by ``chunk_overlap``. Chunks go through the VAE and the encoder
+        ``chunk_batch`` at a time (default :data:`~videoflex.tokenizers.base.DEFAULT_CHUNK_BATCH`), each
+        moved to the model's device and dtype there, so the memory used beyond the input is bounded
+        whatever T; the ids do not depend on ``chunk_batch``. ``generator`` (on the model's device type)
+        drives posterior sampling when the config samples it.
+
+        Raises:
+            ValueError: ``video`` is not a float ``[B,3,T,H,W]`` tensor in [-1, 1] of the model's size,
+                ``chunk_batch`` is not a positive integer, or ``generator`` is on another device type.
         """
         self.check_video(video)
+        chunk_batch = check_chunk_batch(chunk_batch)
+        self.check_generator(generator)
         plan = self.plan(video.shape[2])
-        pad = plan.padded_frames - video.shape[2]
-        if pad:
-            video = torch.cat([video, video[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
-        video = video.to(self.device)
-        groups: dict[int, list[int]] = {}
-        for i, chunk in enumerate(plan.chunks):
-            groups.setdefault(chunk.frames, []).append(i)
-        per_chunk: dict[int, torch.Tensor] = {}
-        for frames, members in groups.items():
-            clips = torch.cat([video[:, :, plan.chunks[i].start: plan.chunks[i].start + frames] for i in members])
-            ids = self.encode_latents(self.encode_video(clips, generator)).view(len(members), video.shape[0], -1,
-                                                                             self.num_registers)
-            per_chunk.update({i: ids[j] for j, i in enumerate(members)})
-        kept = [per_chunk[i][:, chunk.steps - chunk.kept_steps:] for i, chunk in enumerate(plan.chunks)]
+        b, n = video.shape[0], self.num_registers
+        kept: list[torch.Tensor] = []
+        for batch in _micro_batches(plan, chunk_batch):
+            clips = torch.cat([self._chunk_clip(video, plan.chunks[i]) for i in batch])
+            latents = self.encode_video(clips, generator).to(self.dtype)
+            ids = self.encode_latents(latents).view(len(batch), b, -1, n)
+            kept.extend(ids[j][:, plan.chunks[i].steps - plan.chunks[i].kept_steps:] for j, i in enumerate(batch))
         return torch.cat(kept, dim=1)
+
+    def _chunk_clip(self, video: torch.Tensor, chunk: Chunk) -> torch.Tensor:
+        """Frames ``[B,3,chunk.frames,H,W]`` of one chunk on the model's device and dtype (past the end of
+        ``video``: its last frame repeated)."""
+        clip = video[:, :, chunk.start: chunk.start + chunk.frames].to(self.device, self.dtype)
+        pad = chunk.frames - clip.shape[2]
+        if pad:
+            clip = torch.cat([clip, clip[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+        return clip
 
     @torch.no_grad()
     def detokenize(self, ids: torch.Tensor, keep: int | None = None, steps: int | None = None,
@@ -304,9 +341,17 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
         generator: seeds the flow noise; the same generator state gives the same video.
         conditioning_frames: ``[B,3,Tc,H,W]`` (Tc = 1 + tf*j, fewer frames than a chunk) fixed as the
             first frames of the first chunk; their latent steps are given clean and their tokens unused.
+
+        ids (any integer dtype) and conditioning frames (any float dtype) may be on any device: they are
+        moved to the model's device and dtype. The video comes back float32 on the model's device.
+
+        Raises:
+            ValueError: bad ``keep``, ``ids``, ``num_frames`` or ``conditioning_frames``, or ``generator`` on
+                another device type than the model.
         """
         keep = self.check_keep(self.num_registers if keep is None else keep)
         self.check_ids(ids, keep)
+        self.check_generator(generator)
         sampler = dataclasses.replace(sampler or self.config.sampler,
                                       **{k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None})
         c = self.config
@@ -318,19 +363,19 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
             self.check_video(conditioning_frames, "conditioning_frames")
             if conditioning_frames.shape[0] != b:
                 raise ValueError(f"conditioning_frames has batch {conditioning_frames.shape[0]}, ids have {b}")
-            prefix = self.encode_video(conditioning_frames.to(device), generator)
+            prefix = self.encode_video(conditioning_frames.to(device, self.dtype), generator).to(self.dtype)
             if prefix.shape[2] >= plan.chunks[0].steps:
                 raise ValueError(f"conditioning_frames cover {prefix.shape[2]} latent steps; the first chunk "
                                  f"has only {plan.chunks[0].steps}")
         ids = ids.to(device)
         frames, used = [], 0
-        dtype = next(self.decoder.parameters()).dtype
+        dtype = self.dtype
         for i, chunk in enumerate(tqdm(plan.chunks, desc="decoding chunks", disable=not progress)):
             chunk_ids = ids[:, used: used + chunk.kept_steps]
             used += chunk.kept_steps
             if i > 0:  # condition on the frames shared with the previous chunk
                 overlap = torch.cat(frames, dim=2)[:, :, -c.chunk_overlap:]
-                prefix = self.encode_video(overlap, generator)
+                prefix = self.encode_video(overlap, generator).to(self.dtype)
                 chunk_ids = torch.cat([chunk_ids.new_zeros(b, chunk.steps - chunk.kept_steps, ids.shape[2]),
                                        chunk_ids], dim=1)
             noise = torch.randn(b, c.vae.latent_channels, chunk.steps, h, w, generator=generator,
@@ -338,7 +383,7 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
             latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix)
             video = self.vae.decode(latents)  # unclamped: the next chunk re-encodes it (as the reference)
             frames.append(video if i == 0 else video[:, :, c.chunk_overlap:])
-        return torch.cat(frames, dim=2)[:, :, : plan.num_frames].clamp(-1, 1)
+        return torch.cat(frames, dim=2)[:, :, : plan.num_frames].clamp(-1, 1).float()
 
     # ------------------------------------------------------------------------------------ training
 
