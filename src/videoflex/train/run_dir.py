@@ -38,6 +38,7 @@ class RunDirectory:
         self.before: set[str] = set()  # the folder's entries before this run
         self.fd: int | None = None
         self.is_started = False
+        self.acquired = False  # only a folder this process made or locked is ever cleaned up
 
     def acquire(self) -> None:
         """Create ``out`` if missing and lock it. Raises :class:`RunLocked` naming the holder's pid when
@@ -46,20 +47,29 @@ class RunDirectory:
         left."""
         missing = [p for p in (self.out, *self.out.parents) if not _exists(p)]
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.out.mkdir()  # made here, not by a trainer starting at the same moment
+                made = True
+            except FileExistsError:
+                if not self.out.is_dir():
+                    raise
+                made = False
         except OSError as err:
-            made = next((p for p in reversed(missing) if _exists(p)), None)
-            if made is not None:
-                shutil.rmtree(made, ignore_errors=True)
+            top = next((p for p in reversed(missing) if _exists(p)), None)
+            if top is not None:
+                shutil.rmtree(top, ignore_errors=True)
             raise RecipeError(f"out_dir={self.out}: cannot be made ({err.strerror or err})") from None
-        self.created = missing[-1] if missing else None
-        self.before = set() if missing else set(os.listdir(self.out))
+        self.created = (missing[-1] if missing[-1] != self.out or made else None) if missing else None
+        self.before = set() if self.created is not None else set(os.listdir(self.out))
+        self.acquired = True
         try:
             self.fd = os.open(self.out / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            self.abandon()
+            self.acquired = False  # the folder is the holder's: nothing of it is removed
+            self.release()
             raise RunLocked(f"{self.out}: another trainer (pid {holder}) is running in this out_dir; wait for "
                             "it to finish or choose another out_dir") from None
         except OSError as err:
@@ -73,8 +83,9 @@ class RunDirectory:
         self.is_started = True
 
     def abandon(self) -> None:
-        """Remove what the start created (only before :meth:`started`) and release the lock."""
-        if not self.is_started:
+        """Remove what the start created (only before :meth:`started`, and only in the process that called
+        :meth:`acquire`: under torchrun the main process) and release the lock."""
+        if self.acquired and not self.is_started:
             if self.created is not None:
                 shutil.rmtree(self.created, ignore_errors=True)
             elif self.out.is_dir():
