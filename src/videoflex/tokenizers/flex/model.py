@@ -32,6 +32,7 @@ from videoflex.tokenizers.flex.decoder import MIN_DATA_PREDICTION_TIME, Decoder
 from videoflex.tokenizers.flex.encoder import Encoder
 from videoflex.tokenizers.flex.params import count_parameters
 from videoflex.tokenizers.flex.presets import PRESETS
+from videoflex.utils.finite import check_finite_output
 from videoflex.vae import build_vae
 
 KIND = "flex-tokenizer"
@@ -257,8 +258,10 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
     # ------------------------------------------------------------------------------------ one chunk
 
     def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64."""
-        return self.fsq(self.encoder(latents)).ids
+        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64.
+
+        Raises ``NonFiniteOutputError`` when the encoder's output is not finite (its ids would be garbage)."""
+        return self.fsq(check_finite_output(self.encoder(latents), "tokenize: the encoder's output", self)).ids
 
     def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
                        prefix: torch.Tensor | None = None) -> torch.Tensor:
@@ -305,6 +308,7 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
         Raises:
             ValueError: ``video`` is not a float ``[B,3,T,H,W]`` tensor in [-1, 1] of the model's size,
                 ``chunk_batch`` is not a positive integer, or ``generator`` is on another device type.
+            NonFiniteOutputError: the encoder's output holds NaN or inf (the message names non-finite weights).
         """
         self.check_video(video)
         chunk_batch = check_chunk_batch(chunk_batch)
@@ -348,6 +352,7 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
         Raises:
             ValueError: bad ``keep``, ``ids``, ``num_frames`` or ``conditioning_frames``, or ``generator`` on
                 another device type than the model.
+            NonFiniteOutputError: the decoded video holds NaN or inf (the message names non-finite weights).
         """
         keep = self.check_keep(self.num_registers if keep is None else keep)
         self.check_ids(ids, keep)
@@ -383,7 +388,8 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
             latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix)
             video = self.vae.decode(latents)  # unclamped: the next chunk re-encodes it (as the reference)
             frames.append(video if i == 0 else video[:, :, c.chunk_overlap:])
-        return torch.cat(frames, dim=2)[:, :, : plan.num_frames].clamp(-1, 1).float()
+        video = check_finite_output(torch.cat(frames, dim=2)[:, :, : plan.num_frames], "detokenize: the decoded video", self)
+        return video.clamp(-1, 1).float()
 
     # ------------------------------------------------------------------------------------ training
 
