@@ -20,9 +20,11 @@ Decoding that stops early (``max_frames``) does not look past the frames it need
 from __future__ import annotations
 
 import io
+import math
 import os
 import platform
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +45,9 @@ Size = int | tuple[int, int]
 """An output size: ``S`` (short side to ``S``, centre crop ``S x S``) or ``(H, W)``."""
 
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
+MAX_FRAMES_PER_SOURCE_FRAME = 256
+"""Cap of resampling (:func:`read_video`): at most this many output frames per frame the source declares (a
+5-frame file declaring 0.001 fps would otherwise give 40,000 frames at 8 fps); 32 s per frame at 8 fps."""
 ENCODER_THREADS = 1
 """Encoder threads for mp4/mkv/mov: one, so that the bytes do not depend on the machine (x264's frame
 threading changes the bitstream with the thread count, which FFmpeg would pick from the cores)."""
@@ -297,7 +302,9 @@ def read_video(
         fps: output frame rate (sample and hold, see the module docstring); ``None`` keeps every frame.
         size: ``S`` or ``(H, W)``: resize (aspect kept) to cover it, then centre-crop; ``None`` keeps
             the source size.
-        max_frames: stop after this many output frames (decoding stops there too).
+        max_frames: stop after this many output frames (decoding stops there too). Resampling gives at most
+            :data:`MAX_FRAMES_PER_SOURCE_FRAME` frames per frame the source declares: a file whose declared
+            frame rate would give more is read up to that cap, with a warning naming the file and the counts.
         start: time in seconds of the first output frame (the decoder seeks near it).
         name: how errors name an in-memory source (default ``"<bytes>"``).
         allow_corrupt: keep frames the decoder flags as damaged (error-concealed) instead of raising.
@@ -321,6 +328,7 @@ def read_video(
         rate = _stream_rate(stream)
         declared_frames = int(stream.frames or 0)
         declared_duration = _declared_duration(stream)
+        max_frames = _capped_frames(label, fps, max_frames, declared_frames, declared_duration, rate)
         container_duration = declared_duration
         if container_duration is None and container.duration:
             container_duration = Fraction(container.duration, 1_000_000)  # microseconds
@@ -363,6 +371,22 @@ def read_video(
         source_num_frames=source_num_frames,
         source_size=converter.display_hw,
     )
+
+
+def _capped_frames(label: str, fps: float | None, max_frames: int | None, declared_frames: int,
+                   declared_duration: Fraction | None, rate: Fraction) -> int | None:
+    """``max_frames``, or :data:`MAX_FRAMES_PER_SOURCE_FRAME` times the declared frame count (with a warning)
+    when resampling to ``fps`` would give more frames than that."""
+    if fps is None or declared_frames <= 0 or declared_duration is None:
+        return max_frames
+    cap = MAX_FRAMES_PER_SOURCE_FRAME * declared_frames
+    expected = math.ceil(declared_duration * Fraction(fps))
+    if expected <= cap or (max_frames is not None and max_frames <= cap):
+        return max_frames
+    warnings.warn(f"{label}: {declared_frames} frames declared at {float(rate):.3g} fps ({float(declared_duration):g} s) "
+                  f"would give {expected} frames at {fps:g} fps; read the first {cap} "
+                  f"({MAX_FRAMES_PER_SOURCE_FRAME} per source frame)", stacklevel=3)
+    return cap
 
 
 def _sample_frames(container, stream, label, rate, origin, start, fps, size, max_frames, allow_corrupt):
