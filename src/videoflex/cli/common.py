@@ -276,6 +276,18 @@ def load_model(spec: str | None, device: torch.device) -> LoadedModel:
     return LoadedModel(model.eval(), source)
 
 
+@contextmanager
+def model_output_checked(loaded: LoadedModel) -> Iterator[None]:
+    """Turn a model's non-finite output (:class:`~videoflex.utils.finite.NonFiniteOutputError`, which names the
+    weights that are not finite) into a ``UserError`` that also names where the model came from."""
+    from videoflex.utils.finite import NonFiniteOutputError
+
+    try:
+        yield
+    except NonFiniteOutputError as err:
+        raise UserError(f"--model {loaded.source}: {err}") from None
+
+
 # ----------------------------------------------------------------------------- files and messages
 
 

@@ -14,6 +14,7 @@ from videoflex.cli.common import (
     load_model,
     make_generator,
     make_parent,
+    model_output_checked,
     positive_int,
     resolve_device,
     size_text,
@@ -52,15 +53,17 @@ def run(args: argparse.Namespace) -> int:
     if args.keep is not None and args.keep > header.tokens_per_step:
         raise UserError(f"--keep {args.keep}: {source} holds {header.tokens_per_step} tokens per time step")
     device = resolve_device(args.device)
-    model = load_model(args.model, device).model
+    loaded = load_model(args.model, device)
+    model = loaded.model
     tokens = load_tokens(source, keep=args.keep, model=model)
     sampler = model.sampler
     steps = args.steps or (sampler.steps if sampler else None)
     guidance = args.guidance if args.guidance is not None or sampler is None else sampler.guidance
     start = time.perf_counter()
-    video = model.detokenize(tokens.ids[None], keep=tokens.tokens_per_step, steps=steps, guidance=guidance,
-                             num_frames=tokens.metadata.num_frames, generator=make_generator(args.seed, device),
-                             progress=not args.quiet)
+    with model_output_checked(loaded):
+        video = model.detokenize(tokens.ids[None], keep=tokens.tokens_per_step, steps=steps, guidance=guidance,
+                                 num_frames=tokens.metadata.num_frames, generator=make_generator(args.seed, device),
+                                 progress=not args.quiet)
     write_video(make_parent(out), video[0], tokens.metadata.fps)
     seconds = time.perf_counter() - start
     print(f"{source} -> {out}: {video.shape[2]} frames at {tokens.metadata.fps:g} fps, "

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from videoflex.cli.common import (
     keep_list,
     load_model,
     make_parent,
+    model_output_checked,
     output_dir,
     output_folder,
     pixels,
@@ -35,6 +36,7 @@ from videoflex.eval.fvd import MIN_SAMPLES
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
 STATS_SUFFIX = ".safetensors"
+RECON_FPS = 8.0  # the rate eval recon samples videos at (as the models)
 stats_output = PathOption("output file", suffixes=(STATS_SUFFIX,))
 
 
@@ -92,19 +94,49 @@ def video_files(path: Path) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class Clips:
+    """Clips read for a metric: ``video`` ``[N,3,T,H,W]`` in [-1, 1]; ``frames_read[i]`` is how many frames
+    clip ``i`` had before its last frame was repeated up to ``T`` (a video shorter than the clip)."""
+
+    video: torch.Tensor
+    frames_read: tuple[int, ...]
+
+    @property
+    def padded(self) -> int:
+        """How many clips were padded (had fewer than ``T`` frames)."""
+        return sum(n < self.video.shape[2] for n in self.frames_read)
+
+    def padding_note(self, fps: float | None) -> str | None:
+        """One sentence on the padded clips (their count, the shortest), or ``None`` when none was padded."""
+        if not self.padded:
+            return None
+        rate = f" at {fps:g} fps" if fps is not None else ""
+        return (f"{self.padded} of {len(self.frames_read)} clips had fewer than {self.video.shape[2]} frames{rate} "
+                f"(the shortest {min(self.frames_read)}) and were padded by repeating their last frame")
+
+
 def read_clips(files: list[Path], frames: int, size: int | tuple[int, int], fps: float | None,
-               clips_per_video: int = 1, progress: bool = True) -> torch.Tensor:
-    """Evenly spaced clips of ``frames`` frames from every file, ``[N,3,T,H,W]`` in [-1, 1]."""
+               clips_per_video: int = 1, progress: bool = True, max_clips: int | None = None) -> Clips:
+    """Clips of ``frames`` frames from every file (the first ``max_clips`` of them): one from the start of
+    each video, or ``clips_per_video`` evenly spaced ones. A video shorter than a clip is padded by repeating
+    its last frame; :class:`Clips` counts those."""
     from tqdm.auto import tqdm
 
-    from videoflex.data.folder import VideoEntry, VideoFileDataset
-    from videoflex.data.transforms import ClipSpec
+    from videoflex.data.transforms import clip_start, pad_frames
+    from videoflex.io.video import probe_video, read_video
 
-    window = "uniform" if clips_per_video > 1 else "start"
-    dataset = VideoFileDataset([VideoEntry(f, None, None) for f in files],
-                               ClipSpec(num_frames=frames, fps=fps, size=size, window=window),
-                               clips_per_video=clips_per_video)
-    return torch.stack([dataset[i].video for i in tqdm(range(len(dataset)), desc="reading", disable=not progress)])
+    wanted = [(f, c) for f in files for c in range(clips_per_video)][:max_clips]
+    videos, frames_read = [], []
+    for path, c in tqdm(wanted, desc="reading", disable=not progress):
+        start = 0.0
+        if clips_per_video > 1:
+            info = probe_video(path)
+            start = clip_start(info.duration, frames / (fps or info.fps), "uniform", None, c, clips_per_video)
+        decoded = read_video(path, fps=fps, size=size, max_frames=frames, start=start)
+        frames_read.append(decoded.num_frames)
+        videos.append(pad_frames(decoded.video, frames))
+    return Clips(torch.stack(videos), tuple(frames_read))
 
 
 def count_clips(files: list[Path], clips_per_video: int = 1, max_clips: int | None = None) -> int:
@@ -129,7 +161,8 @@ def run_recon(args: argparse.Namespace) -> int:
         if args.frames is not None and args.frames < I3D_MIN_FRAMES:
             raise UserError(f"--frames {args.frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
         i3d = load_i3d_weights(args.i3d_weights, device) if rfvd_skipped is None else None
-    model = load_model(args.model, device).model
+    loaded = load_model(args.model, device)
+    model = loaded.model
     n = model.layout.tokens_per_step
     keeps = args.keep or list(default_keeps(n))
     if any(k > n for k in keeps):
@@ -141,14 +174,18 @@ def run_recon(args: argparse.Namespace) -> int:
     frames = args.frames or model.clip_frames
     if i3d is not None and frames < I3D_MIN_FRAMES:
         raise UserError(f"--frames {frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
-    clips = read_clips(files, frames, model.image_size, 8.0, args.clips_per_video, not args.quiet)
-    if args.max_clips:
-        clips = clips[: args.max_clips]
+    clips = read_clips(files, frames, model.image_size, RECON_FPS, args.clips_per_video, not args.quiet,
+                       args.max_clips)
+    padding = clips.padding_note(RECON_FPS)
+    if padding:
+        warn(f"{args.data}: {padding}; PSNR and SSIM include the repeated frames")
     sampler = model.sampler  # None: the model decodes deterministically (steps and guidance unused)
     settings = SweepSettings(tuple(keeps), args.steps or (sampler.steps if sampler else 1),
                              (sampler.guidance if sampler else 1.0) if args.guidance is None else args.guidance,
                              args.seed, args.batch_size)
-    result = replace(run_sweep(model, clips, settings, i3d, progress=not args.quiet), rfvd_skipped=rfvd_skipped)
+    with model_output_checked(loaded):
+        result = run_sweep(model, clips.video, settings, i3d, progress=not args.quiet)
+    result = replace(result, rfvd_skipped=rfvd_skipped, padded_clips=clips.padded, padding=padding)
     json_path, png_path = save_sweep(result, output_folder(args.output))
     print(f"model {result.model} [{result.model_hash}], {result.num_clips} clips x {result.frames} frames, "
           f"{settings.steps} steps, guidance {settings.guidance:g}")
@@ -195,8 +232,11 @@ def run_fvd(args: argparse.Namespace) -> int:
         if not isinstance(given, list):
             return given
         clips = read_clips(given, args.frames, args.size, args.fps, progress=not args.quiet)
+        padding = clips.padding_note(args.fps)
+        if padding:
+            warn(f"{path}: {padding}; the FVD compares padded clips")
         try:
-            return feature_stats(i3d_embed(i3d, clips, progress=not args.quiet).logits)
+            return feature_stats(i3d_embed(i3d, clips.video, progress=not args.quiet).logits)
         except ValueError as e:
             raise UserError(f"{path}: {e}") from None
 

@@ -4,9 +4,8 @@ several k, and compare (side-by-side video, PNG strip, PSNR/SSIM table)."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from videoflex.cli.common import (
     keep_list,
     load_model,
     make_generator,
+    model_output_checked,
     output_dir,
     output_folder,
     resolve_device,
@@ -32,7 +32,8 @@ from videoflex.cli.common import (
 )
 from videoflex.eval.metrics import video_metrics
 from videoflex.io.compare import write_comparison
-from videoflex.io.video import atomic_output_path, read_video
+from videoflex.io.video import read_video
+from videoflex.utils.json_io import write_json
 
 DEFAULT_KEEP = (1, 4, 16, 256)
 strip_frames = Number(int, 1, 256)  # columns of the PNG strip
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
 
     decoded = read_video(source, fps=args.fps, size=model.image_size, max_frames=frames, start=args.start)
     original = decoded.video  # [3, T, H, W]
-    ids = model.tokenize(original[None], generator=make_generator(args.seed, device))  # [1, t, N]
+    with model_output_checked(loaded):
+        ids = model.tokenize(original[None], generator=make_generator(args.seed, device))  # [1, t, N]
     token_steps = ids.shape[1]
     reference = (original[None].float() + 1) / 2  # [1, 3, T, H, W] in [0, 1]
 
@@ -162,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     for keep in bar:
         bar.set_postfix_str(f"k={keep}")
         t0 = time.perf_counter()
-        video = model.detokenize(ids, keep=keep, steps=steps, guidance=guidance, num_frames=original.shape[1],
-                                 generator=make_generator(args.seed, device)).cpu()  # [1, 3, T, H, W]
+        with model_output_checked(loaded):
+            video = model.detokenize(ids, keep=keep, steps=steps, guidance=guidance, num_frames=original.shape[1],
+                                     generator=make_generator(args.seed, device)).cpu()  # [1, 3, T, H, W]
         seconds = time.perf_counter() - t0
         metrics = video_metrics(reference, (video.float() + 1) / 2)
         results.append(KeepResult(keep, keep * token_steps, float(metrics.psnr[0]), float(metrics.ssim[0]), seconds))
@@ -184,8 +187,6 @@ def run(args: argparse.Namespace) -> int:
         guidance_method=sampler.guidance_method if sampler is not None else "none", seed=args.seed,
         device=str(device),
         seconds=round(time.perf_counter() - started, 3), results=tuple(results))
-    metrics_path = out / METRICS_NAME
-    with atomic_output_path(metrics_path) as tmp:
-        tmp.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    metrics_path = write_json(out / METRICS_NAME, report)
     report.print([files.video, files.strip, metrics_path])
     return 0

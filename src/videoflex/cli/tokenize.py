@@ -13,6 +13,7 @@ from videoflex.cli.common import (
     input_file,
     load_model,
     make_generator,
+    model_output_checked,
     output_dir,
     output_folder,
     positive_int,
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         names[name] = str(path)
         check_output_path(args.output / name, folder=False)
     device = resolve_device(args.device)
-    model = load_model(args.model, device).model
+    loaded = load_model(args.model, device)
+    model = loaded.model
     n = model.layout.tokens_per_step
     keep = n if args.keep is None else args.keep
     if keep > n:
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(inputs, desc="tokenizing", unit="video", disable=args.quiet or len(inputs) == 1)
     for path in bar:
         decoded = read_video(path, fps=args.fps, size=model.image_size, max_frames=args.max_frames)
-        ids = model.tokenize(decoded.video[None], generator=make_generator(args.seed, device))
+        with model_output_checked(loaded):
+            ids = model.tokenize(decoded.video[None], generator=make_generator(args.seed, device))
         metadata = TokenMetadata.for_model(model, num_frames=decoded.num_frames, fps=decoded.fps,
                                            source_size=decoded.source_size, source_path=str(path))
         tokens = VideoTokens(ids[0, :, :keep].cpu(), metadata)

@@ -7,9 +7,8 @@ Kinetics-400 logits between the inputs and the reconstructions) when I3D weights
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,6 +50,8 @@ class SweepResult:
     results: tuple[KeepResult, ...]
     wall_time_s: float
     rfvd_skipped: str | None = None  # why rFVD was not computed (e.g. too few clips); None: computed or not asked
+    padded_clips: int = 0  # clips shorter than ``frames``, padded by repeating their last frame (by the reader)
+    padding: str | None = None  # the reader's sentence on them (count, shortest); None: none was padded
 
 
 def default_keeps(num_registers: int) -> tuple[int, ...]:
@@ -106,19 +107,23 @@ def run_sweep(model: Tokenizer, clips: torch.Tensor, settings: SweepSettings, i3
 
 
 def save_sweep(result: SweepResult, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``quality_vs_tokens.png`` (one panel per metric, log-2 x axis)."""
+    """Write ``results.json`` (strict JSON) and ``quality_vs_tokens.png`` (one panel per metric, log-2 x axis).
+
+    Raises ``NonFiniteJSONError`` (a ``ValueError`` naming the field) for a NaN or infinite number in
+    ``result``; nothing is written then."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from videoflex.io.video import atomic_output_path
+    from videoflex.utils.json_io import to_json_text, write_json
 
+    to_json_text(result)  # strict JSON: a NaN result is refused before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / "results.json", out / "quality_vs_tokens.png"
-    with atomic_output_path(json_path) as tmp:
-        Path(tmp).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    write_json(json_path, result)
     metrics = [("psnr", "PSNR (dB)"), ("ssim", "SSIM")]
     if all(r.rfvd is not None for r in result.results):
         metrics.append(("rfvd", "rFVD (lower is better)"))
