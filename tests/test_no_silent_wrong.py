@@ -158,6 +158,16 @@ def test_strict_json_names_the_non_finite_field(tmp_path):
         assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
 
 
+def test_canonical_json_of_configs_is_strict_and_unchanged():
+    """Config hashes go through the same helper: the bytes are those of json.dumps(sort_keys, no spaces)."""
+    from videoflex.utils.dataclass_io import to_json
+
+    settings = SweepSettings((1, 2), steps=4, guidance=1.5)
+    assert to_json(settings) == '{"batch_size":4,"guidance":1.5,"keeps":[1,2],"seed":0,"steps":4}'
+    with pytest.raises(NonFiniteJSONError, match=r"^guidance is nan"):
+        to_json(SweepSettings((1,), steps=4, guidance=float("nan")))
+
+
 def test_save_sweep_refuses_a_nan_result_and_writes_nothing(tmp_path):
     settings = SweepSettings((1, 2), steps=1, guidance=1.0)
     result = SweepResult("m", "flex-tokenizer", "c", "w", 2, 17, settings,

@@ -4,7 +4,6 @@ linear class probe on frozen I3D features (``videoflex.eval.class_probe``)."""
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from videoflex.cli.common import (
 )
 from videoflex.cli.errors import UserError
 from videoflex.eval.i3d import I3D, I3DConfig
+from videoflex.utils.json_io import to_json_text
 
 I3D_MIN_FRAMES = I3DConfig().min_frames  # 16: the FVD convention
 i3d_frames = Number(int, I3D_MIN_FRAMES, 100_000, why=f" (I3D needs at least {I3D_MIN_FRAMES} frames)")
@@ -134,8 +134,8 @@ def run_probe_train(args: argparse.Namespace) -> int:
     output = output_folder(args.output)
     probe.save_pretrained(output)
     train_score = class_score(probe, features, labels)
-    print(json.dumps({"probe": str(output), "classes": classes, "n": len(paths),
-                      "train_top1": train_score.top1, "train_mean_prob": train_score.mean_prob}))
+    print(to_json_text({"probe": str(output), "classes": classes, "n": len(paths),
+                        "train_top1": train_score.top1, "train_mean_prob": train_score.mean_prob}, indent=None))
     return 0
 
 
@@ -156,6 +156,6 @@ def run_probe_score(args: argparse.Namespace) -> int:
         result = class_score(probe, embed_videos(model, paths, args.frames, args.start, not args.quiet), labels)
     except ValueError as err:
         raise UserError(str(err)) from None
-    print(json.dumps({"n": len(paths), "mean_prob": result.mean_prob, "top1": result.top1,
-                      "config": asdict(probe.config)}))
+    print(to_json_text({"n": len(paths), "mean_prob": result.mean_prob, "top1": result.top1,
+                        "config": asdict(probe.config)}, indent=None))
     return 0

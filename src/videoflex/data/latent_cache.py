@@ -42,6 +42,7 @@ from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.video import atomic_output_path
 from videoflex.models.identity import ModelIdentity, weights_hash
 from videoflex.utils.dataclass_io import config_hash, to_dict
+from videoflex.utils.json_io import to_json_text
 from videoflex.vae.base import VideoVAE
 
 LATENT_FORMAT = "videoflex-latents"
@@ -230,7 +231,7 @@ def write_latent_cache(
         "shards": [{"file": name, "count": count} for name, count in shards],
     }
     with atomic_output_path(out / INDEX_NAME) as tmp:
-        tmp.write_text(json.dumps(index, indent=2) + "\n")
+        tmp.write_text(to_json_text(index))
     return info
 
 

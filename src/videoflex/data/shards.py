@@ -35,6 +35,7 @@ from videoflex.data.sample import VideoSample, iterate_samples
 from videoflex.data.transforms import ClipSpec, clip_start, cut_clip
 from videoflex.io.errors import VideoReadError
 from videoflex.io.video import atomic_output_path, encode_mp4, probe_video
+from videoflex.utils.json_io import to_json_text
 
 
 def write_shards(
@@ -84,7 +85,7 @@ def _write_shard(path: Path, batch: list[tuple[str, VideoSample]], crf: int) -> 
                 "width": w,
             }
             _add_member(tar, f"{key}.mp4", encode_mp4(sample.video, sample.fps, crf=crf))
-            _add_member(tar, f"{key}.json", json.dumps(meta).encode())
+            _add_member(tar, f"{key}.json", to_json_text(meta, indent=None).encode())
     return path
 
 

@@ -31,6 +31,7 @@ from videoflex.io.safetensors_file import save_safetensors
 from videoflex.models.identity import ModelIdentity, weights_hash
 from videoflex.utils.dataclass_io import config_hash, from_dict, to_dict, to_json
 from videoflex.utils.int8 import dequantize_int8, quantize_int8
+from videoflex.utils.json_io import to_json_text
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -202,7 +203,7 @@ class PretrainedModel(nn.Module):
         tmp.replace(directory / WEIGHTS_NAME)
         tmp = directory / f".{CONFIG_NAME}.tmp"
         described = {"format": MODEL_FORMAT, "kind": self.kind, "config": to_dict(self.config)}
-        tmp.write_text(json.dumps(described, indent=2) + "\n")
+        tmp.write_text(to_json_text(described))
         tmp.replace(directory / CONFIG_NAME)
         return directory
 

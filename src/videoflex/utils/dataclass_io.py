@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 import types
 import typing
 from typing import Any, TypeVar
+
+from videoflex.utils.json_io import to_json_text
 
 _EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
@@ -86,7 +87,7 @@ def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
 
 def to_json(obj: Any) -> str:
     """Canonical JSON (sorted keys, no spaces): stable across runs, used for hashing."""
-    return json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"))
+    return to_json_text(to_dict(obj), canonical=True)
 
 
 def config_hash(obj: Any) -> str:

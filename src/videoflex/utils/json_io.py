@@ -41,9 +41,9 @@ def _non_finite(obj: Any, where: str) -> tuple[str, float] | None:
     return None
 
 
-def to_json_text(obj: Any, *, indent: int | None = 2) -> str:
+def to_json_text(obj: Any, *, indent: int | None = 2, canonical: bool = False) -> str:
     """``obj`` (a dataclass instance, or dicts/lists/strings/numbers/None) as strict JSON text, ending in a
-    newline when indented.
+    newline when indented. ``canonical``: sorted keys, no spaces, one line (stable bytes, for hashing).
 
     Raises:
         NonFiniteJSONError: a number in ``obj`` is NaN or infinite (the message names the field).
@@ -54,6 +54,8 @@ def to_json_text(obj: Any, *, indent: int | None = 2) -> str:
     found = _non_finite(obj, "")
     if found:
         raise NonFiniteJSONError(*found)
+    if canonical:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
     text = json.dumps(obj, indent=indent, allow_nan=False)
     return text + "\n" if indent is not None else text
 
