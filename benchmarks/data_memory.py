@@ -87,7 +87,7 @@ def main() -> None:
     peaks = [r["peak_rss_mib"] for r in results]
     print(json.dumps({"benchmark": "data_memory", "device": "cpu", "results": results,
                       "peak_rss_ratio": max(peaks) / min(peaks),
-                      "within_10_percent": max(peaks) / min(peaks) < 1.10}, indent=2))
+                      "within_10_percent": max(peaks) / min(peaks) < 1.10}, indent=2, allow_nan=False))
 
 
 if __name__ == "__main__":

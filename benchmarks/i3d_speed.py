@@ -67,7 +67,7 @@ def main() -> None:
     }
     if device.type == "cuda":
         result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    print(json.dumps(result))
+    print(json.dumps(result, allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main() -> None:
     results = [run_isolated(__file__, p, op, "--batch", str(args.batch), "--steps", str(args.steps),
                             "--repeats", str(args.repeats))
                for p in args.presets for op in ("encode", "decode")]
-    print(json.dumps({"benchmark": "tokenizer_speed", "device": "cpu", "results": results}, indent=2))
+    print(json.dumps({"benchmark": "tokenizer_speed", "device": "cpu", "results": results}, indent=2, allow_nan=False))
 
 
 if __name__ == "__main__":

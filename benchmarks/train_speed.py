@@ -60,7 +60,7 @@ def main() -> None:
         return
     results = [run_isolated(__file__, p, prec, "--batch", str(args.batch), "--steps", str(args.steps))
                for p in args.presets for prec in args.precisions]
-    print(json.dumps({"benchmark": "train_speed", "device": "cpu", "results": results}, indent=2))
+    print(json.dumps({"benchmark": "train_speed", "device": "cpu", "results": results}, indent=2, allow_nan=False))
 
 
 if __name__ == "__main__":
