@@ -292,13 +292,19 @@ model.save_pretrained(out / "model")
 samples = [VideoSample(torch.rand(3, 9, 32, 32, generator=g) * 2 - 1, i % 2 or None, f"clip {i}", f"s/{i}", 8.0)
            for i in range(5)]
 write_latent_cache(samples, model.vae, out / "latents", samples_per_shard=2, progress=False)
+from videoflex.eval.class_probe import LinearProbe, ProbeConfig
+from videoflex.eval.fvd import feature_stats, save_stats
+
+save_stats(feature_stats(torch.randn(8, 400, generator=g, dtype=torch.float64)), out / "stats.safetensors", "test")
+LinearProbe(ProbeConfig(class_names=("a", "b"), feature_dim=4)).save_pretrained(out / "probe")
 '''
 
 
 def test_every_written_file_is_byte_identical_across_processes(tmp_path):
     """Item 5 of issue 18: the same input gives the same bytes in two processes (other hash seeds), for
     every kind of file the io layer writes: mp4/m4v/mov/mkv/gif videos, comparison video and PNG strip,
-    token files, saved models and latent caches (safetensors metadata used to come out in a random order)."""
+    token files, saved models, latent caches, FVD statistics and class probes (safetensors metadata used to
+    come out in a random order)."""
     import os
     import subprocess
     import sys
@@ -314,7 +320,8 @@ def test_every_written_file_is_byte_identical_across_processes(tmp_path):
     assert sorted(first) == sorted(second)
     expected = {"clip.mp4", "clip.m4v", "clip.mov", "clip.mkv", "clip.gif", "odd.mp4", "compare.mp4", "strip.png",
                 "compare.gif", "clip.tokens.safetensors", "model/model.safetensors", "model/config.json",
-                "latents/index.json", "latents/latents-000000.safetensors", "latents/latents-000002.safetensors"}
+                "latents/index.json", "latents/latents-000000.safetensors", "latents/latents-000002.safetensors",
+                "stats.safetensors", "probe/model.safetensors", "probe/config.json"}
     assert expected <= set(first), expected - set(first)
     different = [name for name in first if first[name] != second[name]]
     assert different == []

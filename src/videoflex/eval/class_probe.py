@@ -19,11 +19,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from videoflex.eval.i3d import I3D, read_clip
+from videoflex.io.safetensors_file import save_safetensors
+from videoflex.utils.json_io import to_json_text
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 
@@ -90,10 +92,10 @@ class LinearProbe(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         config = {"class_names": list(self.config.class_names), "feature_dim": self.config.feature_dim}
         part = directory / "config.json.part"
-        part.write_text(json.dumps(config, indent=2))
+        part.write_text(to_json_text(config))
         part.replace(directory / "config.json")
         part = directory / "model.safetensors.part"
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(part))
+        save_safetensors(self.state_dict(), part)  # byte-reproducible
         part.replace(directory / "model.safetensors")
 
     @classmethod

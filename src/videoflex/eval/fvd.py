@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from torch import Tensor
 
 STATS_FORMAT = "videoflex-feature-stats-v1"
@@ -116,11 +116,12 @@ def save_stats(stats: FeatureStats, path: str | Path, description: str = "") -> 
     Written under a temporary name and renamed when complete (nothing is left at ``path`` or beside it if
     writing fails); the folder must exist (``FileNotFoundError``).
     """
+    from videoflex.io.safetensors_file import save_safetensors
     from videoflex.io.video import atomic_output_path
 
     tensors = {"mu": stats.mu, "sigma": stats.sigma, "n": np.array([stats.n], dtype=np.int64)}
-    with atomic_output_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": STATS_FORMAT, "description": description})
+    with atomic_output_path(path) as tmp:  # byte-reproducible: the same statistics give the same file
+        save_safetensors(tensors, tmp, metadata={"format": STATS_FORMAT, "description": description})
 
 
 def load_stats(path: str | Path) -> FeatureStats:
