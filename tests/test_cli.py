@@ -261,3 +261,17 @@ def test_prepare_data_shards_and_latent_cache(tmp_path, capsys):
     code, _, err = run_cli(capsys, "prepare-data", "--source", "folder", "--path", str(empty), "--shards", shards)
     line = one_error_line(err, "prepare-data")
     assert code == 2 and "no video files found" in line and line.count(str(empty)) == 1
+
+
+def test_chunk_batch_changes_memory_not_tokens(tmp_path, capsys, carphone):
+    """``--chunk-batch`` (chunks encoded at once) gives the same token file, byte for byte, at 1 and 64."""
+    files = []
+    for n in ("1", "64"):
+        out = tmp_path / n
+        code, _, err = run_cli(capsys, "tokenize", carphone, "-o", out, "--model", "flex-tiny", "--max-frames", "49",
+                               "--chunk-batch", n, "--quiet")
+        assert code == 0, err
+        files.append(next(out.glob("*.tokens.safetensors")).read_bytes())
+    assert files[0] == files[1]
+    code, _, err = run_cli(capsys, "tokenize", carphone, "-o", tmp_path / "x", "--chunk-batch", "0")
+    assert code == 2 and err.count("\n") == 1 and "--chunk-batch" in err

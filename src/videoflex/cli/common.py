@@ -82,6 +82,14 @@ flow_steps = Number(int, 1, 1000)  # sampling steps of a flow decoder
 guidance_scale = Number(float, 0, 100)  # classifier-free guidance, 1 = none
 batch_size = Number(int, 1, 4096)
 video_time = Number(float, 0, 1e7)  # a time in a video
+chunk_batch = Number(int, 1, 4096)  # chunks a tokenizer encodes at once
+
+
+def add_chunk_batch_option(p: argparse.ArgumentParser) -> None:
+    """``--chunk-batch N``: chunks of a long video the tokenizer encodes at once (memory against speed)."""
+    p.add_argument("--chunk-batch", type=chunk_batch, metavar="N",
+                   help="video chunks encoded at once: peak memory stays flat in video length; larger "
+                        "is faster on long videos (default: the tokenizer's, 4)")
 
 
 def keep_list(text: str) -> list[int]:

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from videoflex.cli.common import (
     Number,
+    add_chunk_batch_option,
     add_model_options,
     flow_steps,
     frame_count,
@@ -63,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="classifier-free guidance scale, 1 = none (default: the model's sampler setting)")
     p.add_argument("--strip-frames", type=strip_frames, default=6, metavar="N",
                    help=f"frames (columns) in {STRIP_NAME} (default: 6)")
+    add_chunk_batch_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     decoded = read_video(source, fps=args.fps, size=model.image_size, max_frames=frames, start=args.start)
     original = decoded.video  # [3, T, H, W]
     with model_output_checked(loaded):
-        ids = model.tokenize(original[None], generator=make_generator(args.seed, device))  # [1, t, N]
+        ids = model.tokenize(original[None], generator=make_generator(args.seed, device), chunk_batch=args.chunk_batch)  # [1, t, N]
     token_steps = ids.shape[1]
     reference = (original[None].float() + 1) / 2  # [1, 3, T, H, W] in [0, 1]
 

@@ -7,6 +7,7 @@ import argparse
 from tqdm.auto import tqdm
 
 from videoflex.cli.common import (
+    add_chunk_batch_option,
     add_model_options,
     check_output_path,
     frame_rate,
@@ -40,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="frame rate the video is sampled at before tokenizing (default: 8, as the models)")
     p.add_argument("--max-frames", type=positive_int, metavar="N",
                    help="tokenize only the first N frames (at --fps); default: the whole video")
+    add_chunk_batch_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for path in bar:
         decoded = read_video(path, fps=args.fps, size=model.image_size, max_frames=args.max_frames)
         with model_output_checked(loaded):
-            ids = model.tokenize(decoded.video[None], generator=make_generator(args.seed, device))
+            ids = model.tokenize(decoded.video[None], generator=make_generator(args.seed, device),
+                                 chunk_batch=args.chunk_batch)
         metadata = TokenMetadata.for_model(model, num_frames=decoded.num_frames, fps=decoded.fps,
                                            source_size=decoded.source_size, source_path=str(path))
         tokens = VideoTokens(ids[0, :, :keep].cpu(), metadata)
