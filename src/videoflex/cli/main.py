@@ -87,5 +87,6 @@ def _run(args: argparse.Namespace, held: list[str]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
 
+
 if __name__ == "__main__":
     sys.exit(main())
