@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,26 +12,35 @@ from torch import nn
 
 from videoflex.nn.attention import Attention, KVCache, layer_norm
 from videoflex.nn.mlp import SwiGLU
+from videoflex.nn.norm import RMSNorm
 
 
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
-    The norms are non-affine LayerNorms; ``qk_norm`` and ``scale`` as :class:`Attention` (the tokenizers
-    pass ``scale=8 / head_dim``, the reference implementation's).
+    norm: ``"layer"``: non-affine LayerNorms, no parameters (the tokenizers); ``"rms"``: affine
+        :class:`~videoflex.nn.norm.RMSNorm` s ``attn_norm`` and ``mlp_norm`` (LLaMA-style generators).
+    ``qk_norm`` and ``scale`` as :class:`Attention` (the tokenizers pass ``scale=8 / head_dim``, the reference
+    implementation's).
     """
 
     def __init__(self, width: int, head_dim: int, mlp_hidden: int, qk_norm: bool = True,
-                 scale: float | None = None) -> None:
+                 scale: float | None = None, norm: Literal["layer", "rms"] = "layer") -> None:
         super().__init__()
+        if norm not in ("layer", "rms"):
+            raise ValueError(f"Block: norm must be 'layer' or 'rms', got {norm!r}")
         self.attn = Attention(width, head_dim, qk_norm=qk_norm, scale=scale)
         self.mlp = SwiGLU(width, mlp_hidden)
+        self.attn_norm: nn.Module | None = RMSNorm(width) if norm == "rms" else None
+        self.mlp_norm: nn.Module | None = RMSNorm(width) if norm == "rms" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
                 cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """``[B,S,D] -> [B,S,D]``; ``mask``, ``rope``, ``cache``, ``positions`` as :meth:`Attention.forward`."""
-        x = x + self.attn(layer_norm(x), mask, rope, cache, positions)
-        return x + self.mlp(layer_norm(x))
+        attn_norm = layer_norm if self.attn_norm is None else self.attn_norm
+        mlp_norm = layer_norm if self.mlp_norm is None else self.mlp_norm
+        x = x + self.attn(attn_norm(x), mask, rope, cache, positions)
+        return x + self.mlp(mlp_norm(x))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,209 @@
+"""The autoregressive generator: a LLaMA-style decoder over a tokenizer's ids (kind ``"ar-generator"``).
+
+Sequence of a clip with ids ``[t, k]`` laid out in the config's order (:mod:`~videoflex.generators.ar.orders`)
+as ``x_0 .. x_{L-1}`` (``L = t * k``)::
+
+    position   0          1     2    ...  L-1
+    input      class      x_0   x_1  ...  x_{L-2}
+    predicts   x_0        x_1   x_2  ...  x_{L-1}
+
+The input at position p is the embedding of the previous id (position 0: of the class, or of the learned null
+class) plus learned embeddings of the latent step and the rank of the id it *predicts* (its coordinates in
+the layout), so the model knows what it predicts whatever the layout's t and k. Positions drive RoPE, the
+causal mask and the KV cache (one :meth:`ARGenerator.forward` serves training, prefill and one-token decoding,
+as gpt-fast). Blocks: pre-norm affine RMSNorm, attention without QK-norm at scale ``1/sqrt(head_dim)`` with
+RoPE, SwiGLU, no biases; a final RMSNorm and an untied linear head.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videoflex.generators.ar.config import ARConfig
+from videoflex.generators.ar.orders import SequenceLayout
+from videoflex.generators.ar.presets import PRESETS
+from videoflex.models.pretrained import PartCount, PretrainedModel
+from videoflex.nn.attention import KVCache
+from videoflex.nn.blocks import Block
+from videoflex.nn.norm import RMSNorm
+from videoflex.nn.rope import rope_angles
+
+KIND = "ar-generator"
+
+
+@dataclass(frozen=True)
+class ARCache:
+    """A preallocated KV cache of every block for ``batch`` rows and ``max_positions`` positions, and the
+    causal mask ``[max_positions, max_positions]`` (bool, True = attend) whose rows the positions select."""
+
+    layers: tuple[KVCache, ...]
+    mask: torch.Tensor
+
+    @property
+    def max_positions(self) -> int:
+        return self.mask.shape[0]
+
+
+class ARGenerator(PretrainedModel):
+    """Class-conditional (or unconditional) autoregressive model over token ids; see the module docstring."""
+
+    kind = KIND
+    config_class = ARConfig
+    presets = PRESETS
+
+    def __init__(self, config: ARConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.class_embed = nn.Embedding(c.num_classes + 1, c.width)  # the last row is the null class
+        self.token_embed = nn.Embedding(c.vocab_size, c.width)
+        self.step_embed = nn.Embedding(c.max_steps, c.width)
+        self.rank_embed = nn.Embedding(c.tokens_per_step, c.width)
+        self.blocks = nn.ModuleList(Block(c.width, c.head_dim, c.mlp_hidden, qk_norm=False, scale=None, norm="rms")
+                                    for _ in range(c.depth))
+        self.norm = RMSNorm(c.width)
+        self.head = nn.Linear(c.width, c.vocab_size, bias=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Normal(0, init_std) embeddings and linears; the residual projections (attention output, SwiGLU's
+        fc2) scaled by ``1/sqrt(2 * depth)`` (GPT-2, Radford et al. 2019); RMSNorm weights one."""
+        std = self.config.init_std
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=std)
+        for block in self.blocks:
+            for m in (block.attn.proj, block.mlp.fc2):
+                nn.init.normal_(m.weight, std=std / math.sqrt(2 * self.config.depth))
+
+    def parameter_parts(self) -> tuple[PartCount, ...]:
+        def count(*modules: nn.Module) -> int:
+            return sum(p.numel() for m in modules for p in m.parameters())
+
+        return (PartCount("embed", count(self.class_embed, self.token_embed, self.step_embed, self.rank_embed)),
+                PartCount("blocks", count(self.blocks)), PartCount("head", count(self.norm, self.head)))
+
+    # ------------------------------------------------------------------------------------ layout
+
+    def layout(self, steps: int, k: int | None = None) -> SequenceLayout:
+        """The layout of ``steps`` steps of ``k`` ids (default: ``tokens_per_step``) in the config's order;
+        ``ValueError`` beyond ``max_steps`` or ``tokens_per_step``."""
+        c = self.config
+        k = c.tokens_per_step if k is None else k
+        if not 1 <= steps <= c.max_steps:
+            raise ValueError(f"{c.name}: a context window holds 1 to max_steps={c.max_steps} steps, got {steps}")
+        if not 1 <= k <= c.tokens_per_step:
+            raise ValueError(f"{c.name}: k (tokens per step) must be in [1, tokens_per_step={c.tokens_per_step}], "
+                             f"got {k}")
+        return SequenceLayout(c.order, steps, k)
+
+    def new_cache(self, batch: int, max_positions: int) -> ARCache:
+        """A zeroed :class:`ARCache` on the model's device, in its dtype."""
+        p = self.head.weight
+        layers = tuple(KVCache(batch, self.config.heads, max_positions, self.config.head_dim, p.dtype, p.device)
+                       for _ in self.blocks)
+        positions = torch.arange(max_positions, device=p.device)
+        return ARCache(layers, positions[None, :] <= positions[:, None])
+
+    # ------------------------------------------------------------------------------------ forward
+
+    def hidden(self, tokens: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor, layout: SequenceLayout,
+               cache: ARCache | None = None) -> torch.Tensor:
+        """The final-norm features ``[B, S, D]`` of :meth:`forward` (the head not applied)."""
+        c = self.config
+        if tokens.dim() != 2 or positions.dim() != 1 or tokens.shape[1] != positions.shape[0]:
+            raise ValueError(f"tokens must be [B, S] with positions [S], got {tuple(tokens.shape)} and "
+                             f"{tuple(positions.shape)}")
+        if cond.shape != (tokens.shape[0],):
+            raise ValueError(f"cond must be [B] = [{tokens.shape[0]}], got {tuple(cond.shape)}")
+        if tokens.dtype != torch.int64 or cond.dtype != torch.int64 or positions.dtype != torch.int64:
+            raise ValueError(f"tokens, cond and positions must be int64, got {tokens.dtype}, {cond.dtype}, "
+                             f"{positions.dtype}")
+        if layout.steps > c.max_steps or layout.k > c.tokens_per_step:
+            raise ValueError(f"{c.name}: layout of {layout.steps} steps x {layout.k} tokens exceeds "
+                             f"max_steps={c.max_steps} x tokens_per_step={c.tokens_per_step}")
+        step, rank = layout.coords(positions.device)
+        first = (positions == 0)[None, :, None]
+        x = torch.where(first, self.class_embed(cond)[:, None], self.token_embed(tokens))
+        x = x + self.step_embed(step[positions]) + self.rank_embed(rank[positions])
+        rope = rope_angles(positions, c.head_dim, c.rope_base)
+        if cache is None:
+            mask = positions[None, :] <= positions[:, None]
+            for block in self.blocks:
+                x = block(x, mask, rope)
+        else:
+            mask = cache.mask[positions]
+            for block, layer in zip(self.blocks, cache.layers, strict=True):
+                x = block(x, mask, rope, layer, positions)
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor, layout: SequenceLayout,
+                cache: ARCache | None = None) -> torch.Tensor:
+        """Next-id logits ``[B, S, vocab_size]`` at ``positions``.
+
+        tokens: ``[B, S]`` int64, the id at layout position ``positions[s] - 1`` (the input of position
+            ``positions[s]``); ignored where ``positions[s] == 0``, which holds the condition.
+        cond: ``[B]`` int64 class labels in ``[0, num_classes]`` (``num_classes`` = the null class).
+        positions: ``[S]`` int64 sequence positions in ``[0, layout.length)``. Without a cache the call sees
+            only these positions (training: ``arange(L)``); with one it writes their keys and values into
+            ``cache`` and attends to every earlier position written (prefill: ``arange(n)``; decoding: one).
+        layout: the order, steps and ids per step of the sequence (:meth:`layout`).
+        """
+        return self.head(self.hidden(tokens, cond, positions, layout, cache))
+
+    # ------------------------------------------------------------------------------------ training
+
+    def check_ids(self, ids: torch.Tensor) -> None:
+        """``ValueError`` unless ``ids`` is an int64 ``[B, t, k]`` tensor of ids in ``[0, vocab_size)``."""
+        if ids.dim() != 3 or ids.dtype != torch.int64:
+            raise ValueError(f"ids must be int64 [B, t, k], got {ids.dtype} {tuple(ids.shape)}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise ValueError(f"ids must be in [0, vocab_size={self.config.vocab_size}), got "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
+
+    def check_labels(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Class labels ``[B]`` int64 in ``[0, num_classes)`` (``ValueError`` otherwise); ``None`` for an
+        unconditional model is the null class. Returns the labels on the model's device."""
+        c = self.config
+        device = self.head.weight.device
+        if labels is None:
+            if c.num_classes:
+                raise ValueError(f"{c.name} is class-conditional ({c.num_classes} classes): labels are needed")
+            return torch.full((batch,), c.null_class, dtype=torch.int64, device=device)
+        if labels.shape != (batch,) or labels.dtype != torch.int64:
+            raise ValueError(f"labels must be int64 [{batch}], got {labels.dtype} {tuple(labels.shape)}")
+        if not c.num_classes:
+            raise ValueError(f"{c.name} is unconditional (num_classes=0): pass labels=None")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= c.num_classes):
+            raise ValueError(f"labels must be in [0, num_classes={c.num_classes}), got "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        return labels.to(device)
+
+    def training_loss(self, ids: torch.Tensor, labels: torch.Tensor | None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean next-id cross-entropy (float32 scalar) of clips ``ids [B, t, k]`` (int64) with class
+        ``labels [B]`` (int64; None for an unconditional model).
+
+        Each clip's label is replaced by the null class with probability ``guidance_dropout`` (drawn from
+        ``generator``, which must be on the model's device), so that the same model gives CFG's
+        unconditional logits. ``t <= max_steps`` and ``k <= tokens_per_step`` (a smaller k trains that
+        budget: nested budgets are a choice of the caller).
+        """
+        self.check_ids(ids)
+        b, t, k = ids.shape
+        cond = self.check_labels(labels, b)
+        layout = self.layout(t, k)
+        ids = ids.to(cond.device)
+        if self.config.guidance_dropout:
+            drop = torch.rand(b, generator=generator, device=cond.device) < self.config.guidance_dropout
+            cond = torch.where(drop, self.config.null_class, cond)
+        seq = layout.to_sequence(ids)
+        inputs = F.pad(seq[:, :-1], (1, 0))
+        positions = torch.arange(layout.length, device=cond.device)
+        logits = self(inputs, cond, positions, layout)
+        return F.cross_entropy(logits.float().flatten(0, 1), seq.flatten())
