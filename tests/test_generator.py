@@ -296,3 +296,17 @@ def test_saved_generator_loads_and_samples_the_same(tmp_path):
     assert loaded.identity == model.identity and isinstance(loaded.config, ARConfig)
     a = generate(model, torch.tensor([1]), 3, None, SamplingConfig(), seeded(3))
     assert torch.equal(a, generate(loaded, torch.tensor([1]), 3, None, SamplingConfig(), seeded(3)))
+
+
+def test_presets_and_inspect_commands_describe_the_generator(tmp_path, capsys):
+    from videoflex.cli.main import main
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "kind ar-generator (ARGenerator)" in out and "ar-xl" in out and "679.6M" in out
+    folder = load_model("ar-debug").save_pretrained(tmp_path / "gen")
+    assert main(["inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "ar-generator (ARGenerator)" in out
+    assert "up to 4 per step x 3 steps = 12 ids a window, step_major order" in out
+    assert "4 (and a null class for CFG)" in out

@@ -17,6 +17,8 @@ from safetensors import safe_open
 
 from videoflex.cli.errors import UserError
 from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_index
+from videoflex.generators.ar.config import ARConfig
+from videoflex.generators.ar.model import ARGenerator
 from videoflex.io.errors import VideoReadError
 from videoflex.io.tokens import TOKEN_FORMAT, load_tokens, read_token_header
 from videoflex.io.video import VideoInfo, probe_video
@@ -172,6 +174,8 @@ def _config_rows(model: PretrainedModel) -> list[tuple[str, str]]:
             ("config hash", model.config_hash)]
     if isinstance(model, VideoFlexTok):
         rows += _flex_rows(config)
+    elif isinstance(model, ARGenerator):
+        rows += _ar_rows(config)
     counted = ", ".join(f"{p.name} {p.parameters / 1e6:.2f}M" for p in parts)
     total = sum(p.numel() for p in model.parameters())
     return rows + [("parameters", f"{counted}; total {total / 1e6:.2f}M")]
@@ -191,6 +195,17 @@ def _flex_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
         ("tokens", (f"{config.num_registers} per time step, codebook {config.fsq.codebook_size} "
                     f"(FSQ levels {list(config.fsq.levels)})")),
         ("sampler", f"{s.method}, {s.steps} steps, guidance {s.guidance:g} ({s.guidance_method})"),
+    ]
+
+
+def _ar_rows(config: ARConfig) -> list[tuple[str, str]]:
+    classes = f"{config.num_classes} (and a null class for CFG)" if config.num_classes else "unconditional"
+    return [
+        ("tokens", (f"vocabulary {config.vocab_size}, up to {config.tokens_per_step} per step x "
+                    f"{config.max_steps} steps = {config.max_positions} ids a window, {config.order} order")),
+        ("classes", classes),
+        ("transformer", (f"depth {config.depth}, width {config.width}, {config.heads} heads, SwiGLU hidden "
+                         f"{config.mlp_hidden}, RoPE base {config.rope_base:g}")),
     ]
 
 
