@@ -61,6 +61,7 @@ def _templates(tmp: Path) -> dict[tuple[str, ...], dict[str, list[str]]]:
         ("reconstruct",): {"input": [str(CLIP)], "output": [str(tmp / "out")]},
         ("inspect",): {"file": [str(CLIP)]},
         ("prepare-data",): {"source": ["shapes"], "shards": [str(tmp / "out")]},
+        ("tokenize-dataset",): {"source": ["shapes"], "output": [str(tmp / "out")]},
         ("eval", "recon"): {"data": [str(CLIP)]},
         ("eval", "fvd"): {"real": [str(folder)], "fake": [str(folder)]},
         ("eval", "classify"): {"videos": [str(CLIP)]},

@@ -45,7 +45,7 @@ def test_output_options_are_dash_o_output():
     """Every command that writes a file or folder names it -o/--output (prepare-data writes two kinds of
     output, --shards and --latents, and train writes to its recipe's out_dir)."""
     parser = build_parser()
-    writers = {("tokenize",), ("detokenize",), ("reconstruct",), ("convert",), ("eval", "recon"),
+    writers = {("tokenize",), ("detokenize",), ("reconstruct",), ("convert",), ("eval", "recon"), ("tokenize-dataset",),
                ("eval", "probe", "train"), ("fetch", "i3d-weights"), ("fetch", "opencv-samples")}
     for path in writers:
         sub = parser

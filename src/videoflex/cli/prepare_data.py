@@ -42,6 +42,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(--config), and write them as webdataset shards (--shards DIR: mp4 + json per clip) and/or "
                     "as a latent cache for a model (--latents DIR: the VAE latents of every clip, read back "
                     "with videoflex.data.LatentCacheDataset). Clips are drawn deterministically from --seed.")
+    add_clip_options(p, frames_help="a latent cache needs 1 + 4m for the VidTok VAE",
+                     size_help="the model's with --latents")
+    out = p.add_argument_group("outputs (at least one)")
+    out.add_argument("--shards", type=output_dir, metavar="DIR", help="write webdataset shards shard-000000.tar, ... here")
+    out.add_argument("--samples-per-shard", type=positive_int, default=256, metavar="N",
+                     help="clips per .tar shard (default: 256)")
+    out.add_argument("--latents", type=output_dir, metavar="DIR", help="write a latent cache for --model here")
+    out.add_argument("--batch-size", type=batch_size, default=8, metavar="N",
+                     help="clips encoded at once (default: 8)")
+    out.add_argument("--latents-per-shard", type=positive_int, default=1024, metavar="N",
+                     help="clips per latent shard (default: 1024)")
+    out.add_argument("--latent-dtype", choices=sorted(LATENT_DTYPES), default="float32",
+                     help="storage type of the latents (default: float32)")
+    add_model_options(p, seed=False)
+    p.set_defaults(run=run)
+
+
+def add_clip_options(p: argparse.ArgumentParser, *, frames_help: str, size_help: str) -> None:
+    """The options that say which clips a command reads (``--source``/``--config`` and their details), shared
+    by ``prepare-data`` and ``tokenize-dataset``; :func:`resolve_sources` reads them back."""
     src = p.add_argument_group("clips")
     src.add_argument("--source", choices=SOURCE_KINDS,
                      help="where clips come from: synthetic moving shapes, Atari game play (ale-py), the "
@@ -61,27 +81,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="the folder of videos (folder), of .tar shards (shards) or of photographs (stills; "
                           "default: the shipped ones)")
     src.add_argument("--frames", type=frame_count, metavar="N",
-                     help="frames per clip (default: 17, or the recipe's; a latent cache needs 1 + 4m for the "
-                          "VidTok VAE)")
+                     help=f"frames per clip (default: 17, or the recipe's; {frames_help})")
     src.add_argument("--size", type=pixels, metavar="PIXELS",
-                     help="clip height and width in pixels (default: the recipe's with --config, else the "
-                          "model's with --latents, else 64)")
+                     help=f"clip height and width in pixels (default: the recipe's with --config, else "
+                          f"{size_help}, else 64)")
     src.add_argument("--fps", type=frame_rate, help="frame rate clips are sampled at (default: 8 or the recipe's)")
     src.add_argument("--seed", type=seed_value, default=0,
                      help="seed of the clip windows and synthetic/Atari clips of --source (default: 0)")
-    out = p.add_argument_group("outputs (at least one)")
-    out.add_argument("--shards", type=output_dir, metavar="DIR", help="write webdataset shards shard-000000.tar, ... here")
-    out.add_argument("--samples-per-shard", type=positive_int, default=256, metavar="N",
-                     help="clips per .tar shard (default: 256)")
-    out.add_argument("--latents", type=output_dir, metavar="DIR", help="write a latent cache for --model here")
-    out.add_argument("--batch-size", type=batch_size, default=8, metavar="N",
-                     help="clips encoded at once (default: 8)")
-    out.add_argument("--latents-per-shard", type=positive_int, default=1024, metavar="N",
-                     help="clips per latent shard (default: 1024)")
-    out.add_argument("--latent-dtype", choices=sorted(LATENT_DTYPES), default="float32",
-                     help="storage type of the latents (default: float32)")
-    add_model_options(p, seed=False)
-    p.set_defaults(run=run)
 
 
 @dataclass
@@ -101,7 +107,9 @@ class Clips:
                 yield from (dataset[i] for i in range(count))
 
 
-def _dataset(source: SourceConfig, data: DataConfig) -> tuple[Dataset[VideoSample], int]:
+def open_source(source: SourceConfig, data: DataConfig) -> tuple[Dataset[VideoSample], int]:
+    """The dataset of ``source`` (folder clips labelled by sub-folder) and the clips to take from it;
+    ``UserError`` naming the source when it cannot be read."""
     from videoflex.data.sources import build_source
 
     try:
@@ -112,7 +120,9 @@ def _dataset(source: SourceConfig, data: DataConfig) -> tuple[Dataset[VideoSampl
     return dataset, count
 
 
-def _sources(args: argparse.Namespace, model_size: int | None) -> tuple[list[SourceConfig], DataConfig]:
+def resolve_sources(args: argparse.Namespace, model_size: int | None) -> tuple[list[SourceConfig], DataConfig]:
+    """The sources and clip shape that the options of :func:`add_clip_options` name (``model_size``: the
+    default clip size with --source); ``UserError`` for a bad combination or recipe."""
     if (args.source is None) == (args.config is None):
         raise UserError("give exactly one of --source KIND or --config RECIPE")
     if args.config is not None:
@@ -149,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         if h != w:
             raise UserError(f"model {model.config.name!r} takes {w}x{h} frames; prepare-data cuts square clips")
         model_size = h
-    sources, data = _sources(args, model_size)
+    sources, data = resolve_sources(args, model_size)
     if model is not None:
         if data.size != model_size:
             raise UserError(f"--size {data.size}: the latent cache needs the model's frame size {model_size}")
@@ -157,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             model.vae.check_num_frames(data.frames)
         except ValueError as err:
             raise UserError(f"--frames {data.frames}: {err}") from None
-    clips = Clips([_dataset(source, data) for source in sources])
+    clips = Clips([open_source(source, data) for source in sources])
     if args.shards is not None:
         paths = write_shards(clips, output_folder(args.shards), samples_per_shard=args.samples_per_shard,
                              progress=not args.quiet)
