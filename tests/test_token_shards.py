@@ -128,6 +128,8 @@ def test_resume_after_an_interruption_gives_the_same_bytes(tmp_path, capsys, mon
         capsys, [*CLI, "-o", part])
     line = _one_line(capsys, [*CLI, "-o", part, "--resume", "--count", "8"])
     assert "cannot resume: num_clips was 7, now 8" in line
+    assert main(["inspect", str(part)]) == 0
+    assert "INCOMPLETE: 6 clips written (continue with --resume)" in capsys.readouterr().out
     (part / ".tokens-000002.999.deadbeef.tmp.safetensors").write_bytes(b"half")  # left by a killed process
     monkeypatch.setattr(token_shards, "_write_shard", lambda out, number, *args: (written_now.append(number),
                                                                                    write_shard(out, number, *args))[1])
@@ -185,3 +187,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code = main([*CLI, "-o", out, "--clips-per-shard", "0"])
     assert code == 2 and "--clips-per-shard" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written by a refused command
+
+
+def test_inspect_describes_a_token_dataset(written, capsys):
+    assert main(["inspect", str(written)]) == 0
+    out = capsys.readouterr().out
+    assert f"{written}: {CLIPS} clips in 3 shard(s), complete" in out
+    assert "x 16 tokens per clip (codebook 64000)" in out and "flex-tokenizer 'flex-tiny'" in out

@@ -17,6 +17,7 @@ from safetensors import safe_open
 
 from videoflex.cli.errors import UserError
 from videoflex.data.latent_cache import INDEX_NAME, LATENT_FORMAT, read_latent_index
+from videoflex.data.token_shards import TOKEN_SHARDS_FORMAT, read_token_index
 from videoflex.generators.ar.config import ARConfig
 from videoflex.generators.ar.model import ARGenerator
 from videoflex.io.errors import VideoReadError
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         if (path / WEIGHTS_NAME).is_file():
             return _model(path / WEIGHTS_NAME, folder=path)
         if (path / INDEX_NAME).is_file():
-            return _latent_cache(path)
+            return _indexed(path)
         tars = sorted(path.glob("*.tar"))
         if tars:
             return _shards(path, tars)
@@ -116,10 +117,11 @@ def run(args: argparse.Namespace) -> int:
         released = _released(path)
         if released is not None:
             return released
-        raise UserError(f"{path}: a folder without {WEIGHTS_NAME} (a model), {INDEX_NAME} (a latent cache), "
+        raise UserError(f"{path}: a folder without {WEIGHTS_NAME} (a model), {INDEX_NAME} (a latent cache or "
+                        "token dataset), "
                         ".tar shards or a sharded training checkpoint")
     if path.name == INDEX_NAME:
-        return _latent_cache(path.parent)
+        return _indexed(path.parent)
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -272,6 +274,32 @@ def _training_checkpoint(path: Path) -> int:
         model = model_class(config)
     rows = [("checkpoint", f"{path} ({_bytes(size)}), training step {step}"), ("kind", kind), ("weights", counts)]
     _show(rows + _config_rows(model))
+    return 0
+
+
+def _indexed(root: Path) -> int:
+    """A folder with an ``index.json``: a token dataset or a latent cache, by the index's ``format``."""
+    try:
+        fmt = json.loads((root / INDEX_NAME).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None  # the latent-cache reader names the problem
+    return _token_dataset(root) if fmt == TOKEN_SHARDS_FORMAT else _latent_cache(root)
+
+
+def _token_dataset(root: Path) -> int:
+    info = read_token_index(root, allow_incomplete=True)
+    done = sum(shard.count for shard in info.shards)
+    state = "complete" if info.complete else f"INCOMPLETE: {done} clips written (continue with --resume)"
+    classes = info.class_names
+    _show([
+        ("token dataset", f"{root}: {info.num_clips} clips in {info.num_shards} shard(s), {state}"),
+        ("tokens", (f"{info.token_steps} time steps x {info.tokens_per_step} tokens per clip "
+                    f"(codebook {info.codebook_size})")),
+        ("clips", f"{info.num_frames} frames at {info.fps:g} fps, {info.image_size[1]}x{info.image_size[0]}"),
+        ("classes", f"{len(classes)}: {', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}"
+         if classes else "none recorded"),
+        ("tokenizer", _identity(info.tokenizer)),
+    ])
     return 0
 
 
