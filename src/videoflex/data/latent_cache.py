@@ -36,6 +36,7 @@ from safetensors import safe_open
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from videoflex.data.index_json import INDEX_NAME, read_index_json
 from videoflex.data.sample import VideoSample, iterate_samples
 from videoflex.io.errors import FileError
 from videoflex.io.safetensors_file import save_safetensors
@@ -48,7 +49,6 @@ from videoflex.vae.base import VideoVAE
 LATENT_FORMAT = "videoflex-latents"
 LATENT_FORMAT_VERSION = 2
 VAE_KIND = "vae"
-INDEX_NAME = "index.json"
 SHARD_PATTERN = "latents-{:06d}.safetensors"
 LATENT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -259,17 +259,9 @@ def _write_shard(out: Path, number: int, items: list[tuple[torch.Tensor, VideoSa
 def read_latent_index(root: str | os.PathLike) -> LatentCacheInfo:
     """Read and check ``root/index.json`` (raises :class:`LatentCacheError`)."""
     root = Path(root)
-    path = root / INDEX_NAME
-    if not root.is_dir():
-        raise LatentCacheError(root, "no such folder")
-    if not path.is_file():
-        raise LatentCacheError(root, f"not a latent cache (no {INDEX_NAME}; an interrupted write leaves none)")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise LatentCacheError(path, f"not valid JSON ({err})") from None
-    if not isinstance(index, dict) or index.get("format") != LATENT_FORMAT:
-        raise LatentCacheError(path, "not a videoflex latent cache index")
+    path, index = read_index_json(root, LATENT_FORMAT, LatentCacheError,
+                                  f"not a latent cache (no {INDEX_NAME}; an interrupted write leaves none)",
+                                  "not a videoflex latent cache index")
     if index.get("format_version") == 1:
         raise LatentCacheError(path, "format version 1 names its VAE by a fingerprint this videoflex no longer "
                                      "computes (it records the VAE's model identity instead); rebuild the cache "

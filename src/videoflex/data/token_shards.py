@@ -42,6 +42,7 @@ from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from videoflex.data.index_json import INDEX_NAME, read_index_json
 from videoflex.data.sample import VideoSample
 from videoflex.io.errors import FileError
 from videoflex.io.safetensors_file import save_safetensors
@@ -52,7 +53,6 @@ from videoflex.utils.json_io import to_json_text
 
 TOKEN_SHARDS_FORMAT = "videoflex-token-shards"
 TOKEN_SHARDS_VERSION = 1
-INDEX_NAME = "index.json"
 SHARD_PATTERN = "tokens-{:06d}.safetensors"
 _SAFETENSORS_DTYPES = {"U8": torch.uint8, "U16": torch.uint16, "I32": torch.int32, "I64": torch.int64}
 
@@ -206,17 +206,8 @@ def read_token_index(root: str | os.PathLike, *, allow_incomplete: bool = False)
             a bad or missing field, or (unless ``allow_incomplete``) an incomplete dataset.
     """
     root = Path(root)
-    path = root / INDEX_NAME
-    if not root.is_dir():
-        raise TokenShardError(root, "no such folder")
-    if not path.is_file():
-        raise TokenShardError(root, f"not a token dataset (no {INDEX_NAME})")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise TokenShardError(path, f"not valid JSON ({err})") from None
-    if not isinstance(index, dict) or index.get("format") != TOKEN_SHARDS_FORMAT:
-        raise TokenShardError(path, f"not a videoflex token dataset index (format {TOKEN_SHARDS_FORMAT!r})")
+    path, index = read_index_json(root, TOKEN_SHARDS_FORMAT, TokenShardError, f"not a token dataset (no {INDEX_NAME})",
+                                  f"not a videoflex token dataset index (format {TOKEN_SHARDS_FORMAT!r})")
     version = index.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise TokenShardError(path, f"bad format_version {version!r}")
