@@ -81,3 +81,9 @@ def test_bad_options_of_new_commands_are_one_line(capsys, tmp_path):
         err = capsys.readouterr().err
         assert code == 2, argv
         assert len(err.strip().splitlines()) == 1 and needle in err, (argv, err)
+
+
+def test_unrecognized_arguments_are_one_line_naming_the_command(capsys, tmp_path):
+    assert main(["eval", "recon", "--data", str(tmp_path), "--bogus", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("videoflex eval recon: error: unrecognized arguments: --bogus 1")

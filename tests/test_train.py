@@ -523,6 +523,9 @@ BAD_RECIPES = {  # override(s) -> a fragment of the one error line
     "optim.lr=[1": "its value is not valid YAML",
     "device=nonesuch": "device=nonesuch:",
     "model=nonesuch": "model: nonesuch: neither a preset",
+    "model=flex-demo": "data.size=32: model flex-demo takes 64x64 frames",  # the clips must fit the model
+    "data.frames=12": "data.frames=12: model flex-tiny takes clips of 1 + 4*m frames, at most 17",
+    "data.frames=21": "data.frames=21: model flex-tiny takes clips of 1 + 4*m frames, at most 17",
 }
 
 
@@ -714,3 +717,11 @@ def test_an_out_dir_that_cannot_be_made_is_one_line_and_leaves_nothing(tmp_path,
     assert main(["train", "tokenizer", "--quiet", *recipe(out, cache)]) == 2
     assert f"out_dir={out}: cannot be made (" in error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_overrides_may_follow_options(tmp_path, cache):
+    """``KEY=VALUE`` overrides after a flag join the others, in order (the last one wins)."""
+    out = tmp_path / "run"
+    items = recipe(out, cache, steps=2)
+    assert main(["train", "tokenizer", *items[:3], "--quiet", *items[3:], "steps=1", "log_every=1"]) == 0
+    assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1]).step == 1

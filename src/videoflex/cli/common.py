@@ -259,7 +259,8 @@ def load_model(spec: str | None, device: torch.device) -> LoadedModel:
     Raises ``UserError`` naming the problem (no default model, unknown name, unreadable file, a model that
     is not a tokenizer).
     """
-    names = ", ".join(registry.PRESETS)
+    names = ", ".join(name for name, preset in registry.PRESETS.items()
+                      if issubclass(preset.kind.model_class, Tokenizer))  # the commands here need a tokenizer
     if spec is None:
         found = default_model_path()
         if found is None:

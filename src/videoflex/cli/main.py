@@ -57,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
     except SystemExit as done:  # a bad option (one line, printed by _Parser.error) or --help
         return int(done.code or 0)
+    if extra:  # KEY=VALUE overrides after an option (`train ... --resume steps=9`) join the others
+        if getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            command = " ".join(part for part in (args.command, getattr(args, "what", None)) if part)
+            print(f"videoflex {command}: error: unrecognized arguments: {' '.join(extra)} "
+                  f"(see 'videoflex {command} --help')", file=sys.stderr)
+            return 2
     if args.command in STREAMED_WARNINGS:
         return _run(args, [])
     with held_warnings() as held:

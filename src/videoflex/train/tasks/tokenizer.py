@@ -162,16 +162,25 @@ class TokenizerTask(Task):
 
     def check(self) -> None:
         """Training data listed (``data.train`` or ``data.latents``), the model a preset or a saved flex
-        tokenizer (its config readable; its weights are checked when :meth:`build` loads them), REPA's
-        teacher weights present. Raises RecipeError."""
+        tokenizer (its config readable; its weights are checked when :meth:`build` loads them), clips of the
+        model's frame size and of at most one chunk (1 + tf*m frames), REPA's teacher weights present.
+        Raises RecipeError."""
         config = self.config
         if not config.data.train and not config.data.latents:
             raise RecipeError("nothing to train on: data.train lists no sources and data.latents names no "
                               "latent cache")
         try:
-            model_config_for(config)
+            model_config, _ = model_config_for(config)
         except (ValueError, FileNotFoundError) as err:
             raise RecipeError(f"model: {err}") from None
+        if not config.data.latents:  # the clips must be what the model takes (a latent cache checks its own)
+            size, tf = model_config.image_size, model_config.vae.temporal_factor
+            if (config.data.size, config.data.size) != tuple(size):
+                raise RecipeError(f"data.size={config.data.size}: model {config.model} takes {size[0]}x{size[1]} "
+                                  f"frames; set data.size={size[0]} or choose a model of that size")
+            if (config.data.frames - 1) % tf or config.data.frames > model_config.chunk_frames:
+                raise RecipeError(f"data.frames={config.data.frames}: model {config.model} takes clips of 1 + {tf}*m "
+                                  f"frames, at most {model_config.chunk_frames} (one chunk)")
         if config.repa.weight > 0 and self.teacher is None and config.repa.teacher_weights \
                 and not Path(config.repa.teacher_weights).expanduser().is_file():
             raise RecipeError(f"repa.teacher_weights={config.repa.teacher_weights}: no such file")
