@@ -72,6 +72,10 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, cache):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
     assert load_checkpoint(list_checkpoints(broken / "checkpoints")[-1]).model_kind == "flex-tokenizer"
     assert main(["inspect", str(list_checkpoints(broken / "checkpoints")[-1])]) == 0
+    steps = [json.loads(line)["step"] for line in (broken / "log.jsonl").read_text().splitlines()]
+    # no step logged twice: the records after the resumed checkpoint were cut (a kill between a checkpoint
+    # and its own log line can still lose that one line)
+    assert steps == sorted(set(steps)) and steps[-1] == 16 and len(steps) >= 15, steps
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
@@ -526,6 +530,7 @@ BAD_RECIPES = {  # override(s) -> a fragment of the one error line
     "model=flex-demo": "data.size=32: model flex-demo takes 64x64 frames",  # the clips must fit the model
     "data.frames=12": "data.frames=12: model flex-tiny takes clips of 1 + 4*m frames, at most 17",
     "data.frames=21": "data.frames=21: model flex-tiny takes clips of 1 + 4*m frames, at most 17",
+    "num_workers=1000": "num_workers must lie in [0, 64], got 1000",
 }
 
 
@@ -725,3 +730,19 @@ def test_overrides_may_follow_options(tmp_path, cache):
     items = recipe(out, cache, steps=2)
     assert main(["train", "tokenizer", *items[:3], "--quiet", *items[3:], "steps=1", "log_every=1"]) == 0
     assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1]).step == 1
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, cache, capsys):
+    out = tmp_path / "fresh"
+    assert main(["train", "tokenizer", "--quiet", "--resume", *recipe(out, cache, steps=1)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: --resume: {out / 'checkpoints'} holds no checkpoint; starting from step 0"]
+
+
+def test_the_log_is_cut_back_to_the_resumed_step(tmp_path):
+    from videoflex.train.run_log import cut_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (2, 4, 6, 8)) + '{"step": 1')
+    cut_log(log, 4)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [2, 4]

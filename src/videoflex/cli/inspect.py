@@ -273,7 +273,7 @@ def _training_checkpoint(path: Path) -> int:
         raise UserError(f"{path}: the model config in this checkpoint cannot be read ({err})") from None
     with torch.device("meta"):
         model = model_class(config)
-    rows = [("checkpoint", f"{path} ({_bytes(size)}), training step {step}"), ("kind", kind), ("weights", counts)]
+    rows = [("checkpoint", f"{path} ({_bytes(size)}), training step {step}"), ("weights", counts)]
     _show(rows + _config_rows(model))
     return 0
 

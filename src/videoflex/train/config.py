@@ -102,8 +102,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "save_every", "eval_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{type(self).__name__}: {name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise ValueError(f"{type(self).__name__}: num_workers must be >= 0, got {self.num_workers}")
+        if not 0 <= self.num_workers <= 64:
+            raise ValueError(f"{type(self).__name__}: num_workers must lie in [0, 64], got {self.num_workers}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{type(self).__name__}: ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.seed < 0:

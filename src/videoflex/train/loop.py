@@ -345,10 +345,15 @@ def set_aside(run: Run, damaged: list[Path]) -> None:
     distributed.barrier(run.ctx)  # every process has passed over them before they move
     if run.ctx.is_main:
         for path in damaged:
-            path.replace(path.with_name(path.name + ".damaged"))
+            aside = path.with_name(path.name + ".damaged")
+            number = 1
+            while aside.exists() or aside.with_name(aside.name + SUM_SUFFIX).exists():  # keep earlier ones
+                number += 1
+                aside = path.with_name(f"{path.name}.damaged{number}")
+            path.replace(aside)
             sums = path.with_name(path.name + SUM_SUFFIX)
             if sums.exists():
-                sums.replace(sums.with_name(path.name + ".damaged" + SUM_SUFFIX))
+                sums.replace(aside.with_name(aside.name + SUM_SUFFIX))
 
 
 def _lock(run: Run) -> RunDirectory:
@@ -416,6 +421,8 @@ def train(task: Task, resume: bool = False, progress: bool = True, allow_recipe_
         last_good, damaged = None, []
         if checkpoints:
             start, last_good, damaged = resume_newest(run, checkpoints, allow_recipe_change)
+        elif resume and ctx.is_main:
+            _warn(f"--resume: {run.checkpoints} holds no checkpoint; starting from step 0")
         if ctx.is_main:
             (out / "train_config.yaml").write_text(config_to_yaml(config))
             task.prepare_data(progress)
@@ -434,7 +441,7 @@ def train(task: Task, resume: bool = False, progress: bool = True, allow_recipe_
         stop["signal"] = signal.Signals(signum).name
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    log = RunLog(out) if ctx.is_main else None
+    log = RunLog(out, start) if ctx.is_main else None
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (progress and ctx.is_main))
     tick, clips_done = time.perf_counter(), 0
     accum = config.grad_accum
