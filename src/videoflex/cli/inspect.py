@@ -16,8 +16,8 @@ import torch
 from safetensors import safe_open
 
 from videoflex.cli.errors import UserError
-from videoflex.data.index_json import INDEX_NAME
 from videoflex.data.latent_cache import LATENT_FORMAT, read_latent_index
+from videoflex.data.sharded import INDEX_NAME
 from videoflex.data.token_shards import TOKEN_SHARDS_FORMAT, read_token_index
 from videoflex.generators.ar.config import ARConfig
 from videoflex.generators.ar.model import ARGenerator

@@ -36,8 +36,8 @@ from safetensors import safe_open
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from videoflex.data.index_json import INDEX_NAME, read_index_json
 from videoflex.data.sample import VideoSample, iterate_samples
+from videoflex.data.sharded import INDEX_NAME, ShardRecord, read_index_json, read_shard_record
 from videoflex.io.errors import FileError
 from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.video import atomic_output_path
@@ -289,13 +289,6 @@ def read_latent_index(root: str | os.PathLike) -> LatentCacheInfo:
     return info
 
 
-@dataclass(frozen=True)
-class _ShardRecord:
-    labels: list[int]
-    captions: list[str | None]
-    sources: list[str]
-
-
 class LatentCacheDataset(Dataset[LatentSample]):
     """The clips of a cache folder written by :func:`write_latent_cache`, as :class:`LatentSample` s.
 
@@ -317,7 +310,7 @@ class LatentCacheDataset(Dataset[LatentSample]):
         for _, count in self.info.shards:
             total += count
             self._ends.append(total)
-        self._records: dict[int, _ShardRecord] = {}
+        self._records: dict[int, ShardRecord] = {}
 
     def __len__(self) -> int:
         return self._ends[-1]
@@ -325,12 +318,12 @@ class LatentCacheDataset(Dataset[LatentSample]):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_records": {}}
 
-    def _record(self, shard: int) -> _ShardRecord:
+    def _record(self, shard: int) -> ShardRecord:
         if shard not in self._records:
             self._records[shard] = self._open_shard(shard)
         return self._records[shard]
 
-    def _open_shard(self, shard: int) -> _ShardRecord:
+    def _open_shard(self, shard: int) -> ShardRecord:
         name, count = self.info.shards[shard]
         path = self.info.root / name
         try:
@@ -348,13 +341,7 @@ class LatentCacheDataset(Dataset[LatentSample]):
                 or shapes["labels"] != [count]:
             raise LatentCacheError(path, f"tensors {shapes} do not match the index ({count} x "
                                          f"{list(self.info.latent_shape)})")
-        try:
-            captions, sources = json.loads(metadata["captions"]), json.loads(metadata["sources"])
-        except (KeyError, json.JSONDecodeError) as err:
-            raise LatentCacheError(path, f"bad captions/sources metadata ({err})") from None
-        if len(captions) != count or len(sources) != count:
-            raise LatentCacheError(path, "captions/sources do not list one entry per clip")
-        return _ShardRecord(labels, captions, sources)
+        return read_shard_record(path, metadata, labels, count, LatentCacheError)
 
     def __getitem__(self, index: int) -> LatentSample:
         if not -len(self) <= index < len(self):

@@ -28,7 +28,6 @@ and, given the identity of the tokenizer to use, ids made by another tokenizer (
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -42,8 +41,8 @@ from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from videoflex.data.index_json import INDEX_NAME, read_index_json
 from videoflex.data.sample import VideoSample
+from videoflex.data.sharded import INDEX_NAME, ShardRecord, read_index_json, read_shard_record
 from videoflex.io.errors import FileError
 from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.tokens import TokenModel, id_dtype
@@ -430,25 +429,6 @@ def write_token_shards(
 # ----------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
-class _ShardRecord:
-    labels: list[int]
-    captions: list[str | None]
-    sources: list[str]
-
-
-def _json_list(path: Path, metadata: dict[str, str], key: str, count: int, optional: bool) -> list:
-    try:
-        values = json.loads(metadata[key])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise TokenShardError(path, f"bad {key} metadata ({type(err).__name__}: {err})") from None
-    ok = (str, type(None)) if optional else str
-    if not isinstance(values, list) or len(values) != count or not all(isinstance(v, ok) for v in values):
-        raise TokenShardError(path, f"{key} metadata must list one {'string or null' if optional else 'string'} "
-                                    f"per clip ({count})")
-    return values
-
-
 class TokenShardDataset(Dataset[TokenSample]):
     """The clips of a token dataset written by :func:`write_token_shards`, as :class:`TokenSample` s.
 
@@ -472,7 +452,7 @@ class TokenShardDataset(Dataset[TokenSample]):
             check_token_shards_tokenizer(self.info, tokenizer_identity)
         self._ends = [min(self.info.num_clips, (i + 1) * self.info.clips_per_shard)
                       for i in range(len(self.info.shards))]
-        self._records: dict[int, _ShardRecord] = {}
+        self._records: dict[int, ShardRecord] = {}
 
     def __len__(self) -> int:
         return self.info.num_clips
@@ -480,12 +460,12 @@ class TokenShardDataset(Dataset[TokenSample]):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_records": {}}
 
-    def _record(self, shard: int) -> _ShardRecord:
+    def _record(self, shard: int) -> ShardRecord:
         if shard not in self._records:
             self._records[shard] = self._open_shard(shard)
         return self._records[shard]
 
-    def _open_shard(self, shard: int) -> _ShardRecord:
+    def _open_shard(self, shard: int) -> ShardRecord:
         info, entry = self.info, self.info.shards[shard]
         path = info.root / entry.file
         if not path.is_file():
@@ -517,8 +497,7 @@ class TokenShardDataset(Dataset[TokenSample]):
             raise TokenShardError(path, f"tensors {got} do not match the index ({want})")
         if any(label < -1 or (info.class_names is not None and label >= len(info.class_names)) for label in labels):
             raise TokenShardError(path, "a label is outside -1 .. the number of class names")
-        return _ShardRecord(labels, _json_list(path, metadata, "captions", entry.count, True),
-                            _json_list(path, metadata, "sources", entry.count, False))
+        return read_shard_record(path, metadata, labels, entry.count, TokenShardError)
 
     def __getitem__(self, index: int) -> TokenSample:
         if not -len(self) <= index < len(self):
