@@ -32,6 +32,7 @@ from videoflex.data import (
     write_shards,
 )
 from videoflex.data.config import DataConfig, SourceConfig
+from videoflex.data.shapes import COLOURS, SHAPES, ShapeFactors
 from videoflex.data.sources import build_source
 from videoflex.data.stills import STILL_IMAGES, StillPansConfig, StillPansDataset, film_still
 from videoflex.data.transforms import random_crop
@@ -110,6 +111,34 @@ def test_shapes_single_factor_labels_and_any_size():
     assert ShapesDataset(ShapesConfig(num_frames=40, size=16))[0].video.shape == (3, 40, 16, 16)
     with pytest.raises(ValueError, match="shapes"):
         ShapesConfig(shapes=("circle", "blob"))
+
+
+def test_shapes_heldout_combinations_split_and_every_value_stays_seen():
+    """``combinations="seen"`` never draws a held-out (shape, colour, motion) combination and ``"heldout"``
+    draws only them; every single value occurs on both sides, so a text model trained on the seen clips can
+    be asked for unseen combinations of values it knows. ``"all"`` keeps the clips of earlier versions."""
+    seen = ShapesDataset(ShapesConfig(num_samples=200, size=16, combinations="seen", seed=3))
+    held = ShapesDataset(ShapesConfig(num_samples=200, size=16, combinations="heldout", seed=3))
+    config = seen.config
+    assert len(config.allowed()) == 330 and len(held.config.allowed()) == 54  # 384 = 6 x 8 x 8; every 7th out
+    for dataset, want in ((seen, False), (held, True)):
+        for i in range(len(dataset)):
+            f = dataset.factors(i)
+            assert config.heldout(f.shape, f.colour, f.motion) is want
+    heldout = held.config.allowed()
+    for axis, values in enumerate((SHAPES, tuple(COLOURS), tuple(MOTIONS))):
+        assert {combo[axis] for combo in heldout} == set(values)
+    everything = ShapesDataset(ShapesConfig(num_samples=3, size=16))
+    assert everything.factors(0) == ShapeFactors("hexagon", "cyan", "up-left")  # unchanged by the split
+    with pytest.raises(ValueError, match="combinations"):
+        ShapesConfig(combinations="unseen")
+    with pytest.raises(ValueError, match="no heldout combination"):
+        ShapesConfig(shapes=("circle",), colours=("red",), motions=("left",), combinations="heldout")
+    with pytest.raises(ValueError, match="options of the shapes source"):
+        SourceConfig(kind="atari", count=4, label_by="colour")
+    source = build_source(SourceConfig(kind="shapes", count=8, label_by="colour", combinations="heldout"),
+                          DataConfig(frames=5, size=16))
+    assert {source[i].label for i in range(8)} <= set(range(8))
 
 
 def test_dataloader_batches():

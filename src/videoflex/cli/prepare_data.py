@@ -88,6 +88,12 @@ def add_clip_options(p: argparse.ArgumentParser, *, frames_help: str, size_help:
     src.add_argument("--fps", type=frame_rate, help="frame rate clips are sampled at (default: 8 or the recipe's)")
     src.add_argument("--seed", type=seed_value, default=0,
                      help="seed of the clip windows and synthetic/Atari clips of --source (default: 0)")
+    src.add_argument("--label-by", choices=("all", "shape", "colour", "motion"), default="all",
+                     help="shapes: what a clip's class is (default: all, one class per shape-colour-motion "
+                          "combination)")
+    src.add_argument("--combinations", choices=("all", "seen", "heldout"), default="all",
+                     help="shapes: draw every combination of shape, colour and motion, only those not held out "
+                          "(seen), or only the held-out ones (default: all)")
 
 
 @dataclass
@@ -138,9 +144,11 @@ def resolve_sources(args: argparse.Namespace, model_size: int | None) -> tuple[l
     else:
         if args.source in ("folder", "shards") and not args.path:
             raise UserError(f"--source {args.source} needs --path")
+        if args.source != "shapes" and (args.label_by, args.combinations) != ("all", "all"):
+            raise UserError("--label-by and --combinations are options of --source shapes")
         names = tuple(n.strip() for n in args.names.split(",") if n.strip()) if args.names else ()
         sources = [SourceConfig(kind=args.source, count=args.count, names=names, path=str(args.path or ""),
-                                seed=args.seed)]
+                                seed=args.seed, label_by=args.label_by, combinations=args.combinations)]
         data = DataConfig()
         size = model_size or data.size
     return sources, DataConfig(frames=args.frames or data.frames, size=args.size or size, fps=args.fps or data.fps)

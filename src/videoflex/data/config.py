@@ -19,6 +19,9 @@ class SourceConfig:
     names: sample-clip names (``sample_clips``), game ids (``atari``), image names (``stills``) or file
         names relative to ``path`` (``folder``); empty = all of the source's.
     path: the folder (``~`` is expanded) of ``folder``, ``shards`` and ``stills``.
+    label_by, combinations: for ``shapes``: what the class id encodes (``all``, ``shape``, ``colour``,
+        ``motion``) and which factor combinations are drawn (``all``, ``seen``, ``heldout``); see
+        :class:`videoflex.data.shapes.ShapesConfig`. Other kinds refuse values other than the defaults.
     crop_scale, flip: random resized crops and mirroring of video-file sources (``sample_clips``,
         ``folder``, ``shards``), see :class:`videoflex.data.transforms.ClipSpec`; ``None``/false: the
         centred crop. Many different clips from a few videos. For ``stills``, ``crop_scale`` is the
@@ -32,6 +35,8 @@ class SourceConfig:
     seed: int = 0
     crop_scale: tuple[float, float] | None = None
     flip: bool = False
+    label_by: Literal["all", "shape", "colour", "motion"] = "all"
+    combinations: Literal["all", "seen", "heldout"] = "all"
 
     def __post_init__(self) -> None:
         """Raises ValueError naming the field: ``count`` < 1, ``seed`` < 0, or ``crop_scale`` not
@@ -43,6 +48,15 @@ class SourceConfig:
         if self.crop_scale is not None and not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError(f"SourceConfig ({self.kind}): crop_scale must be [low, high] with "
                              f"0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if self.label_by not in ("all", "shape", "colour", "motion"):
+            raise ValueError(f"SourceConfig ({self.kind}): label_by must be all, shape, colour or motion, "
+                             f"got {self.label_by!r}")
+        if self.combinations not in ("all", "seen", "heldout"):
+            raise ValueError(f"SourceConfig ({self.kind}): combinations must be all, seen or heldout, "
+                             f"got {self.combinations!r}")
+        if self.kind != "shapes" and (self.label_by, self.combinations) != ("all", "all"):
+            raise ValueError(f"SourceConfig ({self.kind}): label_by and combinations are options of the "
+                             "shapes source")
         if self.kind in ("folder", "shards") and not self.path:
             raise ValueError(f"SourceConfig ({self.kind}): needs path (the folder{' of shards' * (self.kind == 'shards')})")
 

@@ -13,6 +13,12 @@ Class ids (``label_by``):
 
 where indices are positions in the config's ``shapes``, ``colours`` and ``motions``. Captions read
 ``"a red circle moving up and to the left"`` (``"an orange ..."``).
+
+Held-out combinations (``combinations``): the combination ``(s, k, m)`` with index
+``c = (s * len(colours) + k) * len(motions) + m`` is *held out* when ``c % heldout_every == heldout_every - 1``
+(every 7th by default: 54 of the 384 combinations, among which every shape, colour and motion occurs).
+``"seen"`` never draws a held-out combination, ``"heldout"`` draws only them, so a text-conditional model
+trained on ``"seen"`` clips can be asked for attribute combinations it never saw.
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ class ShapesConfig:
         fps: the frame rate the clips claim (the motion is defined per clip, not per second).
         shapes, colours, motions: the factor values used (subsets of ``SHAPES``, ``COLOURS``, ``MOTIONS``).
         label_by: what the class id encodes, see the module docstring.
+        combinations: ``"all"``, ``"seen"`` (no held-out combination) or ``"heldout"`` (only those); see the
+            module docstring.
+        heldout_every: one combination in this many is held out (>= 2).
         scale: range of the shape's diameter as a fraction of the short side.
         travel: fraction of the free space crossed along each moving axis over the clip, in (0, 1].
         background: RGB of the background.
@@ -87,6 +96,8 @@ class ShapesConfig:
     colours: tuple[str, ...] = tuple(COLOURS)
     motions: tuple[str, ...] = tuple(MOTIONS)
     label_by: Literal["all", "shape", "colour", "motion"] = "all"
+    combinations: Literal["all", "seen", "heldout"] = "all"
+    heldout_every: int = 7
     scale: tuple[float, float] = (0.25, 0.4)
     travel: float = 0.6
     background: tuple[int, int, int] = (24, 24, 28)
@@ -110,10 +121,30 @@ class ShapesConfig:
             raise ValueError(f"size must be at least 8x8, got {self.size}")
         if self.label_by not in ("all", "shape", "colour", "motion"):
             raise ValueError(f"label_by must be all, shape, colour or motion, got {self.label_by!r}")
+        if self.combinations not in ("all", "seen", "heldout"):
+            raise ValueError(f"combinations must be all, seen or heldout, got {self.combinations!r}")
+        if self.heldout_every < 2:
+            raise ValueError(f"heldout_every must be >= 2, got {self.heldout_every}")
+        if self.combinations != "all" and not self.allowed():
+            raise ValueError(f"no {self.combinations} combination of these shapes, colours and motions "
+                             f"(heldout_every={self.heldout_every})")
         if not 0 < self.scale[0] <= self.scale[1] < 1:
             raise ValueError(f"scale must be a range inside (0, 1), got {self.scale}")
         if not 0 < self.travel <= 1:
             raise ValueError(f"travel must be in (0, 1], got {self.travel}")
+
+
+    def heldout(self, shape: str, colour: str, motion: str) -> bool:
+        """Whether the combination is held out (see the module docstring); ``ValueError`` for unknown values."""
+        c = (self.shapes.index(shape) * len(self.colours) + self.colours.index(colour)) * len(self.motions) \
+            + self.motions.index(motion)
+        return c % self.heldout_every == self.heldout_every - 1
+
+    def allowed(self) -> tuple[tuple[str, str, str], ...]:
+        """The (shape, colour, motion) combinations this config draws, in index order."""
+        keep = {"all": lambda h: True, "seen": lambda h: not h, "heldout": lambda h: h}[self.combinations]
+        return tuple((s, k, m) for s in self.shapes for k in self.colours for m in self.motions
+                     if keep(self.heldout(s, k, m)))
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,7 @@ class ShapesDataset(Dataset[VideoSample]):
 
     def __init__(self, config: ShapesConfig = ShapesConfig()) -> None:
         self.config = config
+        self._allowed = config.allowed()
 
     def __len__(self) -> int:
         return self.config.num_samples
@@ -164,11 +196,14 @@ class ShapesDataset(Dataset[VideoSample]):
     def _draw(self, index: int) -> tuple[ShapeFactors, np.random.Generator]:
         c = self.config
         rng = np.random.default_rng([c.seed, index])
-        factors = ShapeFactors(
-            shape=c.shapes[int(rng.integers(len(c.shapes)))],
-            colour=c.colours[int(rng.integers(len(c.colours)))],
-            motion=c.motions[int(rng.integers(len(c.motions)))],
-        )
+        if c.combinations == "all":  # three draws, as before the held-out split (the same clips)
+            factors = ShapeFactors(
+                shape=c.shapes[int(rng.integers(len(c.shapes)))],
+                colour=c.colours[int(rng.integers(len(c.colours)))],
+                motion=c.motions[int(rng.integers(len(c.motions)))],
+            )
+        else:
+            factors = ShapeFactors(*self._allowed[int(rng.integers(len(self._allowed)))])
         return factors, rng
 
     def __getitem__(self, index: int) -> VideoSample:

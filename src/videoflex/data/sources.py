@@ -35,7 +35,8 @@ def build_source(source: SourceConfig, data: DataConfig, labels: bool = False) -
         from videoflex.data.shapes import ShapesConfig, ShapesDataset
 
         return ShapesDataset(ShapesConfig(num_samples=source.count, num_frames=data.frames, size=data.size,
-                                          fps=data.fps, seed=source.seed))
+                                          fps=data.fps, seed=source.seed, label_by=source.label_by,
+                                          combinations=source.combinations))
     if source.kind == "atari":
         from videoflex.data.atari import ATARI_GAMES, AtariConfig, AtariDataset
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from videoflex.tokenizers.flex.config import (
     DecoderConfig,
     EncoderConfig,
+    FSQConfig,
     LossConfig,
     SamplerConfig,
     TokenizerConfig,
@@ -114,10 +115,33 @@ def demo_linear() -> TokenizerConfig:
     )
 
 
+def shapes() -> TokenizerConfig:
+    """The architecture of the shipped synthetic-shapes tokenizer (``checkpoints/shapes``, the generators'
+    tokenizer): 32x32 pixels folded 4x4x4 into 192 channels (no learned VAE), d2 encoder and d4 decoder
+    of width 128, 16 tokens a step (80 for 17 frames) over a 1,000-code FSQ [8,5,5,5], so that a small
+    generator's embedding and output layer stay small. Trained like ``flex-demo`` (a data-predicting
+    decoder at flow times near pure noise, decoded in one step), on moving shapes (``configs/shapes.yaml``).
+    """
+    return TokenizerConfig(
+        name="flex-shapes",
+        image_size=(32, 32),
+        vae=VAEConfig(kind="space_to_depth", latent_channels=192, temporal_factor=4, spatial_factor=4),
+        encoder=EncoderConfig(width=128, depth=2, head_dim=32, patch_size=1, code_init_std=0.1 * 128**-0.5,
+                              embedding_init_std=0.5),
+        decoder=DecoderConfig(width=128, depth=4, head_dim=32, patch_size=1, prediction="data",
+                              register_positions=True, zero_init_input=True, embedding_init_std=0.5),
+        fsq=FSQConfig(levels=(8, 5, 5, 5)),
+        num_registers=16,
+        sampler=SamplerConfig(steps=1, guidance=1.0, guidance_method="cfg"),
+        loss=LossConfig(time_mean=6.0, time_std=0.5),
+    )
+
+
 PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
     "flex-tiny": tiny,
     "flex-demo": demo,
     "flex-demo-linear": demo_linear,
+    "flex-shapes": shapes,
     "flex-ablation-d12": ablation_d12,
     "flex-k600-d18": k600_d18,
     "flex-panda-d18-d28": panda_d18_d28,
