@@ -10,8 +10,10 @@ import torch
 
 from videoflex import load_model
 from videoflex.generators.ar import ARConfig, ARGenerator, SamplingConfig, SequenceLayout, generate
+from videoflex.generators.ar.config import TokenizerRef
 from videoflex.generators.ar.orders import from_sequence, to_sequence
 from videoflex.generators.ar.sampling import cfg_combine, cfg_scale_at, sample_ids, top_k_filter, top_p_filter
+from videoflex.models.identity import ModelIdentity
 from videoflex.nn.blocks import Block
 
 
@@ -243,6 +245,10 @@ def test_rms_block_keeps_the_tokenizer_block_unchanged():
     ({"head_dim": 5, "width": 65}, "head_dim must be even"),
     ({"guidance_dropout": 1.0}, r"guidance_dropout must be in \[0, 1\)"),
     ({"max_steps": 0}, "max_steps must be > 0"),
+    ({"class_names": ("a", "b")}, "class_names has 2 names for num_classes 4"),
+    ({"text_encoder": "minilm"}, "text_dim must be > 0 iff text_encoder is set"),
+    ({"text_dim": 8}, "text_dim must be > 0 iff text_encoder is set"),
+    ({"text_max_tokens": 0}, "text_max_tokens must be >= 1"),
 ])
 def test_bad_configs_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -296,6 +302,18 @@ def test_saved_generator_loads_and_samples_the_same(tmp_path):
     assert loaded.identity == model.identity and isinstance(loaded.config, ARConfig)
     a = generate(model, torch.tensor([1]), 3, None, SamplingConfig(), seeded(3))
     assert torch.equal(a, generate(loaded, torch.tensor([1]), 3, None, SamplingConfig(), seeded(3)))
+
+
+def test_class_names_and_tokenizer_reference_survive_save_and_load(tmp_path):
+    tokenizer = ModelIdentity("flex-tokenizer", "flex-d18-d18", "0123456789abcdef", "fedcba9876543210")
+    ref = TokenizerRef.from_identity(tokenizer, "runs/tok")
+    assert ref.identity == tokenizer and ref.path == "runs/tok" and TokenizerRef().identity is None
+    with pytest.raises(ValueError, match="kind, config_hash and weights_hash are all set or all empty"):
+        TokenizerRef(kind="flex-tokenizer")
+    model = debug_model(class_names=("circle", "square", "star", "cross"), tokenizer=ref)
+    loaded = load_model(model.save_pretrained(tmp_path / "gen"))
+    assert loaded.config == model.config and loaded.identity == model.identity
+    assert loaded.config.tokenizer.identity == tokenizer and loaded.config.class_names[2] == "star"
 
 
 def test_presets_and_inspect_commands_describe_the_generator(tmp_path, capsys):
