@@ -9,8 +9,8 @@ import sys
 from typing import NoReturn
 
 # Each command lives in its own module exposing ``add_parser(subparsers)``; the parser calls ``args.run``.
-COMMANDS = ("tokenize", "detokenize", "reconstruct", "inspect", "prepare-data", "tokenize-dataset", "eval", "convert",
-            "presets", "train", "fetch")
+COMMANDS = ("tokenize", "detokenize", "reconstruct", "inspect", "prepare-data", "tokenize-dataset", "generate", "eval",
+            "convert", "presets", "train", "fetch")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,347 @@
+"""``videoflex generate``: sample videos from a generator (class- or text-conditional) and decode them with the
+tokenizer it records.
+
+The generator (``--model``, kind ``ar-generator``) records its tokenizer (``ARConfig.tokenizer``): the path it was
+loaded from and its identity. The tokenizer is loaded from ``--tokenizer`` or that path (relative paths are
+looked up in the working folder, then in the generator's folder), and refused when its identity is not the
+recorded one. The helpers here (loading the pair, the sampling options, conditions) are shared with
+``videoflex eval generator``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from videoflex import registry
+from videoflex.cli.common import (
+    LoadedModel,
+    Number,
+    check_output_path,
+    frame_count,
+    frame_rate,
+    make_parent,
+    model_output_checked,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    resolve_device,
+    seed_value,
+    size_text,
+)
+from videoflex.cli.errors import UserError
+from videoflex.generators.ar.model import ARGenerator
+from videoflex.generators.ar.sampling import SamplingConfig
+from videoflex.io.video import MP4_SUFFIXES
+from videoflex.tokenizers.base import Tokenizer
+
+DEFAULT_FPS = 8.0
+"""Frame rate of the written videos without ``--fps``: the rate the data commands sample clips at
+(``DataConfig.fps``, 8; a 17-frame chunk is about 2 s, as the released models)."""
+top_p_value = Number(float, 0, 1, above=True)
+cfg_scale_value = Number(float, 0, 100)
+sample_count = Number(int, 1, 4096)
+step_count = Number(int, 1, 25_000)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate", help="sample videos from a class- or text-conditional generator",
+        description="Sample token ids from a generator (--model, an ar-generator) for a class (--class) or a "
+                    "prompt (--prompt), decode them with the tokenizer the generator records (or --tokenizer; "
+                    "one of another identity is refused) and write an mp4 (-o OUT.mp4; a folder of "
+                    "sample-NNN.mp4 for --num N > 1). Videos longer than the generator's window slide it over "
+                    "whole latent steps. The same --seed and options give the same bytes.")
+    p.add_argument("--model", required=True, metavar="PATH|PRESET",
+                   help="the generator: a saved ar-generator (folder or model.safetensors) or a preset name "
+                        "(random weights)")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--class", dest="class_", metavar="NAME|INDEX",
+                      help="the class to generate (a name of the generator's classes, or an index)")
+    cond.add_argument("--prompt", metavar="TEXT", help="the prompt of a text-conditional generator")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=frame_count, metavar="F",
+                        help="frames of the video, 1 + tf*m for the tokenizer's temporal factor tf (default: "
+                             "one chunk of the tokenizer, 17 for tf 4)")
+    length.add_argument("--steps", type=step_count, metavar="T",
+                        help="latent steps instead of --frames (T steps = 1 + tf*(T-1) frames)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the video to write (.mp4, .m4v, .mov, .mkv or .gif); with --num N > 1 a folder that "
+                        "receives sample-000.mp4, ...")
+    p.add_argument("--num", type=sample_count, default=1, metavar="N", help="videos to sample at once (default: 1)")
+    p.add_argument("--ids", metavar="PATH",
+                   help="also write the sampled ids as a token file (.safetensors; a folder of "
+                        "sample-NNN.safetensors with --num N > 1), readable by 'videoflex detokenize'")
+    p.add_argument("--fps", type=frame_rate,
+                   help=f"frame rate written in the video (default: {DEFAULT_FPS:g}, the rate clips are "
+                        f"prepared at)")
+    p.add_argument("--seed", type=seed_value, default=0,
+                   help="seed of the ids' draws (the generator) and of the decoder's noise (the tokenizer): "
+                        "the same seed gives the same video (default: 0)")
+    add_generation_options(p)
+    p.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu, cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """``--tokenizer``, ``--budget`` and the sampling options (temperature, top-k, top-p, CFG, cache)."""
+    g = p.add_argument_group("sampling")
+    g.add_argument("--tokenizer", metavar="PATH|PRESET",
+                   help="the tokenizer that decodes the ids (default: the one the generator records; its "
+                        "identity must match the recorded one)")
+    g.add_argument("--budget", type=positive_int, metavar="K",
+                   help="ids sampled per latent step (default: the generator's tokens_per_step)")
+    g.add_argument("--temperature", type=non_negative_float, default=1.0,
+                   help="divides the logits; 0 = greedy (default: 1)")
+    g.add_argument("--top-k", type=non_negative_int, default=0, help="keep the K most likely ids (default: 0, all)")
+    g.add_argument("--top-p", type=top_p_value, default=1.0,
+                   help="keep the most likely ids up to this total probability (default: 1, all)")
+    g.add_argument("--cfg", type=cfg_scale_value, default=1.0,
+                   help="classifier-free guidance scale on the logits, 1 = none (default: 1)")
+    g.add_argument("--cfg-schedule", choices=("constant", "linear"), default="constant",
+                   help="constant scale, or growing linearly from 1 to --cfg over the sequence (default: constant)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="recompute the whole prefix for every id instead of using the KV cache (same ids, slower)")
+
+
+def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+    """The :class:`SamplingConfig` of the options of :func:`add_generation_options`."""
+    return SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg,
+                          cfg_schedule=args.cfg_schedule)
+
+
+# ----------------------------------------------------------------------------- loading the pair
+
+
+@dataclass(frozen=True)
+class LoadedGenerator:
+    """A generator, where it came from (``source``: a path or ``"preset NAME (random weights)"``) and its folder
+    (None for a preset), where a relative recorded tokenizer path is also looked up."""
+
+    model: ARGenerator
+    source: str
+    folder: Path | None
+
+
+def _load(spec: str, device: torch.device, option: str):
+    path = Path(spec)
+    if path.exists():
+        try:
+            return registry.load_model(path, device=str(device)), str(path), path if path.is_dir() else path.parent
+        except (ValueError, FileNotFoundError) as err:
+            message = str(err)
+            raise UserError(f"{option} {spec}: {message}" if not message.startswith(str(path)) else message) from None
+    if spec in registry.PRESETS:
+        return registry.load_model(spec, device=device), f"preset {spec} (random weights)", None
+    raise UserError(f"{option} {spec}: no such file or folder, and not a preset")
+
+
+def load_generator(spec: str, device: torch.device) -> LoadedGenerator:
+    """The ``ar-generator`` at ``spec`` (a saved model or a preset); ``UserError`` for anything else."""
+    model, source, folder = _load(spec, device, "--model")
+    if not isinstance(model, ARGenerator):
+        raise UserError(f"--model {spec}: a {model.kind} model, not a generator (kind ar-generator)")
+    return LoadedGenerator(model.eval(), source, folder)
+
+
+def tokenizer_spec(loaded: LoadedGenerator, given: str | None) -> str:
+    """Where the tokenizer is loaded from: ``given`` (``--tokenizer``), else the recorded path, found as given
+    (absolute, or relative to the working folder), then relative to the generator's folder, then as a preset
+    name. ``UserError`` when nothing is recorded or the recorded path is not found."""
+    if given is not None:
+        return given
+    recorded = loaded.model.config.tokenizer.path
+    if not recorded:
+        raise UserError(f"--model {loaded.source}: the generator records no tokenizer; pass --tokenizer PATH")
+    if Path(recorded).exists():
+        return recorded
+    if loaded.folder is not None and not Path(recorded).is_absolute() and (loaded.folder / recorded).exists():
+        return str(loaded.folder / recorded)
+    if recorded in registry.PRESETS:
+        return recorded
+    where = f" or in {loaded.folder}" if loaded.folder is not None else ""
+    raise UserError(f"--model {loaded.source}: its tokenizer {recorded} is not in the working folder{where}; "
+                    f"pass --tokenizer PATH")
+
+
+def load_tokenizer(loaded: LoadedGenerator, given: str | None, device: torch.device) -> LoadedModel:
+    """The generator's tokenizer (see :func:`tokenizer_spec`), checked against the recorded identity: a mismatch
+    is a ``UserError`` naming both identities. A generator that records no identity gets a warning."""
+    from videoflex.cli.common import warn
+
+    spec = tokenizer_spec(loaded, given)
+    model, source, _ = _load(spec, device, "--tokenizer")
+    if not isinstance(model, Tokenizer):
+        raise UserError(f"--tokenizer {spec}: a {model.kind} model, not a tokenizer")
+    recorded = loaded.model.config.tokenizer.identity
+    if recorded is None:
+        warn(f"--model {loaded.source}: the generator records no tokenizer identity; {spec} is not checked")
+    elif not recorded.same_model(model.identity):
+        raise UserError(f"--tokenizer {spec}: the tokenizer is {model.identity}, but the generator "
+                        f"{loaded.model.config.name!r} models the ids of {recorded}")
+    return LoadedModel(model.eval(), source)
+
+
+def check_budget(generator: ARGenerator, tokenizer: Tokenizer, budget: int | None) -> int:
+    """``--budget`` (default: the generator's tokens_per_step) checked against both models (``UserError``)."""
+    from videoflex.eval.generated_clips import check_pair
+
+    budget = generator.config.tokens_per_step if budget is None else budget
+    try:
+        check_pair(generator, tokenizer, budget)
+    except ValueError as err:
+        message = str(err)
+        raise UserError(f"--{message}" if message.startswith("budget") else message) from None
+    return budget
+
+
+def clip_steps(tokenizer: Tokenizer, frames: int | None, steps: int | None) -> tuple[int, int]:
+    """``(frames, steps)`` from ``--frames`` or ``--steps`` (default: one chunk of the tokenizer); ``UserError``
+    for a frame count that is not ``1 + tf*m``, naming the nearest valid counts."""
+    from videoflex.eval.generated_clips import frames_for_steps, steps_for_frames
+
+    if steps is not None:
+        return frames_for_steps(tokenizer, steps), steps
+    frames = tokenizer.clip_frames if frames is None else frames
+    try:
+        return frames, steps_for_frames(tokenizer, frames)
+    except ValueError as err:
+        raise UserError(f"--frames {frames}: {err}") from None
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+def class_index(generator: ARGenerator, given: str) -> int:
+    """The class id ``--class`` names: one of ``ARConfig.class_names``, or an index in ``[0, num_classes)``.
+    ``UserError`` listing the names for an unknown one."""
+    c = generator.config
+    if given in c.class_names:
+        return c.class_names.index(given)
+    if given.strip().isdigit():
+        index = int(given)
+        if index < c.num_classes:
+            return index
+        raise UserError(f"--class {given}: the generator has {c.num_classes} classes (0 to {c.num_classes - 1})")
+    names = ", ".join(c.class_names) if c.class_names else "none; give an index"
+    raise UserError(f"--class {given}: unknown class; the generator's class names are: {names}")
+
+
+def check_condition(generator: ARGenerator, class_: str | None, prompt: str | None) -> None:
+    """``UserError`` unless the condition fits the model: a class for a class model, a prompt for a text model,
+    neither for an unconditional one."""
+    c = generator.config
+    text = bool(getattr(c, "text_encoder", ""))
+    if text:
+        if class_ is not None:
+            raise UserError(f"--class: the generator {c.name!r} is text-conditional; give --prompt TEXT")
+        if prompt is None:
+            raise UserError(f"the generator {c.name!r} is text-conditional: give --prompt TEXT")
+    elif c.num_classes:
+        if prompt is not None:
+            raise UserError(f"--prompt: the generator {c.name!r} is class-conditional; give --class NAME|INDEX")
+        if class_ is None:
+            names = f" ({', '.join(c.class_names)})" if c.class_names else f" (0 to {c.num_classes - 1})"
+            raise UserError(f"the generator {c.name!r} is class-conditional: give --class NAME|INDEX{names}")
+    elif class_ is not None or prompt is not None:
+        raise UserError(f"--{'class' if class_ is not None else 'prompt'}: the generator {c.name!r} is "
+                        f"unconditional")
+
+
+def encode_prompts(generator: ARGenerator, prompts: list[str], device: torch.device):
+    """The prompts' features (``TextFeatures [B, L, D]``) from the generator's text encoder."""
+    from videoflex.generators.text_encoder import TextEncoder
+
+    spec = generator.config.text_encoder
+    try:
+        encoder = TextEncoder.load(spec, device=device)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(f"text encoder {spec}: {err}") from None
+    return encoder.encode(prompts)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _outputs(args: argparse.Namespace) -> tuple[list[Path], list[Path] | None]:
+    """The video (and token) files to write, checked before any work."""
+    n = args.num
+    suffixes = (*MP4_SUFFIXES, ".gif")
+    if n == 1:
+        out = check_output_path(args.output, folder=False)
+        if out.suffix.lower() not in suffixes:
+            raise UserError(f"-o {out}: the file name must end in {' or '.join(suffixes)}")
+        videos = [out]
+    else:
+        folder = check_output_path(args.output, folder=True)
+        videos = [folder / f"sample-{i:03d}.mp4" for i in range(n)]
+    ids = None
+    if args.ids is not None:
+        if n == 1:
+            path = check_output_path(args.ids, folder=False)
+            if path.suffix != ".safetensors":
+                raise UserError(f"--ids {path}: the file name must end in .safetensors")
+            ids = [path]
+        else:
+            folder = check_output_path(args.ids, folder=True)
+            ids = [folder / f"sample-{i:03d}.safetensors" for i in range(n)]
+    return videos, ids
+
+
+def run(args: argparse.Namespace) -> int:
+    from videoflex.eval.generated_clips import decode_ids, sample_ids
+    from videoflex.io.tokens import TokenMetadata, VideoTokens, save_tokens
+    from videoflex.io.video import write_video
+
+    videos, id_files = _outputs(args)
+    device = resolve_device(args.device)
+    loaded = load_generator(args.model, device)
+    generator = loaded.model
+    check_condition(generator, args.class_, args.prompt)
+    tok = load_tokenizer(loaded, args.tokenizer, device)
+    tokenizer = tok.model
+    budget = check_budget(generator, tokenizer, args.budget)
+    frames, steps = clip_steps(tokenizer, args.frames, args.steps)
+    sampling = sampling_config(args)
+    if sampling.guided and not generator.config.num_classes and not getattr(generator.config, "text_encoder", ""):
+        raise UserError(f"--cfg {args.cfg:g}: the generator {generator.config.name!r} is unconditional")
+    labels, text, condition = None, None, "unconditional"
+    if args.class_ is not None:
+        index = class_index(generator, args.class_)
+        labels = torch.full((args.num,), index, dtype=torch.int64)
+        names = generator.config.class_names
+        condition = f"class {index}" + (f" ({names[index]})" if names else "")
+    elif args.prompt is not None:
+        text = encode_prompts(generator, [args.prompt] * args.num, device)
+        condition = f"prompt {args.prompt!r}"
+    fps = args.fps or DEFAULT_FPS
+    start = time.perf_counter()
+    try:
+        ids = sample_ids(generator, labels, steps, budget, sampling, args.seed, text, use_cache=not args.no_cache,
+                         progress=not args.quiet)
+    except ValueError as err:
+        raise UserError(f"--model {loaded.source}: {err}") from None
+    sampled = time.perf_counter()
+    with model_output_checked(tok):
+        video = decode_ids(tokenizer, ids, budget, args.seed, progress=not args.quiet)
+    decoded = time.perf_counter()
+    for i, path in enumerate(videos):
+        write_video(make_parent(path), video[i], fps)
+    if id_files is not None:
+        meta = TokenMetadata.for_model(tokenizer, num_frames=frames, fps=fps, source_size=tokenizer.image_size,
+                                       source_path=f"videoflex generate --model {loaded.source}")
+        for i, path in enumerate(id_files):
+            save_tokens(make_parent(path), VideoTokens(ids[i].cpu(), meta))
+    tokens = steps * budget
+    where = videos[0] if args.num == 1 else f"{args.num} videos in {args.output}"
+    print(f"{generator.config.name} ({loaded.source}), {condition}: {args.num} x {frames} frames at "
+          f"{size_text(tokenizer.image_size)}, {fps:g} fps, from {steps} steps x {budget} tokens = {tokens} tokens "
+          f"each; seed {args.seed}; sampling {sampled - start:.1f} s, decoding {decoded - sampled:.1f} s, "
+          f"{decoded - start:.1f} s in all -> {where}")
+    return 0
+
