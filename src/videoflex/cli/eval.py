@@ -32,6 +32,7 @@ from videoflex.cli.common import (
 from videoflex.cli.errors import UserError
 from videoflex.cli.eval_classes import I3D_MIN_FRAMES, i3d_frames, i3d_weights_file, load_i3d_weights
 from videoflex.cli.eval_classes import add_parsers as add_class_parsers
+from videoflex.cli.eval_generator import add_parser as add_generator_parser
 from videoflex.eval.fvd import MIN_SAMPLES
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
@@ -81,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f.set_defaults(run=run_fvd)
 
     add_class_parsers(sub)
+    add_generator_parser(sub)
 
 
 def video_files(path: Path) -> list[Path]:

@@ -1,0 +1,401 @@
+"""Evaluation of a generator's videos against real clips of its dataset (``videoflex eval generator``).
+
+For each condition (a class, or a prompt) N clips are sampled and decoded (:func:`generate_set`, seeded per
+condition). They are compared with real clips through I3D (Kinetics-400 weights, ``videoflex.eval.i3d``):
+
+- **gFVD**: the Frechet distance between the I3D logits ``[*, 400]`` of the generated and of the real clips, as
+  ``videoflex eval fvd`` computes it (``videoflex.eval.fvd``); with fewer clips than 400 the covariances are
+  rank-deficient and the value is biased upward: compare values at equal counts only.
+- **class score** (class-conditional models): a linear probe (``videoflex.eval.class_probe``) on pooled I3D
+  Mixed_5c features (1024-d) trained on the *real* clips and their labels; the score is the mean probability it
+  gives the requested class and its top-1 accuracy (chance: 1 / number of classes). This is an offline stand-in
+  for the paper's UMT-L classifier (docs/design.md, "Model families").
+- **class-shuffled control**: the same generated clips scored against a random derangement of their classes
+  (:func:`derangement`): what a generator that ignores its class would get; its class score falls to chance and
+  its per-class FVD rises.
+- **attribute recovery** (text models on ``videoflex.data.shapes`` captions): one probe per attribute (shape,
+  colour, motion) trained on the real clips' features and ground-truth factors; the accuracy with which each
+  recovers the prompt's attribute from the generated clips, with its chance level (1 / number of values).
+
+:func:`save_sample_grid` draws a PNG: one row per condition, a few frames of a few samples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors
+from videoflex.eval.class_probe import ProbeTrainConfig, train_probe
+from videoflex.eval.fvd import FewSamplesWarning, fvd
+from videoflex.eval.generated_clips import generate_clips
+from videoflex.eval.i3d import I3D, i3d_embed
+from videoflex.generators.ar.model import ARGenerator
+from videoflex.generators.ar.sampling import SamplingConfig
+from videoflex.tokenizers.base import Tokenizer
+
+ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "motion")
+"""The factors of a synthetic-shapes caption, in the order their probes are reported."""
+ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {"shape": SHAPES, "colour": tuple(COLOURS), "motion": tuple(MOTIONS)}
+
+
+# ----------------------------------------------------------------------------- generating
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What one group of clips is generated for: a class id (``label``) or a ``prompt``, and a ``name`` for
+    tables and the grid (the class name, or the prompt)."""
+
+    name: str
+    label: int | None = None
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.label is None) == (self.prompt is None):
+            raise ValueError(f"Condition {self.name!r}: give exactly one of label and prompt")
+
+
+@dataclass(frozen=True)
+class GeneratedSet:
+    """Generated clips: ``video [N, 3, T, H, W]`` float32 in [-1, 1], ``ids [N, t, k]`` int64, ``condition [N]``
+    int64 (index into ``conditions``), on the CPU; the clips of a condition are consecutive."""
+
+    video: torch.Tensor
+    ids: torch.Tensor
+    condition: torch.Tensor
+    conditions: tuple[Condition, ...]
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """Class ids ``[N]`` int64 of a class-conditional set (``ValueError`` for prompts)."""
+        if any(c.label is None for c in self.conditions):
+            raise ValueError("the clips were generated from prompts, not classes")
+        return torch.tensor([self.conditions[i].label for i in self.condition.tolist()], dtype=torch.int64)
+
+
+def generate_set(generator: ARGenerator, tokenizer: Tokenizer, conditions: Sequence[Condition], per_condition: int,
+                 steps: int, budget_k: int, sampling: SamplingConfig, seed: int,
+                 encode_text: Callable[[list[str]], object] | None = None, use_cache: bool = True,
+                 progress: bool = False) -> GeneratedSet:
+    """``per_condition`` clips of ``steps`` latent steps x ``budget_k`` ids for every condition, in one batch per
+    condition; condition ``i`` is sampled and decoded with seed ``seed + i`` (so a condition's clips do not
+    depend on the others). ``encode_text(prompts) -> TextFeatures`` encodes the prompts of a text model.
+
+    Raises ``ValueError`` for no conditions, ``per_condition < 1``, a prompt without ``encode_text`` or what
+    :func:`~videoflex.eval.generated_clips.generate_clips` refuses.
+    """
+    if not conditions or per_condition < 1:
+        raise ValueError(f"need conditions and per_condition >= 1, got {len(conditions)} and {per_condition}")
+    videos, ids, index = [], [], []
+    for i, cond in enumerate(tqdm(conditions, desc="generating", unit="condition", disable=not progress)):
+        labels, text = None, None
+        if cond.label is not None:
+            labels = torch.full((per_condition,), cond.label, dtype=torch.int64)
+        else:
+            if encode_text is None:
+                raise ValueError(f"condition {cond.name!r} is a prompt: encode_text is needed")
+            text = encode_text([cond.prompt] * per_condition)
+        clips = generate_clips(generator, tokenizer, labels, steps, budget_k, sampling, seed + i, text, use_cache)
+        videos.append(clips.video)
+        ids.append(clips.ids)
+        index.append(torch.full((per_condition,), i, dtype=torch.int64))
+    return GeneratedSet(torch.cat(videos), torch.cat(ids), torch.cat(index), tuple(conditions))
+
+
+# ----------------------------------------------------------------------------- class scores
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    """The scores of the clips generated for one class: ``n`` clips, ``mean_prob`` (mean probability of the
+    class), ``top1`` (fraction classified as it), ``fvd`` (their FVD to the real clips of that class; None with
+    fewer than 2 of either)."""
+
+    name: str
+    label: int
+    n: int
+    mean_prob: float
+    top1: float
+    fvd: float | None
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Class score of generated clips under a probe trained on real clips.
+
+    mean_prob: mean probability of the class each clip is scored against; top1: accuracy; chance: 1 / classes;
+    class_fvd: mean over classes of the per-class FVD (None when no class has 2 clips in both sets);
+    per_class: one :class:`ClassEntry` per class scored, by label.
+    """
+
+    mean_prob: float
+    top1: float
+    chance: float
+    class_fvd: float | None
+    per_class: tuple[ClassEntry, ...]
+
+
+def _fvd_quiet(real: torch.Tensor, fake: torch.Tensor) -> float:
+    with warnings.catch_warnings():  # few clips a class: the bias is documented in the module docstring
+        warnings.simplefilter("ignore", FewSamplesWarning)
+        return fvd(real, fake)
+
+
+def score_classes(probs: torch.Tensor, labels: torch.Tensor, names: Sequence[str],
+                  real_logits: torch.Tensor | None = None, real_labels: torch.Tensor | None = None,
+                  fake_logits: torch.Tensor | None = None) -> ClassScores:
+    """Scores of clips whose probe probabilities are ``probs [N, K]`` (rows sum to 1) against ``labels [N]``
+    (int64 in ``[0, K)``); ``names``: the K class names. With ``real_logits [M, 400]``, ``real_labels [M]`` and
+    ``fake_logits [N, 400]`` each class also gets the FVD between its generated and real clips.
+
+    Raises ``ValueError`` for mismatched shapes or labels out of range."""
+    n, k = probs.shape
+    if labels.shape != (n,) or len(names) != k:
+        raise ValueError(f"need probs [N, K], labels [N] and K names, got {tuple(probs.shape)}, "
+                         f"{tuple(labels.shape)}, {len(names)} names")
+    if n and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels must be in [0, {k}), got [{int(labels.min())}, {int(labels.max())}]")
+    intended = probs.gather(1, labels[:, None])[:, 0]
+    correct = (probs.argmax(1) == labels).float()
+    entries, fvds = [], []
+    for c in sorted(set(labels.tolist())):
+        mask = labels == c
+        class_fvd = None
+        if real_logits is not None and real_labels is not None and fake_logits is not None:
+            real = real_logits[real_labels == c]
+            if len(real) >= 2 and int(mask.sum()) >= 2:
+                class_fvd = _fvd_quiet(real, fake_logits[mask])
+                fvds.append(class_fvd)
+        entries.append(ClassEntry(names[c], c, int(mask.sum()), float(intended[mask].mean()),
+                                  float(correct[mask].mean()), class_fvd))
+    return ClassScores(float(intended.mean()), float(correct.mean()), 1.0 / k,
+                       sum(fvds) / len(fvds) if fvds else None, tuple(entries))
+
+
+def derangement(n: int, seed: int) -> torch.Tensor:
+    """A random permutation ``[n]`` (int64) with no fixed point (``perm[i] != i``), drawn from ``seed`` by
+    rejection (about e = 2.72 draws on average). ``ValueError`` for ``n < 2``."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 elements, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        if not (perm == torch.arange(n)).any():
+            return perm
+
+
+def shuffled_labels(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """``labels [N]`` with the classes that occur in them permuted by a :func:`derangement` (seeded): every clip
+    is assigned a class other than its own, and each class keeps its count. ``ValueError`` for fewer than 2
+    distinct classes."""
+    classes = torch.unique(labels)
+    perm = derangement(len(classes), seed)
+    mapping = {int(c): int(classes[p]) for c, p in zip(classes, perm)}
+    return torch.tensor([mapping[int(x)] for x in labels], dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- attributes (shapes)
+
+
+def caption_factors(caption: str) -> ShapeFactors:
+    """The shape, colour and motion a synthetic-shapes caption names (``"a red circle moving up and to the
+    left"``; the inverse of :attr:`ShapeFactors.caption`). ``ValueError`` for any other text."""
+    table = _caption_table()
+    key = " ".join(caption.strip().lower().split())
+    if key not in table:
+        raise ValueError(f"{caption!r} is not a synthetic-shapes caption (e.g. {ShapeFactors('circle', 'red', 'up-left').caption!r})")
+    return table[key]
+
+
+def _caption_table() -> dict[str, ShapeFactors]:
+    return {f.caption: f for f in (ShapeFactors(s, c, m) for s in SHAPES for c in COLOURS for m in MOTIONS)}
+
+
+@dataclass(frozen=True)
+class AttributeScore:
+    """How well one attribute of the prompts is recovered from generated clips.
+
+    attribute: ``"shape"``, ``"colour"`` or ``"motion"``; values: the values its probe tells apart (those of
+    the real clips); accuracy: fraction of generated clips whose probe prediction is the prompt's value; chance:
+    1 / len(values); real_top1: the probe's accuracy on the real clips it was trained on; n: generated clips.
+    """
+
+    attribute: str
+    values: tuple[str, ...]
+    accuracy: float
+    chance: float
+    real_top1: float
+    n: int
+
+
+def attribute_recovery(real_features: torch.Tensor, real_factors: Sequence[ShapeFactors],
+                       fake_features: torch.Tensor, fake_factors: Sequence[ShapeFactors],
+                       config: ProbeTrainConfig | None = None, progress: bool = False) -> tuple[AttributeScore, ...]:
+    """One linear probe per attribute (:data:`ATTRIBUTES`) on the real clips' I3D features ``[M, D]`` and their
+    ground-truth factors, applied to the generated clips' features ``[N, D]``; each is scored against the
+    factors their prompts asked for.
+
+    Raises ``ValueError`` for mismatched lengths, an attribute with one value in the real clips, or a prompt
+    value that no real clip shows (the probe could not predict it)."""
+    if len(real_factors) != real_features.shape[0] or len(fake_factors) != fake_features.shape[0]:
+        raise ValueError(f"need one factor per clip: {real_features.shape[0]} real clips with {len(real_factors)}, "
+                         f"{fake_features.shape[0]} generated with {len(fake_factors)}")
+    scores = []
+    for attribute in ATTRIBUTES:
+        seen = {getattr(f, attribute) for f in real_factors}
+        values = tuple(v for v in ATTRIBUTE_VALUES[attribute] if v in seen)
+        if len(values) < 2:
+            raise ValueError(f"the real clips show {len(values)} {attribute}(s): a probe needs at least 2")
+        asked = {getattr(f, attribute) for f in fake_factors}
+        missing = sorted(asked - seen)
+        if missing:
+            raise ValueError(f"prompts ask for {attribute} {missing}, which no real clip shows")
+        real_labels = torch.tensor([values.index(getattr(f, attribute)) for f in real_factors])
+        fake_labels = torch.tensor([values.index(getattr(f, attribute)) for f in fake_factors])
+        probe = train_probe(real_features, real_labels, values, config, progress=progress)
+        with torch.no_grad():
+            real_top1 = float((probe(real_features.float()).argmax(1) == real_labels).float().mean())
+            accuracy = float((probe(fake_features.float()).argmax(1) == fake_labels).float().mean())
+        scores.append(AttributeScore(attribute, values, accuracy, 1.0 / len(values), real_top1, len(fake_factors)))
+    return tuple(scores)
+
+
+# ----------------------------------------------------------------------------- the whole evaluation
+
+
+@dataclass(frozen=True)
+class RealClips:
+    """Real clips of the dataset: ``video [M, 3, T, H, W]`` in [-1, 1]; ``labels [M]`` int64 (None when the
+    clips have none); ``factors``: the synthetic-shapes ground truth of each clip (None for other data)."""
+
+    video: torch.Tensor
+    labels: torch.Tensor | None
+    factors: tuple[ShapeFactors, ...] | None
+
+
+@dataclass(frozen=True)
+class GenerationScores:
+    """What :func:`score_generations` measures (see the module docstring).
+
+    gfvd: FVD of I3D logits, generated vs real; real_clips, generated_clips: the counts; classes: the class
+    score (None for text models); shuffled: the class-shuffled control (None unless asked and >= 2 classes);
+    probe_real_top1: the class probe's accuracy on the real clips it was trained on; attributes: the attribute
+    recovery of a text model on shapes captions (empty otherwise).
+    """
+
+    gfvd: float
+    real_clips: int
+    generated_clips: int
+    classes: ClassScores | None
+    shuffled: ClassScores | None
+    probe_real_top1: float | None
+    attributes: tuple[AttributeScore, ...]
+
+
+def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
+                      shuffle_seed: int | None = None, probe: ProbeTrainConfig | None = None,
+                      batch_size: int = 8, progress: bool = False) -> GenerationScores:
+    """Embed both sets with ``i3d`` (clips of at least 16 frames) and compute gFVD, the class score (class
+    conditions; ``class_names``: the generator's K names, default ``"0" .. "K-1"``) with the class-shuffled
+    control when ``shuffle_seed`` is given, and the attribute recovery (prompt conditions; needs
+    ``real.factors``).
+
+    Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
+    outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
+    prompts.
+    """
+    for what, n in (("real", real.video.shape[0]), ("generated", generated.video.shape[0])):
+        if n < 2:
+            raise ValueError(f"{n} {what} clip(s): FVD needs at least 2")
+    real_out = i3d_embed(i3d, real.video, batch_size, progress)
+    fake_out = i3d_embed(i3d, generated.video, batch_size, progress)
+    gfvd = fvd(real_out.logits, fake_out.logits)
+    classes = shuffled = probe_top1 = None
+    attributes: tuple[AttributeScore, ...] = ()
+    if all(c.label is not None for c in generated.conditions):
+        if real.labels is None:
+            raise ValueError("the real clips have no labels: the class score needs labelled real clips")
+        k = max(len(class_names), int(real.labels.max()) + 1, int(generated.labels.max()) + 1)
+        names = tuple(class_names) or tuple(str(i) for i in range(k))
+        if len(names) < k:
+            raise ValueError(f"the real clips have labels up to {int(real.labels.max())}; the generator has "
+                             f"{len(names)} classes")
+        model = train_probe(real_out.features, real.labels, names, probe, progress=progress)
+        with torch.no_grad():
+            probs = model(fake_out.features.float()).softmax(-1)
+            probe_top1 = float((model(real_out.features.float()).argmax(1) == real.labels).float().mean())
+        labels = generated.labels
+        classes = score_classes(probs, labels, names, real_out.logits, real.labels, fake_out.logits)
+        if shuffle_seed is not None and len(torch.unique(labels)) >= 2:
+            shuffled = score_classes(probs, shuffled_labels(labels, shuffle_seed), names, real_out.logits,
+                                     real.labels, fake_out.logits)
+    else:
+        if real.factors is None:
+            raise ValueError("the real clips carry no shape, colour and motion: attribute recovery needs "
+                             "synthetic shapes clips")
+        prompts = [generated.conditions[i].prompt or "" for i in generated.condition.tolist()]
+        fake_factors = [caption_factors(p) for p in prompts]
+        attributes = attribute_recovery(real_out.features, real.factors, fake_out.features, fake_factors, probe,
+                                        progress)
+    return GenerationScores(gfvd, real.video.shape[0], generated.video.shape[0], classes, shuffled, probe_top1,
+                            attributes)
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def grid_frames(num_frames: int, count: int) -> list[int]:
+    """``count`` frame indices spread evenly over ``num_frames`` (first and last included), without repeats."""
+    if count <= 1 or num_frames <= 1:
+        return [0]
+    return sorted({round(i * (num_frames - 1) / (count - 1)) for i in range(count)})
+
+
+def save_sample_grid(path: str | Path, generated: GeneratedSet, samples: int = 2, frames: int = 4,
+                     max_rows: int = 32, title: str = "") -> Path:
+    """A PNG of the generated clips: one row per condition (the first ``max_rows``), labelled with its name;
+    columns: ``frames`` evenly spaced frames of each of the first ``samples`` clips of the condition.
+    Written atomically (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from videoflex.io.video import atomic_output_path
+
+    conditions = generated.conditions[:max_rows]
+    picks = grid_frames(generated.video.shape[2], frames)
+    per = [torch.nonzero(generated.condition == i)[:, 0][:samples].tolist() for i in range(len(conditions))]
+    cols = max(len(p) for p in per) * len(picks)
+    h, w = generated.video.shape[-2:]
+    cell = 1.1
+    label_width = min(4.5, 0.4 + 0.07 * max(len(c.name) for c in conditions))  # inches for the row names
+    fig = plt.figure(figsize=(label_width + cols * cell * w / max(h, w), 0.5 + len(conditions) * cell * h / max(h, w)))
+    grid = fig.add_gridspec(len(conditions), cols, left=label_width / fig.get_figwidth(), right=0.99,
+                            top=1 - 0.45 / fig.get_figheight(), bottom=0.01, wspace=0.04, hspace=0.08)
+    for r, (cond, clips) in enumerate(zip(conditions, per)):
+        for s, clip in enumerate(clips):
+            for f, frame in enumerate(picks):
+                ax = fig.add_subplot(grid[r, s * len(picks) + f])
+                image = ((generated.video[clip, :, frame].permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).byte()
+                ax.imshow(image.numpy(), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"sample {s + 1}, frame {frame + 1}" if f == 0 else f"frame {frame + 1}",
+                                 fontsize=7)
+                if s == 0 and f == 0:
+                    ax.set_ylabel(cond.name, rotation=0, ha="right", va="center", fontsize=8, wrap=True)
+    if title:
+        fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    path = Path(path)
+    with atomic_output_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
