@@ -1,11 +1,15 @@
-"""Multi-head self-attention with optional QK-norm, rotary positions and a KV cache hook.
+"""Multi-head self-attention with optional QK-norm, rotary positions and a KV cache hook; cross-attention.
 
 The tokenizers use it with QK-norm (non-affine LayerNorm per head) and the reference's scale
 ``8 / head_dim`` (apple/ml-videoflextok); an autoregressive model uses it with RoPE, the usual scale
-``1 / sqrt(head_dim)`` and a :class:`KVCache` for sampling one position at a time.
+``1 / sqrt(head_dim)`` and a :class:`KVCache` for sampling one position at a time. :class:`CrossAttention`
+lets a sequence attend to a context (text features): its keys and values depend on the context only, so
+they are computed once (:meth:`CrossAttention.keys_values`) and reused for every position.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -86,4 +90,62 @@ class Attention(nn.Module):
             k, v = cache.update(positions, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        return self.proj(rearrange(out, "b h s d -> b s (h d)"))
+
+
+@dataclass(frozen=True)
+class CrossKV:
+    """The keys and values ``[B, H, L, head_dim]`` of one cross-attention layer over a context of L tokens,
+    and the context's mask ``[B, L]`` (bool, True = a real token; every row has at least one)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[0]
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of a sequence ``[B, S, width]`` to a context ``[B, L, context_dim]``, no biases.
+
+    Queries come from the sequence, keys and values from the context (projected ``context_dim -> width``);
+    no positions (the context is a set as far as this layer knows; its encoder has its own). ``scale``: as
+    :class:`Attention` (None = ``1 / sqrt(head_dim)``).
+    """
+
+    def __init__(self, width: int, head_dim: int, context_dim: int, scale: float | None = None) -> None:
+        super().__init__()
+        if width % head_dim:
+            raise ValueError(f"width {width} is not a multiple of head_dim {head_dim}")
+        if context_dim < 1:
+            raise ValueError(f"CrossAttention: context_dim must be >= 1, got {context_dim}")
+        self.heads, self.head_dim, self.scale = width // head_dim, head_dim, scale
+        self.wq = nn.Linear(width, width, bias=False)
+        self.wk = nn.Linear(context_dim, width, bias=False)
+        self.wv = nn.Linear(context_dim, width, bias=False)
+        self.proj = nn.Linear(width, width, bias=False)
+
+    def keys_values(self, context: torch.Tensor, mask: torch.Tensor) -> CrossKV:
+        """``context [B, L, context_dim]`` and ``mask [B, L]`` (bool, True = attend) -> :class:`CrossKV`.
+
+        Raises ``ValueError`` on a shape mismatch or a row with no real token (its attention is undefined).
+        """
+        if context.dim() != 3 or context.shape[-1] != self.wk.in_features or mask.shape != context.shape[:2]:
+            raise ValueError(f"context must be [B, L, {self.wk.in_features}] with mask [B, L], got "
+                             f"{tuple(context.shape)} and {tuple(mask.shape)}")
+        if mask.dtype != torch.bool or not bool(mask.any(dim=1).all()):
+            raise ValueError("the context mask must be bool with at least one True per row")
+        context = context.to(self.wk.weight.dtype)
+        k, v = (rearrange(w(context), "b l (h d) -> b h l d", h=self.heads) for w in (self.wk, self.wv))
+        return CrossKV(k, v, mask)
+
+    def forward(self, x: torch.Tensor, kv: CrossKV) -> torch.Tensor:
+        """``x [B, S, width]`` attending to ``kv`` (:meth:`keys_values`, same B) -> ``[B, S, width]``."""
+        if kv.batch != x.shape[0]:
+            raise ValueError(f"cross-attention context has batch {kv.batch}, the sequence {x.shape[0]}")
+        q = rearrange(self.wq(x), "b s (h d) -> b h s d", h=self.heads)
+        out = F.scaled_dot_product_attention(q, kv.k.to(q.dtype), kv.v.to(q.dtype),
+                                             attn_mask=kv.mask[:, None, None, :], scale=self.scale)
         return self.proj(rearrange(out, "b h s d -> b s (h d)"))

@@ -1,4 +1,5 @@
-"""Transformer blocks: pre-norm (encoders, heads) and adaLN-zero with per-group modulation (flow decoders)."""
+"""Transformer blocks: pre-norm (encoders, heads, with optional cross-attention) and adaLN-zero with per-group
+modulation (flow decoders)."""
 
 from __future__ import annotations
 
@@ -10,36 +11,59 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from videoflex.nn.attention import Attention, KVCache, layer_norm
+from videoflex.nn.attention import Attention, CrossAttention, CrossKV, KVCache, layer_norm
 from videoflex.nn.mlp import SwiGLU
 from videoflex.nn.norm import RMSNorm
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+    """Pre-norm transformer block: ``x + attn(norm(x))``, [``x + cross_attn(norm(x), context)``], then
+    ``x + mlp(norm(x))``.
 
     norm: ``"layer"``: non-affine LayerNorms, no parameters (the tokenizers); ``"rms"``: affine
-        :class:`~videoflex.nn.norm.RMSNorm` s ``attn_norm`` and ``mlp_norm`` (LLaMA-style generators).
+        :class:`~videoflex.nn.norm.RMSNorm` s ``attn_norm``, ``cross_norm`` and ``mlp_norm`` (LLaMA-style
+        generators).
     ``qk_norm`` and ``scale`` as :class:`Attention` (the tokenizers pass ``scale=8 / head_dim``, the reference
     implementation's).
+    cross_dim: > 0 adds a :class:`CrossAttention` sub-layer ``cross_attn`` to a context of that width between
+        self-attention and the MLP (the decoder layer of Vaswani et al. 2017); 0 (default): none.
     """
 
     def __init__(self, width: int, head_dim: int, mlp_hidden: int, qk_norm: bool = True,
-                 scale: float | None = None, norm: Literal["layer", "rms"] = "layer") -> None:
+                 scale: float | None = None, norm: Literal["layer", "rms"] = "layer", cross_dim: int = 0) -> None:
         super().__init__()
         if norm not in ("layer", "rms"):
             raise ValueError(f"Block: norm must be 'layer' or 'rms', got {norm!r}")
+        if cross_dim < 0:
+            raise ValueError(f"Block: cross_dim must be >= 0 (0 = no cross-attention), got {cross_dim}")
         self.attn = Attention(width, head_dim, qk_norm=qk_norm, scale=scale)
         self.mlp = SwiGLU(width, mlp_hidden)
         self.attn_norm: nn.Module | None = RMSNorm(width) if norm == "rms" else None
         self.mlp_norm: nn.Module | None = RMSNorm(width) if norm == "rms" else None
+        self.cross_attn: CrossAttention | None = None
+        self.cross_norm: nn.Module | None = None
+        if cross_dim:
+            self.cross_attn = CrossAttention(width, head_dim, cross_dim, scale=scale)
+            self.cross_norm = RMSNorm(width) if norm == "rms" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
-                cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B,S,D] -> [B,S,D]``; ``mask``, ``rope``, ``cache``, ``positions`` as :meth:`Attention.forward`."""
+                cache: KVCache | None = None, positions: torch.Tensor | None = None,
+                cross: CrossKV | None = None) -> torch.Tensor:
+        """``[B,S,D] -> [B,S,D]``; ``mask``, ``rope``, ``cache``, ``positions`` as :meth:`Attention.forward`.
+
+        cross: the context's keys and values (``block.cross_attn.keys_values(context, mask)``); required
+            by a block with cross-attention, refused (``ValueError``) by one without.
+        """
         attn_norm = layer_norm if self.attn_norm is None else self.attn_norm
         mlp_norm = layer_norm if self.mlp_norm is None else self.mlp_norm
         x = x + self.attn(attn_norm(x), mask, rope, cache, positions)
+        if self.cross_attn is not None:
+            if cross is None:
+                raise ValueError("this block has cross-attention: pass the context's keys and values (cross)")
+            cross_norm = layer_norm if self.cross_norm is None else self.cross_norm
+            x = x + self.cross_attn(cross_norm(x), cross)
+        elif cross is not None:
+            raise ValueError("this block has no cross-attention (cross_dim=0): cross must be None")
         return x + self.mlp(mlp_norm(x))
 
 

@@ -3,7 +3,8 @@
 Every size is laid out for the long-video default of issue 16: 21 latent steps (81 frames with a 4x temporal
 VAE) of 32 tokens each, 672 ids, over the flex tokenizers' 64,000-code vocabulary. Sizes follow LLaMA's
 shapes (head_dim 64 or 128, SwiGLU hidden :func:`llama_hidden`). They are unconditional; a class-conditional
-model sets ``num_classes`` (``dataclasses.replace``). Parameter counts (``videoflex presets``, built on the
+model sets ``num_classes``, a text-conditional one ``text_encoder`` and ``text_dim`` (``dataclasses.replace``;
+``ar-debug-text`` is the small text one). Parameter counts (``videoflex presets``, built on the
 meta device; embeddings and head included): ar-s 92.8M, ar-m 183.3M, ar-l 439.5M, ar-xl 876.2M.
 """
 
@@ -21,6 +22,14 @@ def debug() -> ARConfig:
     """For tests, seconds on a CPU: a 64-id vocabulary, 4 classes, 3 steps of 4 tokens, 2 blocks of width 64."""
     return ARConfig(name="ar-debug", vocab_size=64, num_classes=4, tokens_per_step=4, max_steps=3, width=64,
                     depth=2, head_dim=16, mlp_hidden=128)
+
+
+def debug_text() -> ARConfig:
+    """For tests and CPU runs of text conditioning: :func:`debug` without classes, conditioned on prompts
+    through all-MiniLM-L6-v2 (``"minilm"``, features of width 384, 16 encoder tokens per prompt)."""
+    return ARConfig(name="ar-debug-text", vocab_size=64, num_classes=0, tokens_per_step=4, max_steps=3, width=64,
+                    depth=2, head_dim=16, mlp_hidden=128, text_encoder="minilm", text_dim=384,
+                    text_max_tokens=16)
 
 
 def _sized(name: str, width: int, depth: int, head_dim: int) -> ARConfig:
@@ -50,6 +59,7 @@ def xlarge() -> ARConfig:
 
 PRESETS: dict[str, Callable[[], ARConfig]] = {
     "ar-debug": debug,
+    "ar-debug-text": debug_text,
     "ar-s": small,
     "ar-m": medium,
     "ar-l": large,

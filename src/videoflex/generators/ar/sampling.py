@@ -13,6 +13,9 @@ the window over whole steps: the next window starts with the last ``context_step
 samples the remaining ``max_steps - context_steps`` steps (fewer in the last window). In step-major order
 the known steps are a prefix of the window; in rank-major order they are interleaved, and are fed in place
 (forced) where they fall. The first window is exactly the generation of ``max_steps`` steps.
+
+Text models: the prompt features go with every row (the null text in CFG's unconditional rows); the KV cache
+holds their cross-attention keys and values for the whole generation, every window included.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 
 from videoflex.generators.ar.model import ARCache, ARGenerator
 from videoflex.generators.ar.orders import SequenceLayout
+from videoflex.generators.text_encoder import TextFeatures
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,10 @@ def sample_ids(logits: torch.Tensor, config: SamplingConfig, uniform: torch.Tens
 class _Stepper:
     """Runs the model on positions of one window, with a KV cache or by recomputing the prefix."""
 
-    def __init__(self, model: ARGenerator, cond: torch.Tensor, layout: SequenceLayout, cache: ARCache | None):
+    def __init__(self, model: ARGenerator, cond: torch.Tensor, layout: SequenceLayout, cache: ARCache | None,
+                 text: TextFeatures | None):
         self.model, self.cond, self.layout, self.cache = model, cond, layout, cache
+        self.text = text if cache is None or cache.cross is None else None  # else the cache holds it
 
     def logits(self, inputs: torch.Tensor, upto: int, start: int) -> torch.Tensor:
         """Logits ``[B, V]`` (float32) of position ``upto - 1``, having fed positions ``start .. upto-1``
@@ -136,15 +142,16 @@ class _Stepper:
         position."""
         first = start if self.cache is not None else 0
         positions = torch.arange(first, upto, device=inputs.device)
-        h = self.model.hidden(inputs[:, first:upto], self.cond, positions, self.layout, self.cache)
+        h = self.model.hidden(inputs[:, first:upto], self.cond, positions, self.layout, self.cache, self.text)
         return self.model.head(h[:, -1]).float()
 
 
 def _window(model: ARGenerator, cond: torch.Tensor, layout: SequenceLayout, known: torch.Tensor,
             known_steps: int, config: SamplingConfig, generator: torch.Generator | None, cache: ARCache | None,
-            rows: int, progress: tqdm | None) -> torch.Tensor:
+            rows: int, progress: tqdm | None, text: TextFeatures | None) -> torch.Tensor:
     """Ids ``[rows, steps, k]`` of one window whose first ``known_steps`` steps are ``known [rows, steps', k]``
-    (only the first known_steps are read). ``cond [rows]`` or ``[2 rows]`` (conditional then null rows)."""
+    (only the first known_steps are read). ``cond [rows]`` or ``[2 rows]`` (conditional then null rows), and
+    ``text`` likewise (None for a model without text)."""
     step, _ = layout.coords(cond.device)
     forced = (step < known_steps).tolist()
     length = layout.length
@@ -163,7 +170,7 @@ def _window(model: ARGenerator, cond: torch.Tensor, layout: SequenceLayout, know
 
     for j in range(prefix):
         feed(j)
-    stepper = _Stepper(model, cond, layout, cache)
+    stepper = _Stepper(model, cond, layout, cache, text)
     logits = stepper.logits(inputs, prefix + 1 if prefix < length else length, 0)
     for j in range(prefix, length):
         if not forced[j]:
@@ -182,10 +189,10 @@ def _window(model: ARGenerator, cond: torch.Tensor, layout: SequenceLayout, know
 @torch.no_grad()
 def generate(model: ARGenerator, labels: torch.Tensor | None, steps: int, budget_k: int | None = None,
              config: SamplingConfig | None = None, generator: torch.Generator | None = None,
-             use_cache: bool = True, progress: bool = False) -> torch.Tensor:
+             use_cache: bool = True, progress: bool = False, text: TextFeatures | None = None) -> torch.Tensor:
     """Sample ids ``[B, steps, budget_k]`` (int64, in ``[0, vocab_size)``) on the model's device.
 
-    labels: ``[B]`` int64 classes (None for an unconditional model; B = 1 then).
+    labels: ``[B]`` int64 classes (None for a model without classes; B = 1 then, or text's batch).
     steps: latent steps, any number >= 1 (beyond ``max_steps`` the window slides; see the module docstring).
     budget_k: ids per step, ``1 .. tokens_per_step`` (default: all). In rank-major order a smaller budget is
         a prefix of the full sequence; in step-major order it is its own layout, which a model serves only
@@ -195,7 +202,10 @@ def generate(model: ARGenerator, labels: torch.Tensor | None, steps: int, budget
         same ids, with or without the cache.
     use_cache: a preallocated KV cache of every block (the longest window's length), prefilled once per
         window and extended one position at a time; without it the prefix is recomputed for every id.
-    CFG runs the conditional and null-class rows in one batch of ``2B``.
+    text: ``B`` rows of prompt features of the model's text encoder (required by a text model, refused by
+        any other).
+    CFG runs the conditional and unconditional (null class, null text) rows in one batch of ``2B``.
+    Raises ``ValueError`` on bad arguments (the messages name the model).
     """
     c = model.config
     config = config or SamplingConfig()
@@ -206,14 +216,18 @@ def generate(model: ARGenerator, labels: torch.Tensor | None, steps: int, budget
     context = c.max_steps - 1 if config.context_steps is None else config.context_steps
     if steps > c.max_steps and not 1 <= context < c.max_steps:
         raise ValueError(f"context_steps must be in [1, max_steps={c.max_steps}) to slide the window, got {context}")
-    batch = 1 if labels is None else labels.shape[0]
+    batch = labels.shape[0] if labels is not None else text.batch if text is not None else 1
     cond = model.check_labels(labels, batch)
+    text = model.check_text(text, batch)
     if config.guided:
-        if not c.num_classes:
-            raise ValueError(f"{c.name} is unconditional: classifier-free guidance needs a class-conditional model")
+        if not c.num_classes and text is None:
+            raise ValueError(f"{c.name} is unconditional: classifier-free guidance needs a class- or "
+                             "text-conditional model")
         cond = torch.cat([cond, torch.full_like(cond, c.null_class)])
+        if text is not None:
+            text = TextFeatures.cat([text, model.null_text_features(batch, text.features.shape[1])])
     window_steps = min(steps, c.max_steps)
-    cache = model.new_cache(cond.shape[0], window_steps * budget_k) if use_cache else None
+    cache = model.new_cache(cond.shape[0], window_steps * budget_k, text) if use_cache else None
     was_training = model.training
     model.eval()
     out = torch.zeros(batch, steps, budget_k, dtype=torch.int64, device=cond.device)
@@ -223,7 +237,8 @@ def generate(model: ARGenerator, labels: torch.Tensor | None, steps: int, budget
         while done < steps:
             new = min(steps - done, c.max_steps - known)
             layout = model.layout(known + new, budget_k)
-            ids = _window(model, cond, layout, out[:, done - known:done], known, config, generator, cache, batch, bar)
+            ids = _window(model, cond, layout, out[:, done - known:done], known, config, generator, cache, batch, bar,
+                          text)
             out[:, done:done + new] = ids[:, known:]
             done += new
             known = min(context, done)
