@@ -144,3 +144,21 @@ def test_refuses_a_model_that_is_not_a_generator(tmp_path, capsys):
 def test_generator_without_a_recorded_tokenizer_needs_one(tmp_path, capsys):
     code, _, err = _run(capsys, "--model", "ar-debug", "--class", "0", "-o", tmp_path / "x.mp4")
     assert code == 2 and "records no tokenizer; pass --tokenizer" in err
+
+
+def test_text_generator_follows_its_prompt(tokenizer, tmp_path, capsys):
+    """ar-debug-text over the randomised flex-tiny: a prompt is needed, --class refused, the prompt matters."""
+    from videoflex.generators.ar.presets import debug_text
+
+    config = dataclasses.replace(debug_text(), vocab_size=tokenizer.codebook_size, max_steps=5,
+                                 tokenizer=TokenizerRef.from_identity(tokenizer.identity, str(tmp_path / "tok")))
+    torch.manual_seed(0)
+    ARGenerator(config).save_pretrained(tmp_path / "gen")
+    tokenizer.save_pretrained(tmp_path / "tok")
+    code, _, err = _run(capsys, "--model", tmp_path / "gen", "--class", "0", "-o", tmp_path / "x.mp4")
+    assert code == 2 and "is text-conditional; give --prompt TEXT" in err
+    for name, prompt in (("a.mp4", "a red circle moving up"), ("b.mp4", "a blue star moving left")):
+        code, out, err = _run(capsys, "--model", tmp_path / "gen", "--prompt", prompt, "-o", tmp_path / name)
+        assert code == 0, err
+        assert f"prompt {prompt!r}" in out
+    assert (tmp_path / "a.mp4").read_bytes() != (tmp_path / "b.mp4").read_bytes()

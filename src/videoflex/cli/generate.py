@@ -259,7 +259,7 @@ def encode_prompts(generator: ARGenerator, prompts: list[str], device: torch.dev
 
     spec = generator.config.text_encoder
     try:
-        encoder = TextEncoder.load(spec, device=device)
+        encoder = TextEncoder.load(spec, device=device, max_tokens=generator.config.text_max_tokens)
     except (ValueError, FileNotFoundError) as err:
         raise UserError(f"text encoder {spec}: {err}") from None
     return encoder.encode(prompts)
