@@ -33,6 +33,9 @@ EXCLUDED = {"train"}  # recipe-driven: covered by the training tests
 FREE_TEXT = {  # options whose value is free text, a name checked against a list, or checked by the command
     "--model", "--device", "--names", "--keep", "--source", "--split", "--latent-dtype", "--dtype", "--count",
     "--help", "--quiet", "--no-fvd", "--print-path", "--resume", "file",  # inspect FILE: a file or folder
+    # generate / eval generator: class names, prompts, a tokenizer path or preset, flags; generate's -o and
+    # --ids are a file or a folder by --num, checked by the command before any work
+    "--class", "--classes", "--prompt", "--tokenizer", "--no-cache", "--shuffle-classes", "--output", "--ids",
 }
 
 
@@ -62,6 +65,8 @@ def _templates(tmp: Path) -> dict[tuple[str, ...], dict[str, list[str]]]:
         ("inspect",): {"file": [str(CLIP)]},
         ("prepare-data",): {"source": ["shapes"], "shards": [str(tmp / "out")]},
         ("tokenize-dataset",): {"source": ["shapes"], "output": [str(tmp / "out")]},
+        ("generate",): {"model": ["ar-debug"], "output": [str(tmp / "out.mp4")]},
+        ("eval", "generator"): {"model": ["ar-debug"], "source": ["shapes"], "output": [str(tmp / "out")]},
         ("eval", "recon"): {"data": [str(CLIP)]},
         ("eval", "fvd"): {"real": [str(folder)], "fake": [str(folder)]},
         ("eval", "classify"): {"videos": [str(CLIP)]},
