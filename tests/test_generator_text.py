@@ -214,6 +214,21 @@ def test_guidance_dropout_replaces_class_and_text_by_the_nulls_together_at_the_r
     assert torch.equal(seen["cond"][~dropped], labels[~dropped])
 
 
+def test_a_given_drop_mask_drops_exactly_those_clips():
+    model = text_model(num_classes=3, guidance_dropout=0.0)
+    ids, labels, text = torch.randint(0, 64, (4, 2, 4), generator=seeded(0)), torch.tensor([0, 1, 2, 0]), random_text(4)
+    drop = torch.tensor([False, True, False, True])
+    layout = model.layout(2)
+    seq = layout.to_sequence(ids)
+    logits = model(torch.nn.functional.pad(seq[:, :-1], (1, 0)), torch.tensor([0, 3, 2, 3]),  # 3: the null class
+                   torch.arange(layout.length), layout, text=model.drop_text(text, drop))
+    by_hand = torch.nn.functional.cross_entropy(logits.flatten(0, 1), seq.flatten())
+    assert model.training_loss(ids, labels, text=text, drop=drop).item() == by_hand.item()
+    assert model.training_loss(ids, labels, text=text).item() != by_hand.item()
+    with pytest.raises(ValueError, match=r"drop must be bool \[4\]"):
+        model.training_loss(ids, labels, text=text, drop=torch.ones(4))
+
+
 def test_the_null_text_is_learned():
     model = text_model(guidance_dropout=0.5).train()
     loss = model.training_loss(torch.randint(0, 64, (16, 2, 4), generator=seeded(0)), None, seeded(0),

@@ -272,15 +272,18 @@ class ARGenerator(PretrainedModel):
         return labels.to(device)
 
     def training_loss(self, ids: torch.Tensor, labels: torch.Tensor | None,
-                      generator: torch.Generator | None = None, text: TextFeatures | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, text: TextFeatures | None = None,
+                      drop: torch.Tensor | None = None) -> torch.Tensor:
         """Mean next-id cross-entropy (float32 scalar) of clips ``ids [B, t, k]`` (int64) with class
         ``labels [B]`` (int64; None for a model without classes) and prompt features ``text`` (``B`` rows;
         required by a text model, refused by any other).
 
         Each clip's condition is dropped with probability ``guidance_dropout`` (one draw per clip from
         ``generator``, which must be on the model's device): its label becomes the null class and its text the
-        null text, so that the same model gives CFG's unconditional logits. ``t <= max_steps`` and
-        ``k <= tokens_per_step`` (a smaller k trains that budget: nested budgets are a choice of the caller).
+        null text, so that the same model gives CFG's unconditional logits. ``drop``: ``[B]`` bool, the clips
+        to drop, drawn by the caller instead (``guidance_dropout`` and ``generator`` are then not used).
+        ``t <= max_steps`` and ``k <= tokens_per_step`` (a smaller k trains that budget: nested budgets are a
+        choice of the caller).
         """
         self.check_ids(ids)
         b, t, k = ids.shape
@@ -288,8 +291,12 @@ class ARGenerator(PretrainedModel):
         text = self.check_text(text, b)
         layout = self.layout(t, k)
         ids = ids.to(cond.device)
-        if self.config.guidance_dropout:
+        if drop is None and self.config.guidance_dropout:
             drop = torch.rand(b, generator=generator, device=cond.device) < self.config.guidance_dropout
+        if drop is not None:
+            if drop.shape != (b,) or drop.dtype != torch.bool:
+                raise ValueError(f"drop must be bool [{b}], got {drop.dtype} {tuple(drop.shape)}")
+            drop = drop.to(cond.device)
             cond = torch.where(drop, self.config.null_class, cond)
             if text is not None:
                 text = self.drop_text(text, drop)
