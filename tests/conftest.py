@@ -27,3 +27,31 @@ def video() -> torch.Tensor:
     """A random clip ``[2,3,17,32,32]`` in [-1,1] (the tiny model's size)."""
     g = torch.Generator().manual_seed(1)
     return torch.rand(2, 3, 17, 32, 32, generator=g) * 2 - 1
+
+
+WORDS = ["a", "red", "blue", "green", "circle", "square", "star", "moving", "left", "right", "up", "down"]
+TEXT_DIM = 32
+
+
+@pytest.fixture(scope="session")
+def bert_folder(tmp_path_factory):
+    """A tiny random BERT (width 32, 1 layer) and a WordPiece tokenizer of WORDS, saved as a model folder."""
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    wordpiece = tokenizers.Tokenizer(tokenizers.models.WordPiece({w: i for i, w in enumerate(vocab)},
+                                                                 unk_token="[UNK]"))
+    wordpiece.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    wordpiece.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    transformers.PreTrainedTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]",
+                                         cls_token="[CLS]", sep_token="[SEP]",
+                                         mask_token="[MASK]").save_pretrained(folder)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=TEXT_DIM, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        transformers.BertModel(config).save_pretrained(folder)
+    return folder

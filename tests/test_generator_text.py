@@ -9,39 +9,13 @@ import sys
 
 import pytest
 import torch
+from conftest import TEXT_DIM  # the width of the bert_folder fixture's tiny BERT
 
 from videoflex import load_model
 from videoflex.generators.ar import ARConfig, ARGenerator, SamplingConfig, generate
 from videoflex.generators.ar.sampling import cfg_combine
 from videoflex.generators.text_encoder import TextEncoder, TextFeatures
 from videoflex.nn.blocks import Block
-
-WORDS = ["a", "red", "blue", "green", "circle", "square", "star", "moving", "left", "right", "up", "down"]
-TEXT_DIM = 32
-
-
-@pytest.fixture(scope="module")
-def bert_folder(tmp_path_factory):
-    """A tiny random BERT (width 32, 1 layer) and a WordPiece tokenizer of WORDS, saved as a model folder."""
-    transformers = pytest.importorskip("transformers")
-    tokenizers = pytest.importorskip("tokenizers")
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    wordpiece = tokenizers.Tokenizer(tokenizers.models.WordPiece({w: i for i, w in enumerate(vocab)},
-                                                                 unk_token="[UNK]"))
-    wordpiece.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
-    wordpiece.post_processor = tokenizers.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    transformers.PreTrainedTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]",
-                                         cls_token="[CLS]", sep_token="[SEP]",
-                                         mask_token="[MASK]").save_pretrained(folder)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=TEXT_DIM, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        transformers.BertModel(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,6 @@ from videoflex.generators.ar.sampling import SamplingConfig
 from videoflex.io.video import MP4_SUFFIXES
 from videoflex.tokenizers.base import Tokenizer
 
-DEFAULT_FPS = 8.0
-"""Frame rate of the written videos without ``--fps``: the rate the data commands sample clips at
-(``DataConfig.fps``, 8; a 17-frame chunk is about 2 s, as the released models)."""
 top_p_value = Number(float, 0, 1, above=True)
 cfg_scale_value = Number(float, 0, 100)
 sample_count = Number(int, 1, 4096)
@@ -77,8 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the sampled ids as a token file (.safetensors; a folder of "
                         "sample-NNN.safetensors with --num N > 1), readable by 'videoflex detokenize'")
     p.add_argument("--fps", type=frame_rate,
-                   help=f"frame rate written in the video (default: {DEFAULT_FPS:g}, the rate clips are "
-                        f"prepared at)")
+                   help="frame rate written in the video (default: the generator's, the rate of the clips it "
+                        "was trained on)")
     p.add_argument("--seed", type=seed_value, default=0,
                    help="seed of the ids' draws (the generator) and of the decoder's noise (the tokenizer): "
                         "the same seed gives the same video (default: 0)")
@@ -308,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
     budget = check_budget(generator, tokenizer, args.budget)
     frames, steps = clip_steps(tokenizer, args.frames, args.steps)
     sampling = sampling_config(args)
-    if sampling.guided and not generator.config.num_classes and not getattr(generator.config, "text_encoder", ""):
+    if sampling.guided and not generator.config.num_classes and not generator.config.has_text:
         raise UserError(f"--cfg {args.cfg:g}: the generator {generator.config.name!r} is unconditional")
     labels, text, condition = None, None, "unconditional"
     if args.class_ is not None:
@@ -319,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.prompt is not None:
         text = encode_prompts(generator, [args.prompt] * args.num, device)
         condition = f"prompt {args.prompt!r}"
-    fps = args.fps or DEFAULT_FPS
+    fps = args.fps or generator.config.fps
     start = time.perf_counter()
     try:
         ids = sample_ids(generator, labels, steps, budget, sampling, args.seed, text, use_cache=not args.no_cache,

@@ -1,4 +1,4 @@
-"""``videoflex train tokenizer``: train (or fine-tune) a tokenizer from a YAML recipe.
+"""``videoflex train tokenizer|generator``: train (or fine-tune) a model from a YAML recipe.
 
 Every user error is one line (exit status 2) found before any data is read, any model built or anything
 written: a recipe that is not YAML or holds a bad value (the config dataclasses check every field), no
@@ -14,10 +14,11 @@ from pathlib import Path
 from videoflex.cli.errors import UserError
 
 MINIMAL_RECIPE = Path("configs") / "minimal.yaml"
+GENERATOR_RECIPE = Path("configs") / "generator_shapes_class.yaml"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a tokenizer (also under torchrun)",
+    p = subparsers.add_parser("train", help="train a tokenizer or a generator (also under torchrun)",
                               description="Train models. Recipes are YAML files under configs/; any field can be "
                                           "overridden as key=value (nested keys with dots, e.g. optim.lr=1e-4).")
     sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -27,18 +28,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    "for DDP/FSDP2. Checkpoints go to OUT_DIR/checkpoints every save_every steps "
                                    "and on SIGTERM/SIGINT; the EMA model is exported to OUT_DIR/model. One "
                                    "trainer at a time holds OUT_DIR (OUT_DIR/.lock).")
-    t.add_argument("--config", help=f"YAML training recipe (a minimal one: {MINIMAL_RECIPE}); without it, the "
-                                    "built-in defaults and the KEY=VALUE overrides, which must then name the data")
-    t.add_argument("--resume", action="store_true",
+    add_run_options(t, f"YAML training recipe (a minimal one: {MINIMAL_RECIPE}); without it, the built-in "
+                       "defaults and the KEY=VALUE overrides, which must then name the data")
+    g = sub.add_parser("generator", help="train an autoregressive class- or text-to-video generator on token ids",
+                       description="Train an autoregressive generator on a token dataset (videoflex tokenize-dataset "
+                                   "-o DIR; recipe field data), conditioned on its class labels or captions. Run "
+                                   "under torchrun for DDP/FSDP2. Checkpoints go to OUT_DIR/checkpoints every "
+                                   "save_every steps and on SIGTERM/SIGINT; the EMA model is exported to "
+                                   "OUT_DIR/model, with the tokenizer it models recorded in it. One trainer at a "
+                                   "time holds OUT_DIR (OUT_DIR/.lock).")
+    add_run_options(g, f"YAML training recipe (e.g. {GENERATOR_RECIPE}); without it, the built-in defaults and "
+                       "the KEY=VALUE overrides, which must then name the data")
+
+
+def add_run_options(p: argparse.ArgumentParser, config_help: str) -> None:
+    """The options every ``train WHAT`` command has: the recipe, resume, quiet and overrides."""
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--resume", action="store_true",
                    help="continue from the newest intact checkpoint in out_dir (damaged newer ones are passed "
                         "over with a warning)")
-    t.add_argument("--allow-recipe-change", action="store_true",
+    p.add_argument("--allow-recipe-change", action="store_true",
                    help="with --resume: continue even though the recipe differs from the checkpoint's in fields "
-                        "that change the result (batch_size, optim.lr, data.train, ...); without it such a "
-                        "resume is refused, naming the fields")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. steps=2000 out_dir=runs/x")
-    t.set_defaults(run=run)
+                        "that change the result (batch_size, optim.lr, data, ...); without it such a resume "
+                        "is refused, naming the fields")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. steps=2000 out_dir=runs/x")
+    p.set_defaults(run=run)
 
 
 def minimal_recipe() -> Path:
@@ -52,21 +67,25 @@ def minimal_recipe() -> Path:
 def run(args: argparse.Namespace) -> int:
     from videoflex.data.sources import DataSourceError
     from videoflex.train.errors import CheckpointMismatch, RecipeError, RunLocked, TrainingDiverged
+    from videoflex.train.tasks.generator import train_generator
+    from videoflex.train.tasks.generator_config import load_generator_config
     from videoflex.train.tasks.tokenizer import train_tokenizer
     from videoflex.train.tasks.tokenizer_config import load_train_config
 
+    load, train, example = {"tokenizer": (load_train_config, train_tokenizer, minimal_recipe()),
+                            "generator": (load_generator_config, train_generator, GENERATOR_RECIPE)}[args.what]
     where = args.config or "recipe"
     if args.allow_recipe_change and not args.resume:
         raise UserError("--allow-recipe-change applies to --resume only")
     try:
-        config = load_train_config(args.config, args.overrides)
+        config = load(args.config, args.overrides)
     except ValueError as e:  # messages about a recipe file name it (a base: recipe included)
         raise UserError(str(e) if args.config and str(e).startswith(args.config) else f"{where}: {e}") from None
     try:
-        path = train_tokenizer(config, resume=args.resume, progress=not args.quiet,
-                               allow_recipe_change=args.allow_recipe_change)
+        path = train(config, resume=args.resume, progress=not args.quiet,
+                     allow_recipe_change=args.allow_recipe_change)
     except RecipeError as e:
-        hint = "" if args.config else f"; no --config given: start from a recipe, e.g. --config {minimal_recipe()}"
+        hint = "" if args.config else f"; no --config given: start from a recipe, e.g. --config {example}"
         raise UserError(f"{where}: {e}{hint}") from None
     except DataSourceError as e:
         raise UserError(f"{where}: {e}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +79,8 @@ class ARConfig:
         encoder (:class:`videoflex.generators.text_encoder.TextEncoder`).
     text_dim: the encoder's feature width (384 for MiniLM); > 0 iff ``text_encoder`` is set.
     text_max_tokens: prompts are truncated / padded to this many encoder tokens.
+    fps: the frame rate of the clips the generator was trained on (recorded from its token dataset;
+        ``videoflex generate`` writes videos at this rate).
     """
 
     name: str = "ar"
@@ -98,6 +101,7 @@ class ARConfig:
     text_encoder: str = ""
     text_dim: int = 0
     text_max_tokens: int = 32
+    fps: float = 8.0
 
     def __post_init__(self) -> None:
         check_positive("ARConfig", vocab_size=self.vocab_size, tokens_per_step=self.tokens_per_step,
@@ -123,6 +127,8 @@ class ARConfig:
             raise ValueError(f"ARConfig: text_dim must be >= 0, got {self.text_dim}")
         if self.text_max_tokens < 1:
             raise ValueError(f"ARConfig: text_max_tokens must be >= 1, got {self.text_max_tokens}")
+        if not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"ARConfig: fps must be a finite number > 0, got {self.fps}")
 
     @property
     def heads(self) -> int:

@@ -37,6 +37,16 @@ def _sized(name: str, width: int, depth: int, head_dim: int) -> ARConfig:
                     width=width, depth=depth, head_dim=head_dim, mlp_hidden=llama_hidden(width))
 
 
+def tiny() -> ARConfig:
+    """d3, D=128 (0.6M in the blocks): the smallest size of CPU scaling runs."""
+    return _sized("ar-2xs", 128, 3, 64)
+
+
+def xsmall() -> ARConfig:
+    """d4, D=256 (3.4M in the blocks): the shipped CPU generators' size (``configs/generator_shapes_*.yaml``)."""
+    return _sized("ar-xs", 256, 4, 64)
+
+
 def small() -> ARConfig:
     """d8, D=512 (27M parameters in the blocks)."""
     return _sized("ar-s", 512, 8, 64)
@@ -60,6 +70,8 @@ def xlarge() -> ARConfig:
 PRESETS: dict[str, Callable[[], ARConfig]] = {
     "ar-debug": debug,
     "ar-debug-text": debug_text,
+    "ar-2xs": tiny,
+    "ar-xs": xsmall,
     "ar-s": small,
     "ar-m": medium,
     "ar-l": large,
