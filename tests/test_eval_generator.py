@@ -220,6 +220,18 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
     assert (settings["frames"], settings["steps"], settings["budget"], settings["samples_per_condition"]) == (17, 5, 4, 2)
     with Image.open(out / "grid.png") as image:
         assert image.format == "PNG"
+    assert results["untrained"] is False
+    # the untrained control: the same config with fresh weights drawn from --sample-seed (the fixture's
+    # generator is itself a seed-0 initialisation), so another weights hash
+    control = tmp_path / "untrained"
+    code, _, err = _eval(capsys, monkeypatch, "--model", root, "--source", "shapes", "--label-by", "shape",
+                         "--count", "12", "--classes", "circle,square,2", "--samples-per-class", "2", "--untrained",
+                         "--sample-seed", "5", "-o", control)
+    assert code == 0, err
+    fresh = json.loads((control / "results.json").read_text())
+    assert fresh["untrained"] is True
+    assert fresh["generator"]["identity"]["config_hash"] == results["generator"]["identity"]["config_hash"]
+    assert fresh["generator"]["identity"]["weights_hash"] != results["generator"]["identity"]["weights_hash"]
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -36,6 +36,7 @@ from videoflex.cli.generate import (
 )
 from videoflex.cli.prepare_data import add_clip_options, open_source, resolve_sources
 from videoflex.data.config import SourceConfig
+from videoflex.generators.ar.model import ARGenerator
 from videoflex.models.identity import ModelIdentity
 
 samples_per_condition = Number(int, 1, 4096)
@@ -69,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--shuffle-classes", action="store_true",
                       help="also score the class-shuffled control: the clips against a random derangement of "
                            "their classes (should be worse: class score near chance, higher per-class FVD)")
+    what.add_argument("--untrained", action="store_true",
+                      help="the untrained control: score a generator of the same config with fresh random weights "
+                           "(seeded by --sample-seed) in place of --model's trained ones")
     what.add_argument("--sample-seed", type=seed_value, default=0,
                       help="seed of the generated clips: condition i is sampled and decoded with seed S + i, and "
                            "the shuffled control's derangement is drawn from S (default: 0)")
@@ -119,6 +123,7 @@ class EvalGeneratorResult:
     """results.json (see :mod:`videoflex.eval.generation` for what each number is)."""
 
     generator: ModelRecord
+    untrained: bool
     tokenizer: ModelRecord
     settings: EvalSettings
     conditions: tuple[str, ...]
@@ -179,6 +184,15 @@ def _real_clips(args: argparse.Namespace, sources, data, progress: bool):
     ), (names.pop() if len(names) == 1 else None)
 
 
+def untrained_copy(generator: ARGenerator, seed: int) -> ARGenerator:
+    """A generator of ``generator``'s config (classes, tokenizer, text encoder) with fresh weights: the preset
+    initialisation drawn from ``seed``, on the same device, in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = ARGenerator(generator.config)
+    return fresh.to(generator.head.weight.device).eval()
+
+
 def run(args: argparse.Namespace) -> int:
     from videoflex.eval.generated_clips import steps_for_frames
     from videoflex.eval.generation import GenerationScores, generate_set, save_sample_grid, score_generations
@@ -189,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_generator(args.model, device)
     generator = loaded.model
+    if args.untrained:
+        generator = untrained_copy(generator, args.sample_seed)
     conditions = _conditions(args, generator)
     tok = load_tokenizer(loaded, args.tokenizer, device)
     tokenizer = tok.model
@@ -230,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
                             sampling.top_k, sampling.top_p, sampling.cfg_scale, sampling.cfg_schedule,
                             args.sample_seed, args.seed, tuple(sources))
     result = EvalGeneratorResult(
-        ModelRecord(loaded.source, generator.identity), ModelRecord(tok.source, tokenizer.identity), settings,
+        ModelRecord(loaded.source, generator.identity), args.untrained, ModelRecord(tok.source, tokenizer.identity),
+        settings,
         tuple(c.name for c in conditions), scores,
         "linear probe on pooled I3D Mixed_5c features (1024-d, Kinetics-400 weights) trained on the real clips "
         "(videoflex.eval.class_probe); one per attribute for prompts", time.perf_counter() - start)
