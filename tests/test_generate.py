@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 from conftest import randomize_
+from PIL import Image
 
 from videoflex import registry
 from videoflex.cli.main import main
@@ -99,6 +100,26 @@ def test_many_samples_ids_and_greedy_cache_equality(gen_dir, tmp_path, capsys):
         assert _run(capsys, "--model", gen_dir, "--class", "red", "-o", tmp_path / name, "--steps", "2",
                     "--temperature", "0", *extra)[0] == 0
     assert (tmp_path / "cached.mp4").read_bytes() == (tmp_path / "uncached.mp4").read_bytes()
+
+
+def test_several_classes_write_named_videos_and_one_grid(gen_dir, tmp_path, capsys):
+    """--class A,B: a folder of NN-NAME-NNN.mp4, class i sampled with seed + i (so its videos are those of a
+    run for that class alone with that seed), and --grid: one PNG row per class."""
+    code, out, err = _run(capsys, "--model", gen_dir, "--class", "red,blue,red", "--num", "2", "--steps", "2",
+                          "-o", tmp_path / "classes", "--grid", tmp_path / "grid.png", "--seed", "3")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "classes").iterdir()) == [
+        "00-red-000.mp4", "00-red-001.mp4", "01-blue-000.mp4", "01-blue-001.mp4"]
+    assert "2 classes: 4 x 5 frames" in out
+    assert _run(capsys, "--model", gen_dir, "--class", "blue", "--num", "2", "--steps", "2", "-o",
+                tmp_path / "blue", "--seed", "4")[0] == 0
+    assert (tmp_path / "blue" / "sample-001.mp4").read_bytes() == \
+        (tmp_path / "classes" / "01-blue-001.mp4").read_bytes()
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.format == "PNG" and image.height < image.width
+    code, _, err = _run(capsys, "--model", gen_dir, "--class", "red", "-o", tmp_path / "x.mp4", "--grid",
+                        tmp_path / "grid.jpg")
+    assert code == 2 and "--grid" in err and "must end in .png" in err
 
 
 def test_long_video_slides_the_window(gen_dir, tmp_path, capsys):

@@ -28,12 +28,14 @@ from videoflex.cli.common import (
     model_output_checked,
     non_negative_float,
     non_negative_int,
+    output_file,
     positive_int,
     resolve_device,
     seed_value,
     size_text,
 )
 from videoflex.cli.errors import UserError
+from videoflex.eval.generation import Condition
 from videoflex.generators.ar.model import ARGenerator
 from videoflex.generators.ar.sampling import SamplingConfig
 from videoflex.io.video import MP4_SUFFIXES
@@ -51,15 +53,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Sample token ids from a generator (--model, an ar-generator) for a class (--class) or a "
                     "prompt (--prompt), decode them with the tokenizer the generator records (or --tokenizer; "
                     "one of another identity is refused) and write an mp4 (-o OUT.mp4; a folder of "
-                    "sample-NNN.mp4 for --num N > 1). Videos longer than the generator's window slide it over "
-                    "whole latent steps. The same --seed and options give the same bytes.")
+                    "sample-NNN.mp4 for --num N > 1, of NN-NAME-NNN.mp4 for several classes or prompts). "
+                    "--grid writes a PNG of a few frames of every sample. Videos longer than the generator's "
+                    "window slide it over whole latent steps. The same --seed and options give the same bytes.")
     p.add_argument("--model", required=True, metavar="PATH|PRESET",
                    help="the generator: a saved ar-generator (folder or model.safetensors) or a preset name "
                         "(random weights)")
     cond = p.add_mutually_exclusive_group()
-    cond.add_argument("--class", dest="class_", metavar="NAME|INDEX",
-                      help="the class to generate (a name of the generator's classes, or an index)")
-    cond.add_argument("--prompt", metavar="TEXT", help="the prompt of a text-conditional generator")
+    cond.add_argument("--class", dest="class_", metavar="NAME|INDEX[,...]",
+                      help="the class to generate (a name of the generator's classes, or an index); several "
+                           "separated by commas")
+    cond.add_argument("--prompt", action="append", metavar="TEXT",
+                      help="the prompt of a text-conditional generator (repeat for several)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--frames", type=frame_count, metavar="F",
                         help="frames of the video, 1 + tf*m for the tokenizer's temporal factor tf (default: "
@@ -68,17 +73,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="latent steps instead of --frames (T steps = 1 + tf*(T-1) frames)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="the video to write (.mp4, .m4v, .mov, .mkv or .gif); with --num N > 1 a folder that "
-                        "receives sample-000.mp4, ...")
+                        "receives sample-000.mp4, ...; with several classes or prompts a folder that receives "
+                        "00-NAME-000.mp4, ...")
+    p.add_argument("--grid", type=output_file, metavar="PNG",
+                   help="also write a PNG grid: one row per class or prompt, four frames of each of its first "
+                        "four samples")
     p.add_argument("--num", type=sample_count, default=1, metavar="N", help="videos to sample at once (default: 1)")
     p.add_argument("--ids", metavar="PATH",
                    help="also write the sampled ids as a token file (.safetensors; a folder of "
-                        "sample-NNN.safetensors with --num N > 1), readable by 'videoflex detokenize'")
+                        "sample-NNN.safetensors or NN-NAME-NNN.safetensors, as -o), readable by 'videoflex "
+                        "detokenize'")
     p.add_argument("--fps", type=frame_rate,
                    help="frame rate written in the video (default: the generator's, the rate of the clips it "
                         "was trained on)")
     p.add_argument("--seed", type=seed_value, default=0,
-                   help="seed of the ids' draws (the generator) and of the decoder's noise (the tokenizer): "
-                        "the same seed gives the same video (default: 0)")
+                   help="seed of the ids' draws (the generator) and of the decoder's noise (the tokenizer); the "
+                        "i-th class or prompt uses seed + i: the same seed gives the same videos (default: 0)")
     add_generation_options(p)
     p.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu, cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -229,7 +239,7 @@ def class_index(generator: ARGenerator, given: str) -> int:
     raise UserError(f"--class {given}: unknown class; the generator's class names are: {names}")
 
 
-def check_condition(generator: ARGenerator, class_: str | None, prompt: str | None) -> None:
+def check_condition(generator: ARGenerator, class_: str | None, prompt: list[str] | None) -> None:
     """``UserError`` unless the condition fits the model: a class for a class model, a prompt for a text model,
     neither for an unconditional one."""
     c = generator.config
@@ -265,41 +275,74 @@ def encode_prompts(generator: ARGenerator, prompts: list[str], device: torch.dev
 # ----------------------------------------------------------------------------- the command
 
 
-def _outputs(args: argparse.Namespace) -> tuple[list[Path], list[Path] | None]:
-    """The video (and token) files to write, checked before any work."""
-    n = args.num
+def conditions_of(generator: ARGenerator, args: argparse.Namespace) -> list[Condition]:
+    """The classes (``--class A,B``) or prompts (``--prompt`` repeated) to generate, in order, without repeats;
+    one unconditional entry for an unconditional generator."""
+    from videoflex.eval.generation import Condition
+
+    check_condition(generator, args.class_, args.prompt)
+    if args.class_ is not None:
+        names = generator.config.class_names
+        given = [part.strip() for part in args.class_.split(",") if part.strip()]
+        if not given:
+            raise UserError(f"--class {args.class_!r}: name at least one class")
+        indices = dict.fromkeys(class_index(generator, name) for name in given)
+        return [Condition(names[i] if names else str(i), label=i) for i in indices]
+    if args.prompt is not None:
+        return [Condition(p, prompt=p) for p in dict.fromkeys(args.prompt)]
+    return [Condition("unconditional", label=generator.config.null_class)]
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")[:40] or "condition"
+
+
+def _outputs(args: argparse.Namespace, conditions: list[Condition]) -> tuple[list[list[Path]], list[list[Path]] | None]:
+    """The video (and token) files to write, per condition and sample, checked before any work."""
+    n, many = args.num, len(conditions) > 1
+
+    def names(suffix: str) -> list[list[str]]:
+        if many:
+            return [[f"{i:02d}-{_slug(c.name)}-{j:03d}{suffix}" for j in range(n)] for i, c in enumerate(conditions)]
+        return [[f"sample-{j:03d}{suffix}" for j in range(n)]]
+
     suffixes = (*MP4_SUFFIXES, ".gif")
-    if n == 1:
+    if n == 1 and not many:
         out = check_output_path(args.output, folder=False)
         if out.suffix.lower() not in suffixes:
             raise UserError(f"-o {out}: the file name must end in {' or '.join(suffixes)}")
-        videos = [out]
+        videos = [[out]]
     else:
         folder = check_output_path(args.output, folder=True)
-        videos = [folder / f"sample-{i:03d}.mp4" for i in range(n)]
+        videos = [[folder / name for name in row] for row in names(".mp4")]
     ids = None
     if args.ids is not None:
-        if n == 1:
+        if n == 1 and not many:
             path = check_output_path(args.ids, folder=False)
             if path.suffix != ".safetensors":
                 raise UserError(f"--ids {path}: the file name must end in .safetensors")
-            ids = [path]
+            ids = [[path]]
         else:
             folder = check_output_path(args.ids, folder=True)
-            ids = [folder / f"sample-{i:03d}.safetensors" for i in range(n)]
+            ids = [[folder / name for name in row] for row in names(".safetensors")]
+    if args.grid is not None:
+        grid = check_output_path(args.grid, folder=False)
+        if grid.suffix.lower() != ".png":
+            raise UserError(f"--grid {grid}: the file name must end in .png")
     return videos, ids
 
 
 def run(args: argparse.Namespace) -> int:
     from videoflex.eval.generated_clips import decode_ids, sample_ids
+    from videoflex.eval.generation import GeneratedSet, save_sample_grid
     from videoflex.io.tokens import TokenMetadata, VideoTokens, save_tokens
     from videoflex.io.video import write_video
 
-    videos, id_files = _outputs(args)
     device = resolve_device(args.device)
     loaded = load_generator(args.model, device)
     generator = loaded.model
-    check_condition(generator, args.class_, args.prompt)
+    conditions = conditions_of(generator, args)
+    videos, id_files = _outputs(args, conditions)
     tok = load_tokenizer(loaded, args.tokenizer, device)
     tokenizer = tok.model
     budget = check_budget(generator, tokenizer, args.budget)
@@ -307,38 +350,53 @@ def run(args: argparse.Namespace) -> int:
     sampling = sampling_config(args)
     if sampling.guided and not generator.config.num_classes and not generator.config.has_text:
         raise UserError(f"--cfg {args.cfg:g}: the generator {generator.config.name!r} is unconditional")
-    labels, text, condition = None, None, "unconditional"
-    if args.class_ is not None:
-        index = class_index(generator, args.class_)
-        labels = torch.full((args.num,), index, dtype=torch.int64)
-        names = generator.config.class_names
-        condition = f"class {index}" + (f" ({names[index]})" if names else "")
-    elif args.prompt is not None:
-        text = encode_prompts(generator, [args.prompt] * args.num, device)
-        condition = f"prompt {args.prompt!r}"
     fps = args.fps or generator.config.fps
-    start = time.perf_counter()
-    try:
-        ids = sample_ids(generator, labels, steps, budget, sampling, args.seed, text, use_cache=not args.no_cache,
-                         progress=not args.quiet)
-    except ValueError as err:
-        raise UserError(f"--model {loaded.source}: {err}") from None
-    sampled = time.perf_counter()
-    with model_output_checked(tok):
-        video = decode_ids(tokenizer, ids, budget, args.seed, progress=not args.quiet)
-    decoded = time.perf_counter()
-    for i, path in enumerate(videos):
-        write_video(make_parent(path), video[i], fps)
-    if id_files is not None:
-        meta = TokenMetadata.for_model(tokenizer, num_frames=frames, fps=fps, source_size=tokenizer.image_size,
-                                       source_path=f"videoflex generate --model {loaded.source}")
-        for i, path in enumerate(id_files):
-            save_tokens(make_parent(path), VideoTokens(ids[i].cpu(), meta))
+    sampling_s = decoding_s = 0.0
+    all_ids, all_video = [], []
+    for i, condition in enumerate(conditions):
+        labels, text = None, None
+        if condition.prompt is not None:
+            text = encode_prompts(generator, [condition.prompt] * args.num, device)
+        elif generator.config.num_classes:
+            labels = torch.full((args.num,), condition.label, dtype=torch.int64)
+        start = time.perf_counter()
+        try:
+            ids = sample_ids(generator, labels, steps, budget, sampling, args.seed + i, text,
+                             use_cache=not args.no_cache, progress=not args.quiet)
+        except ValueError as err:
+            raise UserError(f"--model {loaded.source}: {err}") from None
+        sampled = time.perf_counter()
+        with model_output_checked(tok):
+            video = decode_ids(tokenizer, ids, budget, args.seed + i, progress=not args.quiet)
+        sampling_s += sampled - start
+        decoding_s += time.perf_counter() - sampled
+        for j, path in enumerate(videos[i]):
+            write_video(make_parent(path), video[j], fps)
+        if id_files is not None:
+            meta = TokenMetadata.for_model(tokenizer, num_frames=frames, fps=fps, source_size=tokenizer.image_size,
+                                           source_path=f"videoflex generate --model {loaded.source}")
+            for j, path in enumerate(id_files[i]):
+                save_tokens(make_parent(path), VideoTokens(ids[j].cpu(), meta))
+        all_ids.append(ids.cpu())
+        all_video.append(video)
+    if args.grid is not None:
+        index = torch.arange(len(conditions)).repeat_interleave(args.num)
+        generated = GeneratedSet(torch.cat(all_video), torch.cat(all_ids), index, tuple(conditions))
+        save_sample_grid(make_parent(Path(args.grid)), generated, samples=min(args.num, 4),
+                         title=f"{generator.config.name}: {steps} steps x {budget} tokens, seed {args.seed}")
     tokens = steps * budget
-    where = videos[0] if args.num == 1 else f"{args.num} videos in {args.output}"
-    print(f"{generator.config.name} ({loaded.source}), {condition}: {args.num} x {frames} frames at "
+    count = len(conditions) * args.num
+    if len(conditions) > 1:
+        what = f"{len(conditions)} {'prompts' if args.prompt else 'classes'}"
+    elif args.prompt:
+        what = f"prompt {conditions[0].prompt!r}"
+    elif args.class_ is not None:
+        what = f"class {conditions[0].label}" + (f" ({conditions[0].name})" if generator.config.class_names else "")
+    else:
+        what = "unconditional"
+    where = videos[0][0] if count == 1 else f"{count} videos in {args.output}"
+    print(f"{generator.config.name} ({loaded.source}), {what}: {count} x {frames} frames at "
           f"{size_text(tokenizer.image_size)}, {fps:g} fps, from {steps} steps x {budget} tokens = {tokens} tokens "
-          f"each; seed {args.seed}; sampling {sampled - start:.1f} s, decoding {decoded - sampled:.1f} s, "
-          f"{decoded - start:.1f} s in all -> {where}")
+          f"each; seed {args.seed}; sampling {sampling_s:.1f} s, decoding {decoding_s:.1f} s, "
+          f"{sampling_s + decoding_s:.1f} s in all -> {where}" + (f", grid {args.grid}" if args.grid else ""))
     return 0
-
