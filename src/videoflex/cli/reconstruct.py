@@ -33,12 +33,13 @@ from videoflex.cli.common import (
 )
 from videoflex.eval.metrics import video_metrics
 from videoflex.io.compare import write_comparison
-from videoflex.io.video import read_video
+from videoflex.io.video import MODEL_FPS, read_video
+from videoflex.io.viewer import BudgetView, write_viewer
 from videoflex.utils.json_io import write_json
 
 DEFAULT_KEEP = (1, 4, 16, 256)
 strip_frames = Number(int, 1, 256)  # columns of the PNG strip
-VIDEO_NAME, STRIP_NAME, METRICS_NAME = "comparison.mp4", "strip.png", "metrics.json"
+VIDEO_NAME, STRIP_NAME, METRICS_NAME, PAGE_NAME = "comparison.mp4", "strip.png", "metrics.json", "index.html"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Tokenize a video once, decode it from the first k tokens of every time step for each k, "
                     f"and write OUTDIR/{VIDEO_NAME} (the original and one labelled panel per k, side by side), "
                     f"OUTDIR/{STRIP_NAME} (evenly spaced frames, one row per panel) and OUTDIR/{METRICS_NAME}; "
-                    "print PSNR and SSIM per k. Every k decodes from the same noise (--seed).")
+                    f"print PSNR and SSIM per k; with --html also OUTDIR/{PAGE_NAME}, a page to compare them "
+                    "interactively. Every k decodes from the same noise (--seed).")
     p.add_argument("input", type=input_file, metavar="IN", help="a video file (any container and codec FFmpeg reads)")
     p.add_argument("-o", "--output", type=output_dir, required=True, metavar="OUTDIR", help="output folder (created if missing)")
     p.add_argument("--keep", type=keep_list, metavar="K,K,...",
@@ -55,8 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "model's N are clipped to N with a warning (default: 1,4,16,256 up to N)")
     p.add_argument("--frames", type=frame_count, metavar="N",
                    help="frames to reconstruct, from --start at --fps (default: one chunk of the model, 17)")
-    p.add_argument("--fps", type=frame_rate, default=8.0,
-                   help="frame rate the video is sampled at (default: 8, as the models)")
+    p.add_argument("--fps", type=frame_rate, default=MODEL_FPS,
+                   help=f"frame rate the video is sampled at (default: {MODEL_FPS:g}, as the models)")
     p.add_argument("--start", type=video_time, default=0.0, metavar="SECONDS",
                    help="time of the first frame in the video (default: 0)")
     p.add_argument("--steps", type=flow_steps, help="flow sampling steps (default: the model's sampler setting)")
@@ -64,6 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="classifier-free guidance scale, 1 = none (default: the model's sampler setting)")
     p.add_argument("--strip-frames", type=strip_frames, default=6, metavar="N",
                    help=f"frames (columns) in {STRIP_NAME} (default: 6)")
+    p.add_argument("--html", action="store_true",
+                   help=f"also write OUTDIR/{PAGE_NAME}: one self-contained page (videos inline, no network) with "
+                        "the original and the reconstruction playing in sync, a slider over k, PSNR/SSIM per k "
+                        "and the tokens and bits of each k")
     add_chunk_batch_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
@@ -162,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[KeepResult] = []
     panels: dict[str, torch.Tensor] = {}
+    views: list[BudgetView] = []
     bar = tqdm(keeps, desc="decoding", unit="k", disable=args.quiet)
     for keep in bar:
         bar.set_postfix_str(f"k={keep}")
@@ -173,12 +180,24 @@ def run(args: argparse.Namespace) -> int:
         metrics = video_metrics(reference, (video.float() + 1) / 2)
         results.append(KeepResult(keep, keep * token_steps, float(metrics.psnr[0]), float(metrics.ssim[0]), seconds))
         panels[f"k={keep}"] = video[0]
+        views.append(BudgetView(keep, keep * token_steps, results[-1].psnr, results[-1].ssim, video[0]))
     bar.close()
 
     out = output_folder(args.output)
     files = write_comparison(original, panels, decoded.fps, video_path=out / VIDEO_NAME,
                              strip_path=out / STRIP_NAME, num_strip_frames=args.strip_frames)
     identity = model.identity
+    written = [files.video, files.strip]
+    if args.html:
+        clip = (f"{source.name}: {original.shape[1]} frames at {decoded.fps:g} fps from {decoded.start:g} s, "
+                f"{size_text(tuple(model.image_size))}")
+        about = (f"model {identity.kind} {identity.name} [config {identity.config_hash}, weights "
+                 f"{identity.weights_hash}]; {token_steps} time steps x up to {n} tokens, codebook "
+                 f"{model.codebook_size}; seed {args.seed}")
+        notes = (clip, about)
+        written.append(write_viewer(out / PAGE_NAME, original, views, decoded.fps,
+                                    codebook_size=model.codebook_size, token_steps=token_steps,
+                                    title=f"videoflex reconstruct: {source.name}", notes=notes))
     report = Report(
         input=str(source), model=loaded.source, model_kind=identity.kind, model_name=identity.name,
         model_config_hash=identity.config_hash, model_weights_hash=identity.weights_hash,
@@ -190,5 +209,5 @@ def run(args: argparse.Namespace) -> int:
         device=str(device),
         seconds=round(time.perf_counter() - started, 3), results=tuple(results))
     metrics_path = write_json(out / METRICS_NAME, report)
-    report.print([files.video, files.strip, metrics_path])
+    report.print([*written, metrics_path])
     return 0

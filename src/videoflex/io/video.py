@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import av.error
@@ -43,6 +44,20 @@ VideoSource = str | os.PathLike | bytes
 
 Size = int | tuple[int, int]
 """An output size: ``S`` (short side to ``S``, centre crop ``S x S``) or ``(H, W)``."""
+
+MODEL_FPS = 8.0
+"""Frames per second the videoflex tokenizers are trained at (the default ``fps`` of
+:class:`~videoflex.data.config.DataConfig` and of every shipped recipe; a model does not record it): the default
+rate of :func:`read_video` and :func:`write_video` and of the commands that read video."""
+
+
+class FrameModel(Protocol):
+    """What :func:`read_video` needs of a model: the ``(H, W)`` of the frames it takes (every
+    :class:`~videoflex.tokenizers.base.Tokenizer`)."""
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
 
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 MAX_FRAMES_PER_SOURCE_FRAME = 256
@@ -288,8 +303,9 @@ class _FrameConverter:
 
 def read_video(
     source: VideoSource,
+    model: FrameModel | None = None,
     *,
-    fps: float | None = 8.0,
+    fps: float | None = MODEL_FPS,
     size: Size | None = None,
     max_frames: int | None = None,
     start: float = 0.0,
@@ -298,10 +314,15 @@ def read_video(
 ) -> DecodedVideo:
     """Decode ``source`` (a path, or a whole file's bytes) into a ``[3, T, H, W]`` tensor in ``[-1, 1]``.
 
+    ``read_video("clip.mp4", model).video[None]`` is what ``model.tokenize`` takes: frames at the model's
+    :attr:`~videoflex.tokenizers.base.Tokenizer.image_size`, sampled at :data:`MODEL_FPS`.
+
     Args:
-        fps: output frame rate (sample and hold, see the module docstring); ``None`` keeps every frame.
+        model: a tokenizer (anything with ``image_size``, ``(H, W)``): its frame size is the default ``size``.
+        fps: output frame rate (sample and hold, see the module docstring), default :data:`MODEL_FPS`;
+            ``None`` keeps every frame.
         size: ``S`` or ``(H, W)``: resize (aspect kept) to cover it, then centre-crop; ``None`` keeps
-            the source size.
+            the source size (or, with ``model``, takes the model's).
         max_frames: stop after this many output frames (decoding stops there too). Resampling gives at most
             :data:`MAX_FRAMES_PER_SOURCE_FRAME` frames per frame the source declares: a file whose declared
             frame rate would give more is read up to that cap, with a warning naming the file and the counts.
@@ -315,6 +336,8 @@ def read_video(
             for a missing file.
         ValueError: bad arguments.
     """
+    if size is None and model is not None:
+        size = tuple(model.image_size)
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive or None, got {fps}")
     if max_frames is not None and max_frames < 1:
@@ -518,8 +541,10 @@ def encode_mp4(video: torch.Tensor, fps: float, *, crf: int = 12) -> bytes:
     return buffer.getvalue()
 
 
-def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float, *, crf: int = 12) -> Path:
-    """Write ``[3, T, H, W]`` in ``[-1, 1]`` to ``path``; the suffix picks the format.
+def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float = MODEL_FPS, *, crf: int = 12) -> Path:
+    """Write ``[3, T, H, W]`` in ``[-1, 1]`` to ``path`` at ``fps`` frames per second (default
+    :data:`MODEL_FPS`, the models' rate); the suffix picks the format. A batch of one video, ``[1, 3, T, H, W]``
+    (what ``Tokenizer.detokenize`` returns for one clip), is taken as that video.
 
     ``.mp4``/``.m4v``/``.mov``/``.mkv``: H.264 (``libx264``, constant quality ``crf``; FFmpeg's
     ``mpeg4`` at a near-lossless quantiser when the bundled FFmpeg lacks libx264), yuv420p. yuv420p
@@ -544,6 +569,8 @@ def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float, *, crf
         ValueError: ``video`` is not a float ``[3, T, H, W]`` tensor, or ``fps`` is not positive.
     """
     path = Path(path)
+    if isinstance(video, torch.Tensor) and video.ndim == 5 and video.shape[0] == 1:
+        video = video[0]
     frames = video_to_uint8(video)
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
