@@ -350,3 +350,45 @@ def test_mp4_bytes_are_those_of_x264s_plain_c_code():
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     assert encode_mp4(frames, 8.0) == reference.getvalue()
+
+
+# ----------------------------------------------------------------------------- the top-level API
+
+
+def test_top_level_read_video_takes_the_models_frame_size_and_rate(bikes):
+    import videoflex
+
+    class Model:  # what read_video needs of a tokenizer
+        image_size = (48, 32)
+
+    clip = videoflex.read_video(bikes, Model(), max_frames=3)
+    assert clip.video.shape == (3, 3, 48, 32) and clip.fps == videoflex.MODEL_FPS == 8.0
+    assert torch.equal(clip.video, read_video(bikes, fps=8, size=(48, 32), max_frames=3).video)
+    # an explicit size or rate wins over the model's
+    assert videoflex.read_video(bikes, Model(), size=16, max_frames=1).video.shape == (3, 1, 16, 16)
+    assert videoflex.read_video(bikes, Model(), fps=None, max_frames=2).fps == 25.0
+    with pytest.raises(ValueError, match="fps"):
+        videoflex.read_video(bikes, Model(), fps=0)
+
+
+def test_top_level_write_video_defaults_to_the_models_rate_and_takes_a_batch_of_one(tmp_path, clip64):
+    import videoflex
+
+    path = videoflex.write_video(tmp_path / "a.mp4", clip64[None, :, :8])  # [1, 3, T, H, W]
+    info = probe_video(path)
+    assert (info.fps, info.num_frames, info.size) == (videoflex.MODEL_FPS, 8, (64, 64))
+    assert path.read_bytes() == videoflex.write_video(tmp_path / "c.mp4", clip64[:, :8], 8.0).read_bytes()
+    with pytest.raises(ValueError):
+        videoflex.write_video(tmp_path / "b.mp4", clip64[None].expand(2, -1, -1, -1, -1))  # two videos
+
+
+def test_three_lines_from_a_file_to_tokens_and_back(tmp_path, bikes):
+    """The README's example: load a model, tokenize a real clip, write its reconstruction."""
+    import videoflex
+
+    model = videoflex.load_model("flex-tiny")
+    ids = model.tokenize(videoflex.read_video(bikes, model, max_frames=5).video[None])
+    videoflex.write_video(tmp_path / "reconstruction.mp4", model.detokenize(ids, keep=4, steps=1, num_frames=5))
+    assert ids.shape[-1] == model.layout.tokens_per_step and ids.dtype == torch.int64
+    info = probe_video(tmp_path / "reconstruction.mp4")
+    assert (info.num_frames, info.size, info.fps) == (5, tuple(model.image_size), 8.0)
