@@ -5,8 +5,8 @@ supplies data, per-step draws, parameter groups, evaluation and the exported mod
 rest: processes (DDP or FSDP2), AdamW with the task's groups, warm-up + cosine schedule, EMA, gradient
 clipping and accumulation, bf16 autocast, activation checkpointing (torch's checkpoint wrapper around the
 task's blocks), atomic checkpoints (sharded with ``torch.distributed.checkpoint`` under FSDP), save and
-stop on SIGTERM/SIGINT, ``resume``, a stop on a NaN loss naming the step, logs (``OUT/log.jsonl`` and
-TensorBoard), periodic evaluation and the export of the EMA model (``OUT/model``).
+stop on SIGTERM/SIGINT, ``resume``, a stop on a NaN loss naming the step, logs (``OUT/log.jsonl``, the plot
+``OUT/curves.png`` and TensorBoard), periodic evaluation and the export of the EMA model (``OUT/model``).
 
 The start is checked before it writes anything: the task's recipe (:meth:`Task.check`), the device, the
 model (built before ``OUT`` exists), the lock on ``OUT`` (:mod:`videoflex.train.run_dir`: one trainer per
@@ -483,7 +483,7 @@ def train(task: Task, resume: bool = False, progress: bool = True, allow_recipe_
                         record = {"step": done, **record, **task.evaluate(model, done, out)}
                 distributed.barrier(ctx)
             if record and log is not None:
-                log.write(record)
+                log.write(record, plot=evaluate_now)  # OUT/curves.png redrawn at each evaluation and at close
             if stop["signal"]:
                 if ctx.is_main:
                     print(f"\n{stop['signal']}: saved step {done} to {last_good}; continue with --resume")
