@@ -32,7 +32,7 @@ CLIP = Path(__file__).resolve().parents[1] / "assets" / "carphone.mp4"
 EXCLUDED = {"train"}  # recipe-driven: covered by the training tests
 FREE_TEXT = {  # options whose value is free text, a name checked against a list, or checked by the command
     "--model", "--device", "--names", "--keep", "--source", "--split", "--latent-dtype", "--dtype", "--count",
-    "--help", "--quiet", "--no-fvd", "--print-path", "--resume", "file",  # inspect FILE: a file or folder
+    "--help", "--quiet", "--no-fvd", "--print-path", "--resume", "--html", "file",  # inspect FILE: a file or folder
     # generate / eval generator: class names, prompts, a tokenizer path or preset, flags; generate's -o and
     # --ids are a file or a folder by --num, checked by the command before any work
     "--class", "--classes", "--prompt", "--tokenizer", "--no-cache", "--shuffle-classes", "--output", "--ids",

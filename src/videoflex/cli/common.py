@@ -205,16 +205,22 @@ output_dir = PathOption("output folder")
 # ----------------------------------------------------------------------------- shared options
 
 
-def add_model_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
-    """``--model``, ``--device``, ``--seed``, ``--quiet``: the options of every command that runs a model."""
+DECODER_SEED_HELP = ("seed of the decoder's flow noise (every k of a run starts from the same noise): the same seed "
+                     "gives the same output; deterministic decoders ignore it (default: 0)")
+ENCODER_SEED_HELP = ("seed of the encoder's noise (the VAE posterior sample, for models that sample it): the same "
+                     "seed gives the same tokens (default: 0)")
+
+
+def add_model_options(p: argparse.ArgumentParser, *, seed: bool = True, seed_help: str = DECODER_SEED_HELP) -> None:
+    """``--model``, ``--device``, ``--seed``, ``--quiet``: the options of every command that runs a model;
+    ``seed_help`` says what ``--seed`` seeds in that command."""
     p.add_argument("--model", metavar="PATH|PRESET",
                    help=f"a saved model (folder with model.safetensors, or the file) or a preset name "
                         f"(random weights; see 'videoflex presets'); default: {DEFAULT_MODEL} if it exists")
     p.add_argument("--device", default="cpu",
                    help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
     if seed:
-        p.add_argument("--seed", type=seed_value, default=0,
-                       help="seed of the decoder's noise: the same seed gives the same output (default: 0)")
+        p.add_argument("--seed", type=seed_value, default=0, help=seed_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -34,10 +34,11 @@ from videoflex.cli.eval_classes import I3D_MIN_FRAMES, i3d_frames, i3d_weights_f
 from videoflex.cli.eval_classes import add_parsers as add_class_parsers
 from videoflex.cli.eval_generator import add_parser as add_generator_parser
 from videoflex.eval.fvd import MIN_SAMPLES
+from videoflex.io.video import MODEL_FPS
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
 STATS_SUFFIX = ".safetensors"
-RECON_FPS = 8.0  # the rate eval recon samples videos at (as the models)
+RECON_FPS = MODEL_FPS  # the rate eval recon samples videos at by default (as the models)
 stats_output = PathOption("output file", suffixes=(STATS_SUFFIX,))
 
 
@@ -58,12 +59,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--steps", type=flow_steps, help="flow steps (default: the model's)")
     r.add_argument("--guidance", type=guidance_scale, help="guidance scale, 1 = none (default: the model's)")
     r.add_argument("--frames", type=frame_count, help="frames per clip (default: one chunk of the model)")
+    r.add_argument("--fps", type=frame_rate, default=RECON_FPS,
+                   help=f"frame rate the videos are sampled at (default: {RECON_FPS:g}, as the models)")
     r.add_argument("--clips-per-video", type=positive_int, default=1, help="evenly spaced clips per video (default 1)")
     r.add_argument("--max-clips", type=positive_int, help="use at most this many clips")
     r.add_argument("--batch-size", type=batch_size, default=4, help="clips decoded together (default 4)")
     r.add_argument("--i3d-weights", type=i3d_weights_file, help="I3D checkpoint for rFVD (default: the fetched cache file)")
     r.add_argument("--no-fvd", action="store_true", help="skip rFVD (no I3D needed)")
-    add_model_options(r)
+    add_model_options(r, seed_help="seed of the decoder's flow noise (batch i of clips seeded with seed + i, the same "
+                                   "for every k): the same seed gives the same numbers (default: 0)")
     r.set_defaults(run=run_recon)
 
     f = sub.add_parser("fvd", help="Frechet video distance between two sets of videos",
@@ -176,9 +180,9 @@ def run_recon(args: argparse.Namespace) -> int:
     frames = args.frames or model.clip_frames
     if i3d is not None and frames < I3D_MIN_FRAMES:
         raise UserError(f"--frames {frames}: rFVD needs at least {I3D_MIN_FRAMES} frames (or pass --no-fvd)")
-    clips = read_clips(files, frames, model.image_size, RECON_FPS, args.clips_per_video, not args.quiet,
+    clips = read_clips(files, frames, model.image_size, args.fps, args.clips_per_video, not args.quiet,
                        args.max_clips)
-    padding = clips.padding_note(RECON_FPS)
+    padding = clips.padding_note(args.fps)
     if padding:
         warn(f"{args.data}: {padding}; PSNR and SSIM include the repeated frames")
     sampler = model.sampler  # None: the model decodes deterministically (steps and guidance unused)

@@ -12,6 +12,7 @@ import torch
 from videoflex.cli.common import (
     Number,
     PathOption,
+    frame_rate,
     input_file,
     input_folder,
     non_negative_int,
@@ -69,7 +70,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _add_i3d_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=i3d_frames, default=I3D_MIN_FRAMES,
                    help=f"frames per video, >= {I3D_MIN_FRAMES} (default {I3D_MIN_FRAMES})")
-    p.add_argument("--start", type=non_negative_int, default=0, help="index of the first frame used (default 0)")
+    p.add_argument("--start", type=non_negative_int, default=0,
+                   help="index of the first frame used, counted at --fps (default 0)")
+    p.add_argument("--fps", type=frame_rate,
+                   help="frame rate the videos are sampled at (default: every frame, as I3D was trained on "
+                        "Kinetics-400 at the videos' own rates)")
     p.add_argument("--i3d-weights", type=i3d_weights_file, metavar="PATH",
                    help="I3D checkpoint (default: the file 'videoflex fetch i3d-weights' stores)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -102,7 +107,7 @@ def run_classify(args: argparse.Namespace) -> int:
     model = _load_i3d(args)
     for path in videos:
         try:
-            predictions = top_classes(model, read_clip(path, args.frames, args.start), args.top)
+            predictions = top_classes(model, read_clip(path, args.frames, args.start, fps=args.fps), args.top)
         except ValueError as err:
             raise UserError(str(err)) from None
         print(f"{path.name}:")
@@ -126,7 +131,7 @@ def run_probe_train(args: argparse.Namespace) -> int:
         classes = sorted(set(names))
         labels = class_labels(names, classes)
         model = _load_i3d(args)
-        features = embed_videos(model, paths, args.frames, args.start, progress=not args.quiet)
+        features = embed_videos(model, paths, args.frames, args.start, progress=not args.quiet, fps=args.fps)
         config = ProbeTrainConfig(epochs=args.epochs, lr=args.lr)
         probe = train_probe(features, labels, classes, config, progress=not args.quiet)
     except ValueError as err:
@@ -153,7 +158,7 @@ def run_probe_score(args: argparse.Namespace) -> int:
         paths, names = list_labelled_videos(args.videos)
         labels = class_labels(names, probe.config.class_names)
         model = _load_i3d(args)
-        result = class_score(probe, embed_videos(model, paths, args.frames, args.start, not args.quiet), labels)
+        result = class_score(probe, embed_videos(model, paths, args.frames, args.start, not args.quiet, fps=args.fps), labels)
     except ValueError as err:
         raise UserError(str(err)) from None
     print(to_json_text({"n": len(paths), "mean_prob": result.mean_prob, "top1": result.top1,

@@ -71,7 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "the original and the reconstruction playing in sync, a slider over k, PSNR/SSIM per k "
                         "and the tokens and bits of each k")
     add_chunk_batch_option(p)
-    add_model_options(p)
+    add_model_options(p, seed_help="seed of the encoder's noise (the VAE posterior sample, for models that sample "
+                                   "it) and of the decoder's flow noise: every k decodes from the same noise, and "
+                                   "the same seed gives the same output (default: 0)")
     p.set_defaults(run=run)
 
 

@@ -7,6 +7,7 @@ import argparse
 from tqdm.auto import tqdm
 
 from videoflex.cli.common import (
+    ENCODER_SEED_HELP,
     add_chunk_batch_option,
     add_model_options,
     check_output_path,
@@ -23,7 +24,7 @@ from videoflex.cli.common import (
 )
 from videoflex.cli.errors import UserError
 from videoflex.io.tokens import TOKEN_SUFFIX, TokenMetadata, VideoTokens, save_tokens
-from videoflex.io.video import read_video
+from videoflex.io.video import MODEL_FPS, read_video
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="folder for the token files (created if missing)")
     p.add_argument("--keep", type=positive_int, metavar="K",
                    help="store only the first K tokens of every time step (default: all of the model's N)")
-    p.add_argument("--fps", type=frame_rate, default=8.0,
-                   help="frame rate the video is sampled at before tokenizing (default: 8, as the models)")
+    p.add_argument("--fps", type=frame_rate, default=MODEL_FPS,
+                   help=f"frame rate the video is sampled at before tokenizing (default: {MODEL_FPS:g}, as the models)")
     p.add_argument("--max-frames", type=positive_int, metavar="N",
                    help="tokenize only the first N frames (at --fps); default: the whole video")
     add_chunk_batch_option(p)
-    add_model_options(p)
+    add_model_options(p, seed_help=ENCODER_SEED_HELP)
     p.set_defaults(run=run)
 
 

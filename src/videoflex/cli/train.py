@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from videoflex.cli.common import output_dir
 from videoflex.cli.errors import UserError
 
 MINIMAL_RECIPE = Path("configs") / "minimal.yaml"
@@ -44,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_run_options(p: argparse.ArgumentParser, config_help: str) -> None:
     """The options every ``train WHAT`` command has: the recipe, resume, quiet and overrides."""
     p.add_argument("--config", help=config_help)
+    p.add_argument("-o", "--output", type=output_dir, metavar="OUT_DIR",
+                   help="the run folder (checkpoints, log.jsonl, curves.png, model/); the same as the override "
+                        "out_dir=OUT_DIR (default: the recipe's out_dir)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest intact checkpoint in out_dir (damaged newer ones are passed "
                         "over with a warning)")
@@ -77,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
     where = args.config or "recipe"
     if args.allow_recipe_change and not args.resume:
         raise UserError("--allow-recipe-change applies to --resume only")
+    overrides = list(args.overrides)
+    if args.output is not None:
+        given = [o.split("=", 1)[1] for o in overrides if o.startswith("out_dir=")]
+        if any(Path(g) != args.output for g in given):
+            raise UserError(f"-o {args.output} and out_dir={given[0]} name different run folders; give one")
+        overrides.append(f"out_dir={args.output}")
     try:
-        config = load(args.config, args.overrides)
+        config = load(args.config, overrides)
     except ValueError as e:  # messages about a recipe file name it (a base: recipe included)
         raise UserError(str(e) if args.config and str(e).startswith(args.config) else f"{where}: {e}") from None
     try:

@@ -189,10 +189,12 @@ def class_labels(names: list[str], class_names: list[str] | tuple[str, ...]) -> 
 
 @torch.no_grad()
 def embed_videos(
-    model: I3D, paths: list[Path], num_frames: int = 16, start: int = 0, progress: bool = True
+    model: I3D, paths: list[Path], num_frames: int = 16, start: int = 0, progress: bool = True,
+    fps: float | None = None,
 ) -> Tensor:
-    """Pooled I3D features [N, 1024] of frames start..start+num_frames-1 of each video, one at a time."""
+    """Pooled I3D features [N, 1024] of frames start..start+num_frames-1 of each video (counted at ``fps``,
+    default every frame), one at a time."""
     device = next(model.parameters()).device
-    feats = [model(read_clip(p, num_frames, start)[None].to(device)).features.cpu()
+    feats = [model(read_clip(p, num_frames, start, fps=fps)[None].to(device)).features.cpu()
              for p in tqdm(paths, desc="I3D features", disable=not progress)]
     return torch.cat(feats)

@@ -272,8 +272,10 @@ def kinetics400_classes() -> list[str]:
     return names
 
 
-def read_clip(path: str | Path, num_frames: int = 16, start: int = 0, square: bool = True) -> Tensor:
-    """``num_frames`` consecutive frames from frame ``start`` -> ``[3, T, H, W]`` float in [-1, 1].
+def read_clip(path: str | Path, num_frames: int = 16, start: int = 0, square: bool = True,
+              fps: float | None = None) -> Tensor:
+    """``num_frames`` consecutive frames from frame ``start`` -> ``[3, T, H, W]`` float in [-1, 1]; frames are
+    counted at ``fps`` (sampled as :func:`~videoflex.io.video.read_video` does), default every frame.
 
     With ``square``, frames are centre-cropped to a square (so the 224x224 resize keeps the aspect
     ratio). Raises ``ValueError`` if the video is too short.
@@ -281,7 +283,7 @@ def read_clip(path: str | Path, num_frames: int = 16, start: int = 0, square: bo
     from videoflex.io.video import probe_video, read_video
 
     size = min(probe_video(path).size) if square else None
-    video = read_video(path, fps=None, size=size, max_frames=start + num_frames).video[:, start:]
+    video = read_video(path, fps=fps, size=size, max_frames=start + num_frames).video[:, start:]
     if video.shape[1] < num_frames:
         raise ValueError(f"{path}: needed frames {start}..{start + num_frames - 1}, video has fewer")
     return video
