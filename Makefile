@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow demo install lint clean
+.PHONY: test test-slow demo generate-demo browser install lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,11 @@ test-slow: $(STAMP)
 
 # Reconstruct the bundled held-out clip with the shipped demo model at k = 1, 2, 4, ..., 32 tokens a step.
 demo: $(STAMP)
-	$(BIN)/videoflex reconstruct assets/carphone.mp4 --model checkpoints/demo --keep 1,2,4,8,16,32 -o outputs/demo
+	$(BIN)/videoflex reconstruct assets/carphone.mp4 --model checkpoints/demo --keep 1,2,4,8,16,32 -o outputs/demo --html
+
+# Debian's headless Chromium for the viewer's browser test (tests/test_viewer.py; skipped without it).
+browser:
+	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks scripts
