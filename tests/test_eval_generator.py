@@ -230,6 +230,16 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
     assert code == 0, err
     fresh = json.loads((control / "results.json").read_text())
     assert fresh["untrained"] is True
+    assert fresh["scores"]["recon_classes"] is None  # not asked for
+    # probes trained on the tokenizer's reconstructions of the real clips: a second class score beside the first
+    recon = tmp_path / "recon"
+    code, stdout, err = _eval(capsys, monkeypatch, "--model", root, "--source", "shapes", "--label-by", "shape",
+                              "--count", "12", "--classes", "circle,square", "--samples-per-class", "2",
+                              "--reconstruction-probe", "-o", recon)
+    assert code == 0, err
+    scores = json.loads((recon / "results.json").read_text())["scores"]
+    assert scores["recon_classes"]["chance"] == pytest.approx(1 / 6) and "reconstructions" in stdout
+    assert 0 <= scores["recon_probe_real_top1"] <= 1
     assert fresh["generator"]["identity"]["config_hash"] == results["generator"]["identity"]["config_hash"]
     assert fresh["generator"]["identity"]["weights_hash"] != results["generator"]["identity"]["weights_hash"]
 

@@ -222,8 +222,8 @@ def test_preset_parameter_counts():
         assert sum(p.parameters for p in model.parameter_parts()) == counts[name]
     # ar-debug-text: ar-debug with 1 class row instead of 5 (-256), 2 cross-attention sub-layers
     # (2 * (64*64*2 + 384*64*2 + 64) = 114,816), text RMSNorm and null text (2 * 384)
-    assert counts == {"ar-debug": 91_200, "ar-debug-text": 206_528, "ar-s": 92_835_328, "ar-m": 183_299_328, "ar-l": 439_458_816,
-                      "ar-xl": 876_243_456}
+    assert counts == {"ar-debug": 91_200, "ar-debug-text": 206_528, "ar-2xs": 17_178_240, "ar-xs": 36_192_000,
+                      "ar-s": 92_835_328, "ar-m": 183_299_328, "ar-l": 439_458_816, "ar-xl": 876_243_456}
 
 
 def test_rms_block_keeps_the_tokenizer_block_unchanged():

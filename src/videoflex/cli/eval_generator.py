@@ -38,6 +38,7 @@ from videoflex.cli.prepare_data import add_clip_options, open_source, resolve_so
 from videoflex.data.config import SourceConfig
 from videoflex.generators.ar.model import ARGenerator
 from videoflex.models.identity import ModelIdentity
+from videoflex.tokenizers.base import Tokenizer
 
 samples_per_condition = Number(int, 1, 4096)
 grid_rows = Number(int, 1, 1024)
@@ -70,6 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--shuffle-classes", action="store_true",
                       help="also score the class-shuffled control: the clips against a random derangement of "
                            "their classes (should be worse: class score near chance, higher per-class FVD)")
+    what.add_argument("--reconstruction-probe", action="store_true",
+                      help="also score with probes trained on the tokenizer's reconstructions of the real clips "
+                           "(at --budget): what the generator makes, as far as its tokenizer can show it")
     what.add_argument("--untrained", action="store_true",
                       help="the untrained control: score a generator of the same config with fresh random weights "
                            "(seeded by --sample-seed) in place of --model's trained ones")
@@ -184,6 +188,19 @@ def _real_clips(args: argparse.Namespace, sources, data, progress: bool):
     ), (names.pop() if len(names) == 1 else None)
 
 
+@torch.no_grad()
+def reconstruct(tokenizer: Tokenizer, video: torch.Tensor, budget: int, seed: int, batch_size: int, progress: bool) -> torch.Tensor:
+    """``video [M, 3, T, H, W]`` in [-1, 1] tokenized and decoded from the first ``budget`` ids of each step
+    (decoder noise seeded with ``seed``), on the CPU, in batches of ``batch_size`` clips."""
+    noise = torch.Generator(device=tokenizer.device).manual_seed(seed)
+    out = []
+    for start in tqdm(range(0, video.shape[0], batch_size), desc="reconstructing", disable=not progress):
+        clips = video[start:start + batch_size]
+        ids = tokenizer.tokenize(clips)
+        out.append(tokenizer.detokenize(ids, keep=budget, num_frames=clips.shape[2], generator=noise).cpu())
+    return torch.cat(out)
+
+
 def untrained_copy(generator: ARGenerator, seed: int) -> ARGenerator:
     """A generator of ``generator``'s config (classes, tokenizer, text encoder) with fresh weights: the preset
     initialisation drawn from ``seed``, on the same device, in eval mode."""
@@ -237,9 +254,11 @@ def run(args: argparse.Namespace) -> int:
             generated = generate_set(generator, tokenizer, conditions, args.samples_per_class, steps, budget,
                                      sampling, args.sample_seed, encode, use_cache=not args.no_cache,
                                      progress=progress)
+        recon = reconstruct(tokenizer, real.video, budget, args.sample_seed, args.batch_size, progress) \
+            if args.reconstruction_probe else None
         scores: GenerationScores = score_generations(
             i3d, real, generated, class_names, args.sample_seed if args.shuffle_classes else None,
-            batch_size=args.batch_size, progress=progress)
+            batch_size=args.batch_size, progress=progress, recon=recon)
     except ValueError as err:
         raise UserError(str(err)) from None
     settings = EvalSettings(data.frames, steps, budget, steps * budget, args.samples_per_class, sampling.temperature,
@@ -272,4 +291,11 @@ def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
               + (f", per-class FVD {s.class_fvd:.2f}" if s.class_fvd else ""))
     for a in scores.attributes:
         print(f"{a.attribute:<7} recovered {a.accuracy:.3f} (chance {a.chance:.3f}, probe on real clips {a.real_top1:.3f})")
+    if scores.recon_classes is not None:
+        c = scores.recon_classes
+        print(f"probe trained on the tokenizer's reconstructions: class score {c.mean_prob:.3f}, top-1 {c.top1:.3f} "
+              f"(its top-1 on them {scores.recon_probe_real_top1:.3f})")
+    for a in scores.recon_attributes:
+        print(f"{a.attribute:<7} recovered {a.accuracy:.3f} by a probe trained on reconstructions "
+              f"(its top-1 on them {a.real_top1:.3f})")
     print(f"wrote {json_path}, {grid}")

@@ -16,6 +16,10 @@ condition). They are compared with real clips through I3D (Kinetics-400 weights,
 - **attribute recovery** (text models on ``videoflex.data.shapes`` captions): one probe per attribute (shape,
   colour, motion) trained on the real clips' features and ground-truth factors; the accuracy with which each
   recovers the prompt's attribute from the generated clips, with its chance level (1 / number of values).
+- **the tokenizer's view** (optional, ``recon``): the same probes trained instead on the real clips passed
+  through the tokenizer (tokenized, decoded at the generator's budget). A generator can only make what its
+  tokenizer decodes, so a weak tokenizer puts generated clips outside what a probe trained on sharp real clips
+  knows; probes trained on reconstructions separate the generator's errors from the tokenizer's.
 
 :func:`save_sample_grid` draws a PNG: one row per condition, a few frames of a few samples.
 """
@@ -286,7 +290,10 @@ class GenerationScores:
     gfvd: FVD of I3D logits, generated vs real; real_clips, generated_clips: the counts; classes: the class
     score (None for text models); shuffled: the class-shuffled control (None unless asked and >= 2 classes);
     probe_real_top1: the class probe's accuracy on the real clips it was trained on; attributes: the attribute
-    recovery of a text model on shapes captions (empty otherwise).
+    recovery of a text model on shapes captions (empty otherwise); recon_*: the class score, the probe's
+    accuracy on the real clips and the attribute recovery with probes trained on the tokenizer's
+    reconstructions of the real clips instead (when asked; see the module docstring; recon_probe_real_top1 is
+    that probe's accuracy on the reconstructions it was trained on).
     """
 
     gfvd: float
@@ -296,15 +303,20 @@ class GenerationScores:
     shuffled: ClassScores | None
     probe_real_top1: float | None
     attributes: tuple[AttributeScore, ...]
+    recon_classes: ClassScores | None = None
+    recon_probe_real_top1: float | None = None
+    recon_attributes: tuple[AttributeScore, ...] = ()
 
 
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
                       shuffle_seed: int | None = None, probe: ProbeTrainConfig | None = None,
-                      batch_size: int = 8, progress: bool = False) -> GenerationScores:
+                      batch_size: int = 8, progress: bool = False,
+                      recon: torch.Tensor | None = None) -> GenerationScores:
     """Embed both sets with ``i3d`` (clips of at least 16 frames) and compute gFVD, the class score (class
     conditions; ``class_names``: the generator's K names, default ``"0" .. "K-1"``) with the class-shuffled
     control when ``shuffle_seed`` is given, and the attribute recovery (prompt conditions; needs
-    ``real.factors``).
+    ``real.factors``). ``recon``: the real clips' reconstructions by the tokenizer (``[M, 3, T, H, W]``, the
+    same clips in the same order): probes trained on them give the ``recon_*`` scores too.
 
     Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
     outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
@@ -318,6 +330,11 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     gfvd = fvd(real_out.logits, fake_out.logits)
     classes = shuffled = probe_top1 = None
     attributes: tuple[AttributeScore, ...] = ()
+    recon_scores: tuple[ClassScores | None, float | None, tuple[AttributeScore, ...]] = (None, None, ())
+    if recon is not None and recon.shape != real.video.shape:
+        raise ValueError(f"recon must be the real clips' reconstructions {tuple(real.video.shape)}, got "
+                         f"{tuple(recon.shape)}")
+    recon_features = i3d_embed(i3d, recon, batch_size, progress).features if recon is not None else None
     if all(c.label is not None for c in generated.conditions):
         if real.labels is None:
             raise ValueError("the real clips have no labels: the class score needs labelled real clips")
@@ -326,15 +343,22 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
         if len(names) < k:
             raise ValueError(f"the real clips have labels up to {int(real.labels.max())}; the generator has "
                              f"{len(names)} classes")
-        model = train_probe(real_out.features, real.labels, names, probe, progress=progress)
-        with torch.no_grad():
-            probs = model(fake_out.features.float()).softmax(-1)
-            probe_top1 = float((model(real_out.features.float()).argmax(1) == real.labels).float().mean())
         labels = generated.labels
-        classes = score_classes(probs, labels, names, real_out.logits, real.labels, fake_out.logits)
+
+        def class_scores(train_features: torch.Tensor) -> tuple[ClassScores, float, torch.Tensor]:
+            model = train_probe(train_features, real.labels, names, probe, progress=progress)
+            with torch.no_grad():
+                probs = model(fake_out.features.float()).softmax(-1)
+                top1 = float((model(train_features.float()).argmax(1) == real.labels).float().mean())
+            return score_classes(probs, labels, names, real_out.logits, real.labels, fake_out.logits), top1, probs
+
+        classes, probe_top1, probs = class_scores(real_out.features)
         if shuffle_seed is not None and len(torch.unique(labels)) >= 2:
             shuffled = score_classes(probs, shuffled_labels(labels, shuffle_seed), names, real_out.logits,
                                      real.labels, fake_out.logits)
+        if recon_features is not None:
+            recon_classes, recon_top1, _ = class_scores(recon_features)
+            recon_scores = (recon_classes, recon_top1, ())
     else:
         if real.factors is None:
             raise ValueError("the real clips carry no shape, colour and motion: attribute recovery needs "
@@ -343,8 +367,11 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
         fake_factors = [caption_factors(p) for p in prompts]
         attributes = attribute_recovery(real_out.features, real.factors, fake_out.features, fake_factors, probe,
                                         progress)
+        if recon_features is not None:
+            recon_scores = (None, None, attribute_recovery(recon_features, real.factors, fake_out.features,
+                                                           fake_factors, probe, progress))
     return GenerationScores(gfvd, real.video.shape[0], generated.video.shape[0], classes, shuffled, probe_top1,
-                            attributes)
+                            attributes, *recon_scores)
 
 
 # ----------------------------------------------------------------------------- the grid
