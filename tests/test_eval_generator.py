@@ -239,7 +239,7 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
     assert code == 0, err
     scores = json.loads((recon / "results.json").read_text())["scores"]
     assert scores["recon_classes"]["chance"] == pytest.approx(1 / 6) and "reconstructions" in stdout
-    assert 0 <= scores["recon_probe_real_top1"] <= 1
+    assert 0 <= scores["recon_probe_real_top1"] <= 1 and 0 <= scores["real_probe_recon_top1"] <= 1
     assert fresh["generator"]["identity"]["config_hash"] == results["generator"]["identity"]["config_hash"]
     assert fresh["generator"]["identity"]["weights_hash"] != results["generator"]["identity"]["weights_hash"]
 

@@ -293,6 +293,8 @@ def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
         print(f"{a.attribute:<7} recovered {a.accuracy:.3f} (chance {a.chance:.3f}, probe on real clips {a.real_top1:.3f})")
     if scores.recon_classes is not None:
         c = scores.recon_classes
+        print(f"the probe trained on real clips recognises {scores.real_probe_recon_top1:.3f} of their reconstructions "
+              f"by the tokenizer")
         print(f"probe trained on the tokenizer's reconstructions: class score {c.mean_prob:.3f}, top-1 {c.top1:.3f} "
               f"(its top-1 on them {scores.recon_probe_real_top1:.3f})")
     for a in scores.recon_attributes:

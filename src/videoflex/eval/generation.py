@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors
-from videoflex.eval.class_probe import ProbeTrainConfig, train_probe
+from videoflex.eval.class_probe import LinearProbe, ProbeTrainConfig, train_probe
 from videoflex.eval.fvd import FewSamplesWarning, fvd
 from videoflex.eval.generated_clips import generate_clips
 from videoflex.eval.i3d import I3D, i3d_embed
@@ -293,7 +293,9 @@ class GenerationScores:
     recovery of a text model on shapes captions (empty otherwise); recon_*: the class score, the probe's
     accuracy on the real clips and the attribute recovery with probes trained on the tokenizer's
     reconstructions of the real clips instead (when asked; see the module docstring; recon_probe_real_top1 is
-    that probe's accuracy on the reconstructions it was trained on).
+    that probe's accuracy on the reconstructions it was trained on); real_probe_recon_top1: the accuracy of the
+    probe trained on the real clips on their reconstructions, the most generated clips decoded by this tokenizer
+    can be expected to score under it.
     """
 
     gfvd: float
@@ -306,6 +308,7 @@ class GenerationScores:
     recon_classes: ClassScores | None = None
     recon_probe_real_top1: float | None = None
     recon_attributes: tuple[AttributeScore, ...] = ()
+    real_probe_recon_top1: float | None = None
 
 
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
@@ -330,7 +333,8 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     gfvd = fvd(real_out.logits, fake_out.logits)
     classes = shuffled = probe_top1 = None
     attributes: tuple[AttributeScore, ...] = ()
-    recon_scores: tuple[ClassScores | None, float | None, tuple[AttributeScore, ...]] = (None, None, ())
+    recon_scores: tuple[ClassScores | None, float | None, tuple[AttributeScore, ...], float | None] = (
+        None, None, (), None)
     if recon is not None and recon.shape != real.video.shape:
         raise ValueError(f"recon must be the real clips' reconstructions {tuple(real.video.shape)}, got "
                          f"{tuple(recon.shape)}")
@@ -345,20 +349,23 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
                              f"{len(names)} classes")
         labels = generated.labels
 
-        def class_scores(train_features: torch.Tensor) -> tuple[ClassScores, float, torch.Tensor]:
+        def class_scores(train_features: torch.Tensor) -> tuple[ClassScores, float, torch.Tensor, LinearProbe]:
             model = train_probe(train_features, real.labels, names, probe, progress=progress)
             with torch.no_grad():
                 probs = model(fake_out.features.float()).softmax(-1)
                 top1 = float((model(train_features.float()).argmax(1) == real.labels).float().mean())
-            return score_classes(probs, labels, names, real_out.logits, real.labels, fake_out.logits), top1, probs
+            scores = score_classes(probs, labels, names, real_out.logits, real.labels, fake_out.logits)
+            return scores, top1, probs, model
 
-        classes, probe_top1, probs = class_scores(real_out.features)
+        classes, probe_top1, probs, real_probe = class_scores(real_out.features)
         if shuffle_seed is not None and len(torch.unique(labels)) >= 2:
             shuffled = score_classes(probs, shuffled_labels(labels, shuffle_seed), names, real_out.logits,
                                      real.labels, fake_out.logits)
         if recon_features is not None:
-            recon_classes, recon_top1, _ = class_scores(recon_features)
-            recon_scores = (recon_classes, recon_top1, ())
+            recon_classes, recon_top1, _, _ = class_scores(recon_features)
+            with torch.no_grad():
+                ceiling = float((real_probe(recon_features.float()).argmax(1) == real.labels).float().mean())
+            recon_scores = (recon_classes, recon_top1, (), ceiling)
     else:
         if real.factors is None:
             raise ValueError("the real clips carry no shape, colour and motion: attribute recovery needs "
@@ -369,7 +376,7 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
                                         progress)
         if recon_features is not None:
             recon_scores = (None, None, attribute_recovery(recon_features, real.factors, fake_out.features,
-                                                           fake_factors, probe, progress))
+                                                           fake_factors, probe, progress), None)
     return GenerationScores(gfvd, real.video.shape[0], generated.video.shape[0], classes, shuffled, probe_top1,
                             attributes, *recon_scores)
 
