@@ -28,6 +28,16 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/videoflex reconstruct assets/carphone.mp4 --model checkpoints/demo --keep 1,2,4,8,16,32 -o outputs/demo --html
 
+# Sample the shipped generators (synthetic shapes): mp4s and a PNG grid for four motion classes and four
+# prompts whose shape-colour-motion combinations were held out of the text model's training.
+generate-demo: $(STAMP)
+	$(BIN)/videoflex generate --model checkpoints/generator-shapes-class --class left,right,up,down --num 2 --cfg 3 \
+	    -o outputs/generate-demo/class --grid outputs/generate-demo/class.png
+	$(BIN)/videoflex generate --model checkpoints/generator-shapes-text --num 2 --cfg 3 \
+	    --prompt "a red circle moving down and to the left" --prompt "a magenta circle moving up" \
+	    --prompt "a yellow square moving up" --prompt "a white circle moving left" \
+	    -o outputs/generate-demo/text --grid outputs/generate-demo/text.png
+
 # Debian's headless Chromium for the viewer's browser test (tests/test_viewer.py; skipped without it).
 browser:
 	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium

@@ -11,6 +11,7 @@ recorded one. The helpers here (loading the pair, the sampling options, conditio
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,16 +261,21 @@ def check_condition(generator: ARGenerator, class_: str | None, prompt: list[str
                         f"unconditional")
 
 
-def encode_prompts(generator: ARGenerator, prompts: list[str], device: torch.device):
-    """The prompts' features (``TextFeatures [B, L, D]``) from the generator's text encoder."""
+@functools.lru_cache(maxsize=2)
+def _text_encoder(spec: str, device: torch.device, max_tokens: int):
     from videoflex.generators.text_encoder import TextEncoder
 
-    spec = generator.config.text_encoder
     try:
-        encoder = TextEncoder.load(spec, device=device, max_tokens=generator.config.text_max_tokens)
+        return TextEncoder.load(spec, device=device, max_tokens=max_tokens)
     except (ValueError, FileNotFoundError) as err:
         raise UserError(f"text encoder {spec}: {err}") from None
-    return encoder.encode(prompts)
+
+
+def encode_prompts(generator: ARGenerator, prompts: list[str], device: torch.device):
+    """The prompts' features (``TextFeatures [B, L, D]``) from the generator's text encoder (loaded once per
+    encoder, device and length)."""
+    c = generator.config
+    return _text_encoder(c.text_encoder, device, c.text_max_tokens).encode(prompts)
 
 
 # ----------------------------------------------------------------------------- the command

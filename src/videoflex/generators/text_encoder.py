@@ -143,7 +143,13 @@ class TextEncoder(nn.Module):
         model_class = transformers.T5EncoderModel if kind in _T5_TYPES else transformers.AutoModel
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = model_class.from_pretrained(folder, local_files_only=True)
+            progress = transformers.utils.logging.is_progress_bar_enabled()
+            transformers.utils.logging.disable_progress_bar()  # its "Loading weights" bar: noise in our commands
+            try:
+                model = model_class.from_pretrained(folder, local_files_only=True)
+            finally:
+                if progress:
+                    transformers.utils.logging.enable_progress_bar()
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"text encoder {spec!r}: not a Hugging Face text encoder with a tokenizer ({e})") \
                 from None
