@@ -32,6 +32,7 @@ from videoflex.cli.generate import (
     encode_prompts,
     load_generator,
     load_tokenizer,
+    sample_count,
     sampling_config,
 )
 from videoflex.cli.prepare_data import add_clip_options, open_source, resolve_sources
@@ -40,7 +41,6 @@ from videoflex.generators.ar.model import ARGenerator
 from videoflex.models.identity import ModelIdentity
 from videoflex.tokenizers.base import Tokenizer
 
-samples_per_condition = Number(int, 1, 4096)
 grid_rows = Number(int, 1, 1024)
 
 
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=output_dir, required=True, metavar="DIR",
                    help="folder for results.json and grid.png (created if needed)")
     what = p.add_argument_group("conditions")
-    what.add_argument("--samples-per-class", type=samples_per_condition, default=8, metavar="N",
+    what.add_argument("--samples-per-class", type=sample_count, default=8, metavar="N",
                       help="clips generated per class or prompt (default: 8)")
     what.add_argument("--classes", metavar="A,B,...",
                       help="class names or indices to generate (default: all of the generator's)")
