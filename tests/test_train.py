@@ -202,10 +202,19 @@ def test_accumulation_and_activation_checkpointing_train_the_same_weights(tmp_pa
 
 
 def test_shipped_recipes_load():
-    """configs/*.yaml parse into TrainConfigs; the demo recipe trains the demo preset, and no recipe
-    trains on the held-out clips."""
+    """configs/*.yaml parse into TrainConfigs (generator_*.yaml into generator recipes); the demo recipe trains
+    the demo preset, no recipe trains on the held-out clips, and the text generator's recipe trains on the
+    seen combinations and evaluates on the held-out ones."""
+    from videoflex.train.tasks.generator_config import load_generator_config
+
     configs = Path(__file__).resolve().parents[1] / "configs"
-    recipes = {path.stem: load_train_config(path) for path in sorted(configs.glob("*.yaml"))}
+    generators = {path.stem: load_generator_config(path) for path in sorted(configs.glob("generator_*.yaml"))}
+    assert generators["generator_shapes_class"].condition == "class"
+    text = generators["generator_shapes_text"]
+    assert (text.condition, text.data, text.eval_data) == ("text", "outputs/tokens/shapes-seen",
+                                                           "outputs/tokens/shapes-heldout")
+    recipes = {path.stem: load_train_config(path) for path in sorted(configs.glob("*.yaml"))
+               if not path.stem.startswith("generator_")}
     assert "demo" in recipes
     assert recipes["demo"].model == "flex-demo"
     for recipe_ in recipes.values():  # carphone (make demo) and cup.mp4 (configs/demo_opencv.yaml) held out
