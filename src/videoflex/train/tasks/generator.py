@@ -307,10 +307,10 @@ class GeneratorTask(Task):
     def validation_loss(self, model: ARGenerator, batch_size: int = 64) -> float:
         """Mean next-id cross-entropy (nats) over every clip of ``eval_data``, no condition dropped."""
         dataset = self.dataset(self.config.eval_data)
+        step = GeneratorStep(model, self.text_encoder if model.config.text_encoder else None)
         total, count = 0.0, 0
         for start in range(0, len(dataset), batch_size):
             batch = collate_tokens([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            step = GeneratorStep(model, self.text_encoder if model.config.text_encoder else None)
             draws = GeneratorDraws(torch.zeros(len(batch.captions), dtype=torch.bool), model.config.tokens_per_step)
             loss = step(batch, draws).loss
             total += float(loss) * len(batch.captions)
