@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from videoflex.data.sample import VideoSample, iterate_samples
-from videoflex.data.sharded import INDEX_NAME, ShardRecord, read_index_json, read_shard_record
+from videoflex.data.sharded import INDEX_NAME, ShardRecord, ShardRecords, read_index_json, read_shard_record
 from videoflex.io.errors import FileError
 from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.video import atomic_output_path
@@ -289,7 +289,7 @@ def read_latent_index(root: str | os.PathLike) -> LatentCacheInfo:
     return info
 
 
-class LatentCacheDataset(Dataset[LatentSample]):
+class LatentCacheDataset(ShardRecords, Dataset[LatentSample]):
     """The clips of a cache folder written by :func:`write_latent_cache`, as :class:`LatentSample` s.
 
     Args:
@@ -314,14 +314,6 @@ class LatentCacheDataset(Dataset[LatentSample]):
 
     def __len__(self) -> int:
         return self._ends[-1]
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_records": {}}
-
-    def _record(self, shard: int) -> ShardRecord:
-        if shard not in self._records:
-            self._records[shard] = self._open_shard(shard)
-        return self._records[shard]
 
     def _open_shard(self, shard: int) -> ShardRecord:
         name, count = self.info.shards[shard]

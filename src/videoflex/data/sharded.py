@@ -1,5 +1,6 @@
 """What the on-disk sharded datasets (latent caches, token datasets) share: reading their ``index.json``
-(found, parsed, of the right format) and the per-clip metadata of a shard (labels, captions, sources)."""
+(found, parsed, of the right format), the per-clip metadata of a shard (labels, captions, sources), and
+keeping each shard's metadata once read (:class:`ShardRecords`)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,24 @@ class ShardRecord:
     labels: list[int] | None
     captions: list[str | None]
     sources: list[str]
+
+
+class ShardRecords:
+    """Each shard's :class:`ShardRecord`, read on first use (:meth:`_open_shard`, given by the dataset) and
+    kept; a pickled copy (a ``DataLoader`` worker's) starts with none, so every process reads its own."""
+
+    _records: dict[int, ShardRecord]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_records": {}}
+
+    def _record(self, shard: int) -> ShardRecord:
+        if shard not in self._records:
+            self._records[shard] = self._open_shard(shard)
+        return self._records[shard]
+
+    def _open_shard(self, shard: int) -> ShardRecord:
+        raise NotImplementedError
 
 
 def _json_list(path: Path, metadata: dict[str, str], key: str, count: int, optional: bool,

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from videoflex.data.sample import VideoSample
-from videoflex.data.sharded import INDEX_NAME, ShardRecord, read_index_json, read_shard_record
+from videoflex.data.sharded import INDEX_NAME, ShardRecord, ShardRecords, read_index_json, read_shard_record
 from videoflex.io.errors import FileError
 from videoflex.io.safetensors_file import save_safetensors
 from videoflex.io.tokens import TokenModel, id_dtype
@@ -429,7 +429,7 @@ def write_token_shards(
 # ----------------------------------------------------------------------------- reading
 
 
-class TokenShardDataset(Dataset[TokenSample]):
+class TokenShardDataset(ShardRecords, Dataset[TokenSample]):
     """The clips of a token dataset written by :func:`write_token_shards`, as :class:`TokenSample` s.
 
     Args:
@@ -456,14 +456,6 @@ class TokenShardDataset(Dataset[TokenSample]):
 
     def __len__(self) -> int:
         return self.info.num_clips
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_records": {}}
-
-    def _record(self, shard: int) -> ShardRecord:
-        if shard not in self._records:
-            self._records[shard] = self._open_shard(shard)
-        return self._records[shard]
 
     def _open_shard(self, shard: int) -> ShardRecord:
         info, entry = self.info, self.info.shards[shard]
