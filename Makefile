@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow demo generate-demo browser install lint clean
+.PHONY: test test-slow demo generate-demo browser install lint readme clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ generate-demo: $(STAMP)
 # Debian's headless Chromium for the viewer's browser test (tests/test_viewer.py; skipped without it).
 browser:
 	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium
+
+# Rerun the commands of the README's transcripts and rewrite the stale ones (scripts/readme_transcripts.py;
+# tests/test_readme_transcripts.py fails while one is stale).
+readme: $(STAMP)
+	$(BIN)/python scripts/readme_transcripts.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks scripts
