@@ -284,6 +284,25 @@ def test_encoder_lr_scale_must_be_positive(tmp_path, cache):
         load_train_config(None, recipe(tmp_path, cache, **{"optim.encoder_lr_scale": 0}))
 
 
+def test_decoder_stage_keeps_the_ids_and_records_its_flow_times_and_decode_steps(tmp_path, cache):
+    """stage=decoder from a saved model: the encoder (so every token id) is unchanged, the decoder moves, and
+    the exported config carries the recipe's time_mean/time_std (the loss) and decode_steps (the sampler)."""
+    first = tmp_path / "first"
+    assert main(["train", "tokenizer", "--quiet", *recipe(first, cache, steps=2)]) == 0
+    second = tmp_path / "second"
+    overrides = recipe(second, cache, steps=2, model=str(first / "model"), stage="decoder", time_mean=0,
+                       time_std=1, decode_steps=3)
+    assert main(["train", "tokenizer", "--quiet", *overrides]) == 0
+    before, after = VideoFlexTok.from_pretrained(first / "model"), VideoFlexTok.from_pretrained(second / "model")
+    assert (after.config.loss.time_mean, after.config.loss.time_std, after.config.sampler.steps) == (0.0, 1.0, 3)
+    assert before.config.sampler.steps != 3
+    old, new = before.state_dict(), after.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("encoder."))
+    assert any(not torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    video = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    assert torch.equal(before.tokenize(video), after.tokenize(video))
+
+
 def test_clip_cache_is_kept_per_source(tmp_path, monkeypatch):
     from videoflex.data import clip_cache
     from videoflex.data.config import DataConfig, SourceConfig
@@ -540,6 +559,9 @@ BAD_RECIPES = {  # override(s) -> a fragment of the one error line
     "data.frames=12": "data.frames=12: model flex-tiny takes clips of 1 + 4*m frames, at most 17",
     "data.frames=21": "data.frames=21: model flex-tiny takes clips of 1 + 4*m frames, at most 17",
     "num_workers=1000": "num_workers must lie in [0, 64], got 1000",
+    "time_std=0": "time_std must be a finite number in (0, inf), got 0.0",
+    "time_mean=.nan": "time_mean must be a finite number in [-inf, inf), got nan",
+    "decode_steps=0": "decode_steps must be >= 1, got 0",
 }
 
 

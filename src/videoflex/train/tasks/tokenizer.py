@@ -118,6 +118,12 @@ def model_config_for(config: TokenizerTrainConfig) -> tuple[TokenizerConfig, Pat
             decoder=dataclasses.replace(base.decoder, attention="full"),
             loss=dataclasses.replace(base.loss, prefix_prob=config.prefix_prob, prefix_steps=1),
         )
+    if config.time_mean is not None:
+        base = dataclasses.replace(base, loss=dataclasses.replace(base.loss, time_mean=config.time_mean))
+    if config.time_std is not None:
+        base = dataclasses.replace(base, loss=dataclasses.replace(base.loss, time_std=config.time_std))
+    if config.decode_steps is not None:
+        base = dataclasses.replace(base, sampler=dataclasses.replace(base.sampler, steps=config.decode_steps))
     return base, source
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -62,6 +63,12 @@ class TokenizerTrainConfig(TrainConfig):
     eval_clips, eval_keep, eval_steps, eval_guidance: evaluation every ``eval_every`` steps: PSNR/SSIM of
         the first ``eval_clips`` eval clips at each token count in ``eval_keep``, decoded in ``eval_steps``
         flow steps at guidance ``eval_guidance``.
+    time_mean, time_std: the flow-time distribution of the decoder's loss (``LossConfig``; ``None`` keeps the
+        model's). A decoder trained only near pure noise (the CPU presets' ``time_mean: 6``) is a regression
+        decoder that decodes in one step; a decoder fine-tuned over all times (``0`` and ``1``, the paper's
+        logit-normal) samples detail in several steps.
+    decode_steps: the flow steps the trained model decodes with by default (its ``SamplerConfig.steps``, what
+        ``detokenize`` and the generators use; ``None`` keeps the model's).
 
     On ``--resume`` the evaluation settings (``eval_*``, ``data.eval``) and the clip cache's folder
     (``data.cache_dir``) may change too: they do not change the trained weights.
@@ -81,6 +88,9 @@ class TokenizerTrainConfig(TrainConfig):
     eval_keep: tuple[int, ...] = (1, 4, 16)
     eval_steps: int = 10
     eval_guidance: float = 1.0
+    time_mean: float | None = None
+    time_std: float | None = None
+    decode_steps: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,6 +101,12 @@ class TokenizerTrainConfig(TrainConfig):
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
         if not self.eval_keep or min(self.eval_keep) < 1:
             raise ValueError(f"TrainConfig: eval_keep must list token counts >= 1, got {list(self.eval_keep)}")
+        if self.time_mean is not None:
+            check_range("TrainConfig", "time_mean", self.time_mean, -math.inf)
+        if self.time_std is not None:
+            check_range("TrainConfig", "time_std", self.time_std, 0.0, low_open=True)
+        if self.decode_steps is not None and self.decode_steps < 1:
+            raise ValueError(f"TrainConfig: decode_steps must be >= 1, got {self.decode_steps}")
         if not self.model:
             raise ValueError("TrainConfig: model must name a preset or a saved model folder")
         if self.repa.weight > 0 and self.data.latents:
