@@ -30,14 +30,21 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(x)
+    """``x * sigmoid(x)`` in one pass (``F.silu``; equal to the reference's two-kernel form up to rounding)."""
+    return F.silu(x)
+
+
+CHANNELS_LAST = torch.channels_last_3d  # the memory layout inside the VAE (see VidTokVAE)
 
 
 # ------------------------------------------------------------------------------------------- primitives
 
 
 class ChannelNorm(nn.Module):
-    """Affine LayerNorm over the channel axis (axis 1) at every position of ``[N,C,...]`` (eps 1e-6)."""
+    """Affine LayerNorm over the channel axis (axis 1) at every position of ``[N,C,...]`` (eps 1e-6).
+
+    On a channels-last tensor (the VAE's layout) the channels are the contiguous last axis in memory: the
+    norm reads and writes them where they are, with no copy either way."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -64,7 +71,14 @@ class CausalConv3d(nn.Module):
 
 
 class CausalConv1d(nn.Module):
-    """``Conv1d`` over time with ``k - 1`` zero frames in front: ``[N,Cin,T] -> [N,Cout,T]``."""
+    """A ``Conv1d`` over time with ``k - 1`` zero frames in front, at every pixel of ``[B,Cin,T,H,W]`` ->
+    ``[B,Cout,T,H,W]`` (channels-last memory in and out).
+
+    The weights are the reference's ``Conv1d`` (``[Cout,Cin,k]``). Instead of regrouping the pixels into
+    ``[BHW,Cin,T]`` and back (two copies of the activations per call, as the reference) it runs as ``k``
+    matrix products on the channels-last frames: ``out[t] = b + sum_j W_j x[t - (k-1) + j]``, each tap
+    accumulated in place over the frames it reaches (the zero frames in front contribute nothing, so
+    nothing is padded). The same sums in another order: equal up to float rounding."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
         super().__init__()
@@ -72,7 +86,16 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(cin, cout, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (self.time_pad, 0)))
+        b, cin, t, h, w = x.shape
+        frames = x.movedim(1, -1).contiguous()  # [B,T,H,W,Cin]; a view when x is channels-last
+        weight, k = self.conv.weight, self.time_pad + 1
+        outs = []
+        for i in range(b):
+            out = torch.addmm(self.conv.bias, frames[i].view(-1, cin), weight[:, :, k - 1].t())  # [T*H*W,Cout]
+            for shift in range(1, min(k, t)):  # the tap `shift` frames back
+                out[shift * h * w:].addmm_(frames[i, : t - shift].reshape(-1, cin), weight[:, :, k - 1 - shift].t())
+            outs.append(out.view(t, h, w, -1))
+        return (outs[0][None] if b == 1 else torch.stack(outs)).movedim(-1, 1)
 
 
 # ------------------------------------------------------------------------------------------- blocks
@@ -104,7 +127,7 @@ class SpatialResBlock(nn.Module):
 
 
 class TemporalResBlock(nn.Module):
-    """Per-pixel causal residual block over time ``[N,C,T] -> [N,C,T]``: two (norm, swish, causal k=3 conv)."""
+    """Per-pixel causal residual block over time ``[B,C,T,H,W] -> same``: two (norm, swish, causal k=3 conv)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -219,9 +242,7 @@ class TimeUpsample2x(nn.Module):
 
 def spatial_temporal(x: torch.Tensor, spatial: SpatialResBlock, temporal: TemporalResBlock) -> torch.Tensor:
     """A spatial block on every frame, then a temporal block on every pixel: ``[B,Cin,T,H,W] -> [B,Cout,T,H,W]``."""
-    b, _, t, h, w = x.shape
-    x = rearrange(spatial(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> (b h w) c t", b=b, t=t)
-    return rearrange(temporal(x), "(b h w) c t -> b c t h w", b=b, h=h, w=w)
+    return temporal(per_frame(spatial, x))
 
 
 class SpatialLevel(nn.Module):
@@ -371,7 +392,8 @@ class VidTokVAE(VideoVAE):
         sf = self.spatial_factor
         if video.shape[3] % sf or video.shape[4] % sf:
             raise ValueError(f"VidTokVAE: height and width must be divisible by {sf}, got {tuple(video.shape[3:])}")
-        moments = self.encoder(pad_first_frame(video, self.temporal_factor - 1))
+        moments = self.encoder(pad_first_frame(video, self.temporal_factor - 1).contiguous(memory_format=CHANNELS_LAST))
+        moments = moments.contiguous()
         mean, logvar = moments.chunk(2, dim=1)
         return DiagonalGaussian(mean, logvar.clamp(*LOGVAR_RANGE))
 
@@ -383,4 +405,5 @@ class VidTokVAE(VideoVAE):
         if latents.dim() != 5 or latents.shape[1] != self.latent_channels:
             raise ValueError(f"VidTokVAE decodes latents [B, {self.latent_channels}, t, h, w], "
                              f"got {tuple(latents.shape)}")
-        return self.decoder(latents)[:, :, self.temporal_factor - 1:]
+        video = self.decoder(latents.contiguous(memory_format=CHANNELS_LAST))
+        return video[:, :, self.temporal_factor - 1:].contiguous()
