@@ -30,8 +30,11 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
-    """``x * sigmoid(x)`` in one pass (``F.silu``; equal to the reference's two-kernel form up to rounding)."""
-    return F.silu(x)
+    """``x * sigmoid(x)`` in one pass (``F.silu``; equal to the reference's two-kernel form up to rounding).
+
+    Every caller passes a fresh tensor (a norm's output), so without autograd it is overwritten in place
+    (no new buffer)."""
+    return F.silu(x, inplace=not x.requires_grad)
 
 
 CHANNELS_LAST = torch.channels_last_3d  # the memory layout inside the VAE (see VidTokVAE)
@@ -67,7 +70,8 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, self.padding))
+        # small inputs take torch's non-oneDNN kernel, whose output is channels-first: back to the VAE's layout
+        return self.conv(F.pad(x, self.padding)).contiguous(memory_format=CHANNELS_LAST)
 
 
 class CausalConv1d(nn.Module):
@@ -123,7 +127,7 @@ class SpatialResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(swish(self.norm1(x)))
         h = self.conv2(swish(self.norm2(h)))
-        return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
+        return h.add_(x if self.nin_shortcut is None else self.nin_shortcut(x))  # in place: h is fresh
 
 
 class TemporalResBlock(nn.Module):
@@ -138,7 +142,7 @@ class TemporalResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(swish(self.norm1(x)))
-        return x + self.conv2(swish(self.norm2(h)))
+        return self.conv2(swish(self.norm2(h))).add_(x)
 
 
 class CausalResBlock3D(nn.Module):
@@ -153,7 +157,7 @@ class CausalResBlock3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(swish(per_frame(self.norm1, x)))
-        return x + self.conv2(swish(per_frame(self.norm2, h)))
+        return self.conv2(swish(per_frame(self.norm2, h))).add_(x)
 
 
 class FrameAttention(nn.Module):
@@ -222,7 +226,7 @@ class TimeDownsample2x(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.mix_factor)
         pooled = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), (3, 1, 1), stride=(2, 1, 1))
-        return a * pooled + (1 - a) * self.conv(x)
+        return torch.lerp(self.conv(x), pooled.contiguous(memory_format=CHANNELS_LAST), a)  # a*pooled + (1-a)*conv
 
 
 class TimeUpsample2x(nn.Module):
@@ -236,8 +240,8 @@ class TimeUpsample2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.mix_factor)
-        x = x.repeat_interleave(2, dim=2)
-        return a * x + (1 - a) * self.conv(x)
+        x = x.movedim(1, -1).repeat_interleave(2, dim=1).movedim(-1, 1)  # channels-last in and out
+        return torch.lerp(self.conv(x), x, a)  # a * x + (1 - a) * conv(x)
 
 
 def spatial_temporal(x: torch.Tensor, spatial: SpatialResBlock, temporal: TemporalResBlock) -> torch.Tensor:
