@@ -9,7 +9,6 @@ they are computed once (:meth:`CrossAttention.keys_values`) and reused for every
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from videoflex.nn.fused import JoinedWeights
 from videoflex.nn.rope import apply_rope
 
 
@@ -69,24 +69,7 @@ class Attention(nn.Module):
         self.wk = nn.Linear(width, width, bias=False)
         self.wv = nn.Linear(width, width, bias=False)
         self.proj = nn.Linear(width, width, bias=False)
-        self._qkv: torch.Tensor | None = None  # cached [wq; wk; wv] (see qkv_weight), not state
-        self._qkv_key: tuple | None = None
-
-    def qkv_weight(self) -> torch.Tensor:
-        """``[wq; wk; wv]`` (``[3D, D]``): one matrix product for the three projections.
-
-        The parameters stay three (every checkpoint keeps its names); the concatenation is made per call
-        while they may get gradients, and otherwise kept until a weight changes (its version counter moves,
-        e.g. by ``load_state_dict`` or an optimizer step) or is replaced (``.to``, ``.half``)."""
-        weights = (self.wq.weight, self.wk.weight, self.wv.weight)
-        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
-            return torch.cat(weights)
-        current = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-        cached = self._qkv_key
-        if cached is None or cached[1] != current or any(r() is not w for r, w in zip(cached[0], weights)):
-            self._qkv = torch.cat(weights).detach()
-            self._qkv_key = (tuple(weakref.ref(w) for w in weights), current)
-        return self._qkv
+        self.joined_qkv = JoinedWeights()  # [wq; wk; wv]: one product for the three projections
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
                 cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,7 +82,7 @@ class Attention(nn.Module):
             over the whole cache (prefill and one-token decoding are the same call).
         """
         b, s, _ = x.shape
-        qkv = F.linear(x, self.qkv_weight()).view(b, s, 3, self.heads, self.head_dim)
+        qkv = F.linear(x, self.joined_qkv(self.wq.weight, self.wk.weight, self.wv.weight)).view(b, s, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B,H,S,head_dim] each
         if self.qk_norm:
             q, k = layer_norm(q), layer_norm(k)
