@@ -59,7 +59,14 @@ class ChannelNorm(nn.Module):
 
 class CausalConv3d(nn.Module):
     """``Conv3d`` with zero padding: ``k_t - s_t`` frames in front (none behind), ``k - s`` pixels split
-    around each spatial side. ``[B,Cin,T,H,W] -> [B,Cout,ceil(T/s_t),H/s,W/s]``."""
+    around each spatial side. ``[B,Cin,T,H,W] -> [B,Cout,ceil(T/s_t),H/s,W/s]`` (channels-last out).
+
+    With stride 1 and an odd kernel (every convolution of the VAE but the temporal downsampler) it runs as
+    one per-frame 2-D convolution per temporal tap, ``out[t] = b + sum_j conv2d(x[t - (k-1) + j], W[:, :, j])``,
+    each tap accumulated in place over the frames it reaches: the frames in front are zeros and contribute
+    nothing, the spatial padding is the 2-D convolution's own, so nothing is padded or copied, and the 2-D
+    convolutions take oneDNN's channels-last kernels at any size (torch runs small 3-D ones with a slower
+    channels-first kernel). The same sums in another order: equal up to float rounding."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
         super().__init__()
@@ -68,10 +75,21 @@ class CausalConv3d(nn.Module):
         self.padding = (space_pad // 2, space_pad - space_pad // 2, space_pad // 2, space_pad - space_pad // 2,
                         time_pad, 0)
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride)
+        self.per_tap = stride == (1, 1, 1) and kernel % 2 == 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # small inputs take torch's non-oneDNN kernel, whose output is channels-first: back to the VAE's layout
-        return self.conv(F.pad(x, self.padding)).contiguous(memory_format=CHANNELS_LAST)
+        if not self.per_tap:  # small inputs take torch's channels-first kernel: back to the VAE's layout
+            return self.conv(F.pad(x, self.padding)).contiguous(memory_format=CHANNELS_LAST)
+        b, _, t, h, w = x.shape
+        k = self.conv.kernel_size[0]
+        weight, pad = self.conv.weight, k // 2
+        frames = per_frame_view(x)  # [(B T),Cin,H,W]
+        out = F.conv2d(frames, weight[:, :, k - 1], self.conv.bias, padding=pad)  # the tap on frame t itself
+        out = out.view(b, t, *out.shape[1:])  # [B,T,Cout,H,W] (channels-last memory)
+        for shift in range(1, min(k, t)):  # the tap `shift` frames back
+            earlier = per_frame_view(x[:, :, : t - shift])
+            out[:, shift:] += F.conv2d(earlier, weight[:, :, k - 1 - shift], padding=pad).view(b, t - shift, *out.shape[2:])
+        return out.transpose(1, 2)
 
 
 class CausalConv1d(nn.Module):
@@ -105,9 +123,15 @@ class CausalConv1d(nn.Module):
 # ------------------------------------------------------------------------------------------- blocks
 
 
+def per_frame_view(x: torch.Tensor) -> torch.Tensor:
+    """``[B,C,T,H,W] -> [(B T),C,H,W]``: a view for a channels-last video of one clip (or whole clips),
+    a copy otherwise."""
+    return x.transpose(1, 2).flatten(0, 1)
+
+
 def per_frame(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (also how norms run on 5-D tensors: the same
-    memory layouts as the reference, hence the same convolution algorithms and bit-identical results)."""
+    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (also how norms run on 5-D tensors); on the
+    VAE's channels-last videos both regroupings are views."""
     b = x.shape[0]
     return rearrange(fn(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> b c t h w", b=b)
 
