@@ -249,7 +249,8 @@ class TimeDownsample2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.mix_factor)
-        pooled = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), (3, 1, 1), stride=(2, 1, 1))
+        # in float32: the CPU has no bfloat16 avg_pool3d
+        pooled = F.avg_pool3d(F.pad(x.float(), (0, 0, 0, 0, 1, 0)), (3, 1, 1), stride=(2, 1, 1)).to(x.dtype)
         return torch.lerp(self.conv(x), pooled.contiguous(memory_format=CHANNELS_LAST), a)  # a*pooled + (1-a)*conv
 
 
