@@ -80,7 +80,7 @@ class CausalConv3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.per_tap:  # small inputs take torch's channels-first kernel: back to the VAE's layout
             return self.conv(F.pad(x, self.padding)).contiguous(memory_format=CHANNELS_LAST)
-        b, _, t, h, w = x.shape
+        b, t = x.shape[0], x.shape[2]
         k = self.conv.kernel_size[0]
         weight, pad = self.conv.weight, k // 2
         frames = per_frame_view(x)  # [(B T),Cin,H,W]
