@@ -16,8 +16,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -63,9 +65,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as folder:
         model = load_pair(SIZES[args.size], None, Path(folder)).ours
     size = SIZES[args.size]
