@@ -126,7 +126,9 @@ def test_sampled_tokens_match_reference(model, io):
 def test_mean_tokens_and_latents_match_reference(mean_model, io):
     with torch.no_grad():
         latents = mean_model.vae.encode(io["video33"])
-    assert relative_error(latents, io["latents33_mean"]) < 1e-6
+    # float rounding only: the VAE sums in another order than the reference (its temporal taps as matrix
+    # products on channels-last frames, issue 19); measured 1.2e-6, bit-identical before
+    assert relative_error(latents, io["latents33_mean"]) < 1e-5
     assert torch.equal(mean_model.tokenize(io["video33"]), io["ids33_mean"])
     assert torch.equal(io["ids33_mean"][:, :5], io["ids17_mean"])  # chunk 0 is the 17-frame clip
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from videoflex.nn.fused import JoinedWeights
 from videoflex.nn.rope import apply_rope
 
 
@@ -68,6 +69,7 @@ class Attention(nn.Module):
         self.wk = nn.Linear(width, width, bias=False)
         self.wv = nn.Linear(width, width, bias=False)
         self.proj = nn.Linear(width, width, bias=False)
+        self.joined_qkv = JoinedWeights()  # [wq; wk; wv]: one product for the three projections
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
                 cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,7 +81,9 @@ class Attention(nn.Module):
         cache, positions: write this call's keys and values at ``positions [S]`` of ``cache`` and attend
             over the whole cache (prefill and one-token decoding are the same call).
         """
-        q, k, v = (rearrange(w(x), "b s (h d) -> b h s d", h=self.heads) for w in (self.wq, self.wk, self.wv))
+        b, s, _ = x.shape
+        qkv = F.linear(x, self.joined_qkv(self.wq.weight, self.wk.weight, self.wv.weight)).view(b, s, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B,H,S,head_dim] each
         if self.qk_norm:
             q, k = layer_norm(q), layer_norm(k)
         if rope is not None:

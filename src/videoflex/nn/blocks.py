@@ -3,7 +3,7 @@ modulation (flow decoders)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -68,29 +68,22 @@ class Block(nn.Module):
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: ``x * (1 + scale) + shift``."""
-    return x * (1 + scale) + shift
+    """adaLN: ``x * (1 + scale) + shift`` in one fused pass (``addcmul``); ``shift`` and ``scale`` broadcast
+    to ``x`` (one vector per group, never expanded to every token)."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
-@dataclass(frozen=True)
-class Modulation:
-    """The six adaLN-zero vectors of a block, each broadcastable to the ``[B,t,P,D]`` sequence."""
-
-    gate_msa: torch.Tensor
-    gate_mlp: torch.Tensor
-    shift_msa: torch.Tensor
-    scale_msa: torch.Tensor
-    shift_mlp: torch.Tensor
-    scale_mlp: torch.Tensor
+# the order of a block's six modulation vectors within each group (the reference's)
+GATE_MSA, GATE_MLP, SHIFT_MSA, SCALE_MSA, SHIFT_MLP, SCALE_MLP = range(6)
 
 
 class GroupModulation(nn.Module):
     """adaLN: ``SiLU -> Linear`` from the condition to ``chunks`` vectors per token group.
 
     The packed sequence holds several groups (registers, patches) that get their own modulation.
-    ``forward(c [B,t,D], group [P]) -> chunks x [B,t,P,D]`` for a sequence viewed as ``[B,t,P,D]``
-    whose position p within a step belongs to group ``group[p]``. The output is ordered group-major,
-    ``(group, chunk, D)``, as the reference's weights.
+    ``forward(c [B,t|1,D]) -> [B,t|1,G,chunks,D]``: one set of vectors per group, to be broadcast over that
+    group's tokens (``mod[:, :, g, j, None]`` is ``[B,t|1,1,D]``). The linear's output is ordered
+    group-major, ``(group, chunk, D)``, as the reference's weights.
     """
 
     def __init__(self, width: int, groups: int, chunks: int) -> None:
@@ -98,17 +91,18 @@ class GroupModulation(nn.Module):
         self.groups, self.chunks = groups, chunks
         self.linear = nn.Linear(width, groups * chunks * width)
 
-    def forward(self, c: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mod = rearrange(self.linear(F.silu(c)), "b t (g k d) -> b t g k d", g=self.groups, k=self.chunks)
-        mod = mod[:, :, group]  # [B,t,P,k,D]
-        return mod.unbind(dim=3)
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.linear(F.silu(c)), "b t (g k d) -> b t g k d", g=self.groups, k=self.chunks)
 
 
 class AdaLNBlock(nn.Module):
     """Flow-decoder block: two adaLN-zero gated residuals, modulated per token group.
 
+    The sequence of each step is a run of contiguous groups (the decoder's: registers, then patches), held
+    as one tensor per group: modulation, gates and the MLP run per group with that group's vectors
+    broadcast over its tokens; only attention sees the whole sequence (one concatenation per block).
     Modulation order per group (the reference's): gate_msa, gate_mlp, shift_msa, scale_msa, shift_mlp,
-    scale_mlp (:class:`Modulation`).
+    scale_mlp (:data:`GATE_MSA` ...).
     """
 
     def __init__(self, width: int, head_dim: int, mlp_hidden: int, groups: int) -> None:
@@ -117,10 +111,17 @@ class AdaLNBlock(nn.Module):
         self.mlp = SwiGLU(width, mlp_hidden)
         self.modulation = GroupModulation(width, groups, chunks=6)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, group: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``x [B,t,P,D]`` (P tokens a step), ``c [B,t|1,D]``, ``group [P]`` -> ``[B,t,P,D]``."""
-        m = Modulation(*self.modulation(c, group))
-        b, t, p, d = x.shape
-        h = self.attn(modulate(layer_norm(x), m.shift_msa, m.scale_msa).reshape(b, t * p, d), mask)
-        x = x + m.gate_msa * h.view(b, t, p, d)
-        return x + m.gate_mlp * self.mlp(modulate(layer_norm(x), m.shift_mlp, m.scale_mlp))
+    def forward(self, parts: Sequence[torch.Tensor], c: torch.Tensor, groups: Sequence[int],
+                mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """``parts``: the groups of every step in sequence order, ``[B,t,P_i,D]`` each, part i in modulation
+        group ``groups[i]``; ``c [B,t|1,D]``; ``mask`` over the packed ``t * sum(P_i)`` tokens (step-major).
+        Returns the parts after the block, same shapes."""
+        mod = self.modulation(c)  # [B,t|1,G,6,D]
+        vectors = [mod[:, :, g, :, None].unbind(2) for g in groups]  # per part: 6 x [B,t|1,1,D]
+        h = torch.cat([modulate(layer_norm(x), m[SHIFT_MSA], m[SCALE_MSA]) for x, m in zip(parts, vectors)], dim=2)
+        b, t, p, d = h.shape
+        attended = self.attn(h.view(b, t * p, d), mask).view(b, t, p, d)
+        sizes = [x.shape[2] for x in parts]
+        parts = [torch.addcmul(x, m[GATE_MSA], a) for x, m, a in zip(parts, vectors, attended.split(sizes, dim=2))]
+        return [torch.addcmul(x, m[GATE_MLP], self.mlp(modulate(layer_norm(x), m[SHIFT_MLP], m[SCALE_MLP])))
+                for x, m in zip(parts, vectors)]

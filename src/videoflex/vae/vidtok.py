@@ -30,14 +30,24 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(x)
+    """``x * sigmoid(x)`` in one pass (``F.silu``; equal to the reference's two-kernel form up to rounding).
+
+    Every caller passes a fresh tensor (a norm's output), so without autograd it is overwritten in place
+    (no new buffer)."""
+    return F.silu(x, inplace=not x.requires_grad)
+
+
+CHANNELS_LAST = torch.channels_last_3d  # the memory layout inside the VAE (see VidTokVAE)
 
 
 # ------------------------------------------------------------------------------------------- primitives
 
 
 class ChannelNorm(nn.Module):
-    """Affine LayerNorm over the channel axis (axis 1) at every position of ``[N,C,...]`` (eps 1e-6)."""
+    """Affine LayerNorm over the channel axis (axis 1) at every position of ``[N,C,...]`` (eps 1e-6).
+
+    On a channels-last tensor (the VAE's layout) the channels are the contiguous last axis in memory: the
+    norm reads and writes them where they are, with no copy either way."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -49,7 +59,14 @@ class ChannelNorm(nn.Module):
 
 class CausalConv3d(nn.Module):
     """``Conv3d`` with zero padding: ``k_t - s_t`` frames in front (none behind), ``k - s`` pixels split
-    around each spatial side. ``[B,Cin,T,H,W] -> [B,Cout,ceil(T/s_t),H/s,W/s]``."""
+    around each spatial side. ``[B,Cin,T,H,W] -> [B,Cout,ceil(T/s_t),H/s,W/s]`` (channels-last out).
+
+    With stride 1 and an odd kernel (every convolution of the VAE but the temporal downsampler) it runs as
+    one per-frame 2-D convolution per temporal tap, ``out[t] = b + sum_j conv2d(x[t - (k-1) + j], W[:, :, j])``,
+    each tap accumulated in place over the frames it reaches: the frames in front are zeros and contribute
+    nothing, the spatial padding is the 2-D convolution's own, so nothing is padded or copied, and the 2-D
+    convolutions take oneDNN's channels-last kernels at any size (torch runs small 3-D ones with a slower
+    channels-first kernel). The same sums in another order: equal up to float rounding."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
         super().__init__()
@@ -58,13 +75,32 @@ class CausalConv3d(nn.Module):
         self.padding = (space_pad // 2, space_pad - space_pad // 2, space_pad // 2, space_pad - space_pad // 2,
                         time_pad, 0)
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride)
+        self.per_tap = stride == (1, 1, 1) and kernel % 2 == 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, self.padding))
+        if not self.per_tap:  # small inputs take torch's channels-first kernel: back to the VAE's layout
+            return self.conv(F.pad(x, self.padding)).contiguous(memory_format=CHANNELS_LAST)
+        b, t = x.shape[0], x.shape[2]
+        k = self.conv.kernel_size[0]
+        weight, pad = self.conv.weight, k // 2
+        frames = per_frame_view(x)  # [(B T),Cin,H,W]
+        out = F.conv2d(frames, weight[:, :, k - 1], self.conv.bias, padding=pad)  # the tap on frame t itself
+        out = out.view(b, t, *out.shape[1:])  # [B,T,Cout,H,W] (channels-last memory)
+        for shift in range(1, min(k, t)):  # the tap `shift` frames back
+            earlier = per_frame_view(x[:, :, : t - shift])
+            out[:, shift:] += F.conv2d(earlier, weight[:, :, k - 1 - shift], padding=pad).view(b, t - shift, *out.shape[2:])
+        return out.transpose(1, 2)
 
 
 class CausalConv1d(nn.Module):
-    """``Conv1d`` over time with ``k - 1`` zero frames in front: ``[N,Cin,T] -> [N,Cout,T]``."""
+    """A ``Conv1d`` over time with ``k - 1`` zero frames in front, at every pixel of ``[B,Cin,T,H,W]`` ->
+    ``[B,Cout,T,H,W]`` (channels-last memory in and out).
+
+    The weights are the reference's ``Conv1d`` (``[Cout,Cin,k]``). Instead of regrouping the pixels into
+    ``[BHW,Cin,T]`` and back (two copies of the activations per call, as the reference) it runs as ``k``
+    matrix products on the channels-last frames: ``out[t] = b + sum_j W_j x[t - (k-1) + j]``, each tap
+    accumulated in place over the frames it reaches (the zero frames in front contribute nothing, so
+    nothing is padded). The same sums in another order: equal up to float rounding."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
         super().__init__()
@@ -72,15 +108,30 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(cin, cout, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (self.time_pad, 0)))
+        b, cin, t, h, w = x.shape
+        frames = x.movedim(1, -1).contiguous()  # [B,T,H,W,Cin]; a view when x is channels-last
+        weight, k = self.conv.weight, self.time_pad + 1
+        outs = []
+        for i in range(b):
+            out = torch.addmm(self.conv.bias, frames[i].view(-1, cin), weight[:, :, k - 1].t())  # [T*H*W,Cout]
+            for shift in range(1, min(k, t)):  # the tap `shift` frames back
+                out[shift * h * w:].addmm_(frames[i, : t - shift].reshape(-1, cin), weight[:, :, k - 1 - shift].t())
+            outs.append(out.view(t, h, w, -1))
+        return (outs[0][None] if b == 1 else torch.stack(outs)).movedim(-1, 1)
 
 
 # ------------------------------------------------------------------------------------------- blocks
 
 
+def per_frame_view(x: torch.Tensor) -> torch.Tensor:
+    """``[B,C,T,H,W] -> [(B T),C,H,W]``: a view for a channels-last video of one clip (or whole clips),
+    a copy otherwise."""
+    return x.transpose(1, 2).flatten(0, 1)
+
+
 def per_frame(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (also how norms run on 5-D tensors: the same
-    memory layouts as the reference, hence the same convolution algorithms and bit-identical results)."""
+    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (also how norms run on 5-D tensors); on the
+    VAE's channels-last videos both regroupings are views."""
     b = x.shape[0]
     return rearrange(fn(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> b c t h w", b=b)
 
@@ -100,11 +151,11 @@ class SpatialResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(swish(self.norm1(x)))
         h = self.conv2(swish(self.norm2(h)))
-        return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
+        return h.add_(x if self.nin_shortcut is None else self.nin_shortcut(x))  # in place: h is fresh
 
 
 class TemporalResBlock(nn.Module):
-    """Per-pixel causal residual block over time ``[N,C,T] -> [N,C,T]``: two (norm, swish, causal k=3 conv)."""
+    """Per-pixel causal residual block over time ``[B,C,T,H,W] -> same``: two (norm, swish, causal k=3 conv)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -115,7 +166,7 @@ class TemporalResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(swish(self.norm1(x)))
-        return x + self.conv2(swish(self.norm2(h)))
+        return self.conv2(swish(self.norm2(h))).add_(x)
 
 
 class CausalResBlock3D(nn.Module):
@@ -130,7 +181,7 @@ class CausalResBlock3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(swish(per_frame(self.norm1, x)))
-        return x + self.conv2(swish(per_frame(self.norm2, h)))
+        return self.conv2(swish(per_frame(self.norm2, h))).add_(x)
 
 
 class FrameAttention(nn.Module):
@@ -198,8 +249,9 @@ class TimeDownsample2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.mix_factor)
-        pooled = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), (3, 1, 1), stride=(2, 1, 1))
-        return a * pooled + (1 - a) * self.conv(x)
+        # in float32: the CPU has no bfloat16 avg_pool3d
+        pooled = F.avg_pool3d(F.pad(x.float(), (0, 0, 0, 0, 1, 0)), (3, 1, 1), stride=(2, 1, 1)).to(x.dtype)
+        return torch.lerp(self.conv(x), pooled.contiguous(memory_format=CHANNELS_LAST), a)  # a*pooled + (1-a)*conv
 
 
 class TimeUpsample2x(nn.Module):
@@ -213,15 +265,13 @@ class TimeUpsample2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.mix_factor)
-        x = x.repeat_interleave(2, dim=2)
-        return a * x + (1 - a) * self.conv(x)
+        x = x.movedim(1, -1).repeat_interleave(2, dim=1).movedim(-1, 1)  # channels-last in and out
+        return torch.lerp(self.conv(x), x, a)  # a * x + (1 - a) * conv(x)
 
 
 def spatial_temporal(x: torch.Tensor, spatial: SpatialResBlock, temporal: TemporalResBlock) -> torch.Tensor:
     """A spatial block on every frame, then a temporal block on every pixel: ``[B,Cin,T,H,W] -> [B,Cout,T,H,W]``."""
-    b, _, t, h, w = x.shape
-    x = rearrange(spatial(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> (b h w) c t", b=b, t=t)
-    return rearrange(temporal(x), "(b h w) c t -> b c t h w", b=b, h=h, w=w)
+    return temporal(per_frame(spatial, x))
 
 
 class SpatialLevel(nn.Module):
@@ -371,7 +421,8 @@ class VidTokVAE(VideoVAE):
         sf = self.spatial_factor
         if video.shape[3] % sf or video.shape[4] % sf:
             raise ValueError(f"VidTokVAE: height and width must be divisible by {sf}, got {tuple(video.shape[3:])}")
-        moments = self.encoder(pad_first_frame(video, self.temporal_factor - 1))
+        moments = self.encoder(pad_first_frame(video, self.temporal_factor - 1).contiguous(memory_format=CHANNELS_LAST))
+        moments = moments.contiguous()
         mean, logvar = moments.chunk(2, dim=1)
         return DiagonalGaussian(mean, logvar.clamp(*LOGVAR_RANGE))
 
@@ -383,4 +434,5 @@ class VidTokVAE(VideoVAE):
         if latents.dim() != 5 or latents.shape[1] != self.latent_channels:
             raise ValueError(f"VidTokVAE decodes latents [B, {self.latent_channels}, t, h, w], "
                              f"got {tuple(latents.shape)}")
-        return self.decoder(latents)[:, :, self.temporal_factor - 1:]
+        video = self.decoder(latents.contiguous(memory_format=CHANNELS_LAST))
+        return video[:, :, self.temporal_factor - 1:].contiguous()

@@ -15,6 +15,7 @@ from videoflex.nn.timestep import TimestepEmbedder
 from videoflex.tokenizers.flex.config import DecoderConfig
 
 PATCH_GROUP, REGISTER_GROUP = 0, 1  # adaLN sub-sequences, in the order of the modulation weights
+SEQUENCE_GROUPS = (REGISTER_GROUP, PATCH_GROUP)  # the groups of each step's sequence, in sequence order
 MIN_DATA_PREDICTION_TIME = 0.05  # velocity = (x_s - x0) / max(s, this) for data-predicting decoders
 
 
@@ -112,16 +113,15 @@ class Decoder(nn.Module):
         patches = self.patch_embed(patchify(x, p)) + self.positions(t, *grid)  # [B,t,L,D]
         n_reg, n_patch = registers.shape[2], patches.shape[2]
         c = self.time_embed(s if s.dim() == 2 else s[:, None])  # [B,t|1,D]
-        seq = torch.cat([registers.to(patches.dtype), patches], dim=2)  # [B,t,N+L,D]
-        group = torch.cat([torch.full((n_reg,), REGISTER_GROUP), torch.full((n_patch,), PATCH_GROUP)]).to(x.device)
+        parts = [registers.to(patches.dtype), patches]  # each step: [registers (N) | patches (L)]
         mask = dense_mask(self.attention_mask_kind, t, n_reg, n_patch, x.device)
         features = None
         for i, block in enumerate(self.blocks, start=1):
-            seq = block(seq, c, group, mask)
+            parts = block(parts, c, SEQUENCE_GROUPS, mask)
             if i == feature_block:
-                features = seq[:, :, n_reg:]  # [B,t,L,D]
-        out = seq[:, :, n_reg:]  # [B,t,L,D]
-        shift, scale = self.head_modulation(c, torch.zeros(n_patch, dtype=torch.long, device=x.device))
+                features = parts[1]  # [B,t,L,D]
+        out = parts[1]  # [B,t,L,D]
+        shift, scale = self.head_modulation(c)[:, :, 0, :, None].unbind(2)  # [B,t|1,1,D] each
         y = self.head(modulate(layer_norm(out), shift, scale))  # [B,t,L,C*p*p]
         if self.config.linear_path:
             y = y + self.linear_readout(registers.to(y.dtype), grid)

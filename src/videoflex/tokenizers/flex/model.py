@@ -87,6 +87,18 @@ def _micro_batches(plan: ChunkPlan, chunk_batch: int) -> list[list[int]]:
     return batches
 
 
+def _last_frames(pieces: list[torch.Tensor], count: int) -> torch.Tensor:
+    """The last ``count`` frames of the video ``torch.cat(pieces, dim=2)`` (pieces ``[B,3,T_i,H,W]``), joining
+    only the pieces they lie in (not the whole video decoded so far: no cost growing with its length)."""
+    tail, have = [], 0
+    for piece in reversed(pieces):
+        tail.append(piece)
+        have += piece.shape[2]
+        if have >= count:
+            break
+    return torch.cat(tail[::-1], dim=2)[:, :, -count:]
+
+
 class VideoFlexTok(PretrainedModel, Tokenizer):
     """The tokenizer: a frozen VAE, the register encoder with FSQ, and the flow decoder.
 
@@ -378,8 +390,8 @@ class VideoFlexTok(PretrainedModel, Tokenizer):
         for i, chunk in enumerate(tqdm(plan.chunks, desc="decoding chunks", disable=not progress)):
             chunk_ids = ids[:, used: used + chunk.kept_steps]
             used += chunk.kept_steps
-            if i > 0:  # condition on the frames shared with the previous chunk
-                overlap = torch.cat(frames, dim=2)[:, :, -c.chunk_overlap:]
+            if i > 0:  # condition on the frames shared with the previous chunk (the last decoded ones)
+                overlap = _last_frames(frames, c.chunk_overlap)
                 prefix = self.encode_video(overlap, generator).to(self.dtype)
                 chunk_ids = torch.cat([chunk_ids.new_zeros(b, chunk.steps - chunk.kept_steps, ids.shape[2]),
                                        chunk_ids], dim=1)
