@@ -3,8 +3,8 @@ import torch
 
 from videoflex import PRESETS, VideoFlexTok, get_preset
 from videoflex.registry import KINDS, ModelKind, gather_presets
-from videoflex.tokenizers.flex.params import count_parameters
 from videoflex.tokenizers.flex.presets import PRESETS as FLEX_PRESETS
+from videoflex.tokenizers.params import count_parameters
 
 
 @pytest.mark.parametrize("name", sorted(FLEX_PRESETS))

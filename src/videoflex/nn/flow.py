@@ -13,6 +13,10 @@ from typing import Literal
 
 import torch
 
+MIN_DATA_PREDICTION_TIME = 0.05
+"""A data-predicting decoder's velocity is ``(x_s - x0) / max(s, this)`` and its loss weight ``max(s, this)^2``
+(docs/design.md, "Training"; [choice]: bounds the velocity near s = 0, where the decoder sees clean data)."""
+
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B,...], s [B]) -> v [B,...]
 
 
@@ -46,6 +50,13 @@ def flow_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
     if sample_weight is not None:
         per_sample = per_sample * sample_weight
     return per_sample.mean()
+
+
+def data_to_velocity(x_s: torch.Tensor, x0: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The velocity ``(x_s - x0) / max(s, MIN_DATA_PREDICTION_TIME)`` of a data prediction ``x0`` ``[B,C,t,h,w]``
+    at flow times ``s`` ``[B]`` or per step ``[B,t]``."""
+    s = s if s.dim() == 2 else s[:, None]  # [B,t|1] -> broadcast over [B,C,t,h,w]
+    return (x_s - x0) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
 
 
 def nested_keep(batch: int, num_registers: int, generator: torch.Generator | None = None,

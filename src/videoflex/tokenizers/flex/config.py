@@ -1,4 +1,5 @@
-"""Typed configuration of the VideoFlexTok tokenizer: encoder, quantizer, decoder, sampler, loss."""
+"""Typed configuration of the VideoFlexTok tokenizer: encoder, quantizer, decoder, sampler, loss (the parts the
+tokenizer kinds share, transformer stack, FSQ, loss and chunk geometry, live in :mod:`videoflex.tokenizers.config`)."""
 
 from __future__ import annotations
 
@@ -6,43 +7,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from videoflex.nn.flow import SamplerConfig
+from videoflex.tokenizers.config import ChunkGeometry, FSQConfig, LossConfig, TransformerConfig
 from videoflex.utils.dataclass_io import check_positive
 from videoflex.vae.config import VAEConfig
 
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    """A transformer stack: ``depth`` blocks of width ``width = heads * head_dim``.
-
-    Blocks are pre-norm with non-affine LayerNorm, QK-norm, SwiGLU MLP of hidden size
-    ``int(2 * mlp_ratio * width / 3)``, no biases, no RoPE.
-
-    embedding_init_std: initial std of the learned position tables and registers (the reference's
-        0.02). It matters only when training from scratch: at 0.02 the positions are a few percent of a
-        patch's content embedding (or of its projected noise), the registers start nearly alike, and a
-        short run learns neither where a patch is nor a different role for each register.
-    """
-
-    width: int
-    depth: int
-    head_dim: int = 64
-    mlp_ratio: float = 4.0
-    patch_size: int = 1
-    embedding_init_std: float = 0.02
-
-    def __post_init__(self) -> None:
-        check_positive(type(self).__name__, width=self.width, depth=self.depth, head_dim=self.head_dim,
-                        mlp_ratio=self.mlp_ratio, patch_size=self.patch_size)
-        if self.width % self.head_dim:
-            raise ValueError(f"{type(self).__name__}: width {self.width} is not a multiple of head_dim {self.head_dim}")
-
-    @property
-    def heads(self) -> int:
-        return self.width // self.head_dim
-
-    @property
-    def mlp_hidden(self) -> int:
-        return int(2 * self.mlp_ratio * self.width / 3)
+__all__ = ["DecoderConfig", "EncoderConfig", "FSQConfig", "LossConfig", "SamplerConfig", "TokenizerConfig",
+           "TransformerConfig"]
 
 
 @dataclass(frozen=True)
@@ -112,56 +82,7 @@ class DecoderConfig(TransformerConfig):
 
 
 @dataclass(frozen=True)
-class FSQConfig:
-    """Finite scalar quantisation levels; the codebook has ``prod(levels)`` entries."""
-
-    levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
-
-    def __post_init__(self) -> None:
-        if not self.levels or any(level < 2 for level in self.levels):
-            raise ValueError(f"FSQConfig: every level must be >= 2, got {self.levels}")
-
-    @property
-    def dim(self) -> int:
-        return len(self.levels)
-
-    @property
-    def codebook_size(self) -> int:
-        size = 1
-        for level in self.levels:
-            size *= level
-        return size
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """The decoder's training objective (docs/design.md, "Training").
-
-    time_mean, time_std: flow time s = sigmoid(N(mean, std)) (logit-normal).
-    nested_dropout: draw keep k per clip uniformly from {1, 2, 4, ..., N}; otherwise always N.
-    guidance_dropout: probability that a clip's registers are all replaced by the null condition.
-    prefix_prob: probability that a clip's first ``prefix_steps`` latent steps stay clean (conditioning).
-    prefix_noise: the clean prefix gets Gaussian noise of a std drawn uniformly from [0, prefix_noise].
-    """
-
-    time_mean: float = 0.0
-    time_std: float = 1.0
-    nested_dropout: bool = True
-    guidance_dropout: float = 0.1
-    prefix_prob: float = 0.0
-    prefix_steps: int = 1
-    prefix_noise: float = 0.02
-
-    def __post_init__(self) -> None:
-        for name in ("guidance_dropout", "prefix_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"LossConfig: {name} must lie in [0, 1], got {value}")
-        check_positive("LossConfig", time_std=self.time_std, prefix_steps=self.prefix_steps)
-
-
-@dataclass(frozen=True)
-class TokenizerConfig:
+class TokenizerConfig(ChunkGeometry):
     """The whole tokenizer.
 
     image_size: (H, W) of the videos the model was built for (position tables cover this grid; smaller
@@ -188,34 +109,5 @@ class TokenizerConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        check_positive("TokenizerConfig", num_registers=self.num_registers, chunk_frames=self.chunk_frames,
-                        chunk_overlap=self.chunk_overlap)
-        tf = self.vae.temporal_factor
-        for name in ("chunk_frames", "chunk_overlap"):
-            value = getattr(self, name)
-            if (value - 1) % tf:
-                raise ValueError(f"TokenizerConfig: {name} must be 1 + {tf}*m for the VAE, got {value}")
-        if self.chunk_overlap >= self.chunk_frames:
-            raise ValueError("TokenizerConfig: chunk_overlap must be smaller than chunk_frames")
-        for part in (self.encoder, self.decoder):
-            factor = self.vae.spatial_factor * part.patch_size
-            if self.image_size[0] % factor or self.image_size[1] % factor:
-                raise ValueError(
-                    f"TokenizerConfig: image_size {self.image_size} is not divisible by "
-                    f"VAE factor x patch size = {factor}"
-                )
-
-    @property
-    def chunk_steps(self) -> int:
-        """Latent steps in a full chunk (the encoder's register table has this many rows)."""
-        return 1 + (self.chunk_frames - 1) // self.vae.temporal_factor
-
-    @property
-    def overlap_steps(self) -> int:
-        """Latent steps a later chunk shares with the previous one (its first steps, not kept)."""
-        return 1 + (self.chunk_overlap - 1) // self.vae.temporal_factor
-
-    @property
-    def latent_size(self) -> tuple[int, int]:
-        sf = self.vae.spatial_factor
-        return self.image_size[0] // sf, self.image_size[1] // sf
+        check_positive("TokenizerConfig", num_registers=self.num_registers)
+        self.check_geometry("TokenizerConfig", (self.encoder.patch_size, self.decoder.patch_size))

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from videoflex.nn.attention import layer_norm
 from videoflex.nn.blocks import AdaLNBlock, GroupModulation, modulate
+from videoflex.nn.flow import data_to_velocity
 from videoflex.nn.masks import dense_mask
 from videoflex.nn.positions import PositionTable3D, patchify, unpatchify
 from videoflex.nn.timestep import TimestepEmbedder
 from videoflex.tokenizers.flex.config import DecoderConfig
+from videoflex.tokenizers.training import DecoderOutput
 
 PATCH_GROUP, REGISTER_GROUP = 0, 1  # adaLN sub-sequences, in the order of the modulation weights
 SEQUENCE_GROUPS = (REGISTER_GROUP, PATCH_GROUP)  # the groups of each step's sequence, in sequence order
-MIN_DATA_PREDICTION_TIME = 0.05  # velocity = (x_s - x0) / max(s, this) for data-predicting decoders
-
-
-@dataclass(frozen=True)
-class DecoderOutput:
-    """The decoder's prediction and, when asked for, its patch features after one block."""
-
-    velocity: torch.Tensor  # [B,C,t,h,w], v = eps - x0
-    features: torch.Tensor | None = None  # [B,t,L,D] patch tokens after block ``feature_block`` (REPA)
 
 
 def _per_sample(value: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -127,8 +118,7 @@ class Decoder(nn.Module):
             y = y + self.linear_readout(registers.to(y.dtype), grid)
         y = unpatchify(y, p, grid)
         if self.config.prediction == "data":  # x0 -> the velocity (x_s - x0) / s
-            s = s if s.dim() == 2 else s[:, None]  # [B,t|1] -> broadcast over [B,C,t,h,w]
-            y = (x - y) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
+            y = data_to_velocity(x, y, s)
         return DecoderOutput(y, features)
 
     def linear_readout(self, registers: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

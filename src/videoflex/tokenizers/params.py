@@ -1,4 +1,4 @@
-"""Parameter counts of a tokenizer, by part (what the paper's model sizes count)."""
+"""Parameter counts of a flow tokenizer (flex or grid), by part (what the paper's model sizes count)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def _count(module: nn.Module) -> int:
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
-    """Count a :class:`~videoflex.tokenizers.flex.model.VideoFlexTok` (works on the meta device)."""
+    """Count a tokenizer with ``vae``, ``encoder`` and ``decoder`` modules, the decoder's adaLN linears apart
+    (:class:`~videoflex.tokenizers.flex.model.VideoFlexTok`, :class:`~videoflex.tokenizers.grid.model.GridTokenizer`;
+    works on the meta device)."""
     adaln = sum(_count(m) for m in model.decoder.modules() if isinstance(m, GroupModulation))
     return ParameterCount(_count(model.vae), _count(model.encoder), _count(model.decoder), adaln)
