@@ -18,6 +18,7 @@ from videoflex.generators.ar.model import ARGenerator
 from videoflex.models.pretrained import PretrainedModel, read_saved_model
 from videoflex.tokenizers.flex.model import VideoFlexTok
 from videoflex.tokenizers.flex.official.loader import is_official_checkpoint, load_official
+from videoflex.tokenizers.grid.model import GridTokenizer
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,11 @@ def _kind(model_class: type[PretrainedModel]) -> ModelKind:
     return ModelKind(model_class.kind, model_class.config_class, model_class, model_class.presets)
 
 
-KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (_kind(VideoFlexTok), _kind(ARGenerator))}
+KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (_kind(VideoFlexTok), _kind(GridTokenizer),
+                                                             _kind(ARGenerator))}
 """Model kinds by name (``"flex-tokenizer"``: :class:`~videoflex.tokenizers.flex.model.VideoFlexTok`;
-``"ar-generator"``: :class:`~videoflex.generators.ar.model.ARGenerator`)."""
+``"grid-tokenizer"``: :class:`~videoflex.tokenizers.grid.model.GridTokenizer`; ``"ar-generator"``:
+:class:`~videoflex.generators.ar.model.ARGenerator`)."""
 
 LOADERS: tuple[Loader, ...] = (
     Loader("apple/ml-videoflextok", is_official_checkpoint, load_official),

@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device)
     model = loaded.model
     tokens = load_tokens(source, keep=args.keep, model=model)
+    n = model.layout.tokens_per_step
+    if not model.layout.prefix_decodable and tokens.tokens_per_step != n:  # e.g. a grid tokenizer's
+        raise UserError(f"{'--keep ' + str(args.keep) if args.keep is not None else source}: the tokens of model "
+                        f"{model.identity.name!r} form a grid; a prefix of them cannot be decoded (all {n} "
+                        f"are needed, {tokens.tokens_per_step} given)")
     sampler = model.sampler
     steps = args.steps or (sampler.steps if sampler else None)
     guidance = args.guidance if args.guidance is not None or sampler is None else sampler.guidance

@@ -33,8 +33,7 @@ from videoflex.models.pretrained import (
     read_saved_model,
 )
 from videoflex.registry import LOADERS, get_kind
-from videoflex.tokenizers.flex.config import TokenizerConfig
-from videoflex.tokenizers.flex.model import VideoFlexTok
+from videoflex.tokenizers.chunked import ChunkedFlowTokenizer
 from videoflex.utils.dataclass_io import from_dict
 
 
@@ -175,8 +174,8 @@ def _config_rows(model: PretrainedModel) -> list[tuple[str, str]]:
     parts = model.parameter_parts()
     rows = [("kind", f"{model.kind} ({type(model).__name__})"), ("name", config.name),
             ("config hash", model.config_hash)]
-    if isinstance(model, VideoFlexTok):
-        rows += _flex_rows(config)
+    if isinstance(model, ChunkedFlowTokenizer):
+        rows += _tokenizer_rows(model)
     elif isinstance(model, ARGenerator):
         rows += _ar_rows(config)
     counted = ", ".join(f"{p.name} {p.parameters / 1e6:.2f}M" for p in parts)
@@ -184,7 +183,9 @@ def _config_rows(model: PretrainedModel) -> list[tuple[str, str]]:
     return rows + [("parameters", f"{counted}; total {total / 1e6:.2f}M")]
 
 
-def _flex_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
+def _tokenizer_rows(model: ChunkedFlowTokenizer) -> list[tuple[str, str]]:
+    """A flow tokenizer's (flex or grid) frames, VAE, transformers, tokens and sampler."""
+    config, layout = model.config, model.layout
     e, d, v = config.encoder, config.decoder, config.vae
     s = config.sampler
     return [
@@ -195,7 +196,9 @@ def _flex_rows(config: TokenizerConfig) -> list[tuple[str, str]]:
         ("encoder", f"depth {e.depth}, width {e.width}, {e.heads} heads, patch {e.patch_size}"),
         ("decoder", (f"depth {d.depth}, width {d.width}, {d.heads} heads, patch {d.patch_size}, "
                      f"{d.attention} attention, predicts {d.prediction}")),
-        ("tokens", (f"{config.num_registers} per time step, codebook {config.fsq.codebook_size} "
+        ("tokens", (f"{layout.tokens_per_step} per time step"
+                    + ("" if layout.prefix_decodable else f" ({layout.grid[0]}x{layout.grid[1]} grid)")
+                    + f", codebook {config.fsq.codebook_size} "
                     f"(FSQ levels {list(config.fsq.levels)})")),
         ("sampler", f"{s.method}, {s.steps} steps, guidance {s.guidance:g} ({s.guidance_method})"),
     ]

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from videoflex.registry import KINDS, ModelKind
-from videoflex.tokenizers.flex.config import TokenizerConfig
+from videoflex.tokenizers.chunked import ChunkedFlowTokenizer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +19,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _shape(config: object) -> str:
-    """Frame size and transformer sizes of a flex-tokenizer config; empty for other kinds."""
-    if not isinstance(config, TokenizerConfig):
+def _shape(model: object) -> str:
+    """Frame size, transformer sizes and tokens per step of a flow tokenizer (flex, grid); empty for other kinds."""
+    if not isinstance(model, ChunkedFlowTokenizer):
         return ""
+    config = model.config
     e, d = config.encoder, config.decoder
     return (f"{config.image_size[0]:>4}x{config.image_size[1]:<3} {f'd{e.depth} D{e.width}':>10} "
-            f"{f'd{d.depth} D{d.width}':>10} {config.num_registers:>5}")
+            f"{f'd{d.depth} D{d.width}':>10} {model.layout.tokens_per_step:>5}")
 
 
 def _print_kind(kind: ModelKind) -> None:
@@ -33,7 +34,7 @@ def _print_kind(kind: ModelKind) -> None:
     for name in kind.presets:
         with torch.device("meta"):
             model = kind.model_class(kind.presets[name]())
-        rows.append((name, _shape(model.config), model.parameter_parts()))
+        rows.append((name, _shape(model), model.parameter_parts()))
     parts = [p.name for p in rows[0][2]]
     shape_header = f"{'size':>8} {'enc':>10} {'dec':>10} {'N':>5}" if rows[0][1] else ""
     width = max(15, *(len(name) for name, _, _ in rows))

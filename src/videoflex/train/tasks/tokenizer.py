@@ -1,10 +1,12 @@
-"""The flex tokenizer task (``videoflex train tokenizer``): today's draws, flow loss, REPA and evaluation.
+"""The tokenizer task (``videoflex train tokenizer``): today's draws, flow loss, REPA and evaluation.
 
-The trained module (:class:`TokenizerStep`) takes a micro-batch of clips (uint8 ``[B,3,T,H,W]``) or of
+It trains any flow tokenizer kind (:class:`~videoflex.tokenizers.chunked.ChunkedFlowTokenizer`: the flex
+tokenizer, the grid tokenizer), whichever the recipe's ``model`` (a preset or a saved model) is. The trained
+module (:class:`TokenizerStep`) takes a micro-batch of clips (uint8 ``[B,3,T,H,W]``) or of
 cached VAE latents (``[B,C,t,h,w]``), encodes clips with the frozen VAE, and returns the flow loss of
-:meth:`VideoFlexTok.training_forward` (plus ``repa.weight`` times the REPA loss of the decoder's patch
+the model's ``training_forward`` (plus ``repa.weight`` times the REPA loss of the decoder's patch
 features, :mod:`videoflex.train.repa`, when REPA is on). Evaluation: PSNR/SSIM at a few token counts on
-held-out clips and a comparison video and strip.
+held-out clips and a comparison video and strip (a grid tokenizer, whose prefixes do not decode, at N only).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import torch
 from torch import nn
 
 from videoflex.data.config import DataConfig
-from videoflex.tokenizers.flex.config import TokenizerConfig
-from videoflex.tokenizers.flex.model import TrainingDraws, VideoFlexTok, draw_training
+from videoflex.tokenizers.chunked import ChunkedFlowTokenizer
+from videoflex.tokenizers.training import TrainingDraws, draw_training
 from videoflex.train.errors import CheckpointMismatch, RecipeError
 from videoflex.train.repa import RepaHead, build_teacher, repa_loss, teacher_targets, teacher_width
 from videoflex.train.sampler import seeded
@@ -59,7 +61,7 @@ class TokenizerStep(nn.Module):
     module's parameters and state (it is never trained, sharded or saved).
     """
 
-    def __init__(self, model: VideoFlexTok, latents: bool, repa: RepaConfig | None = None,
+    def __init__(self, model: ChunkedFlowTokenizer, latents: bool, repa: RepaConfig | None = None,
                  teacher: nn.Module | None = None, teacher_channels: int = 0) -> None:
         super().__init__()
         self.model = model
@@ -94,24 +96,47 @@ class TokenizerStep(nn.Module):
         return StepOutput(out.loss + self.repa.weight * alignment, {"repa": alignment.detach()})
 
 
-def model_config_for(config: TokenizerTrainConfig) -> tuple[TokenizerConfig, Path | None]:
-    """The architecture to train and, if ``config.model`` is a saved model, the folder to start from.
+@dataclass(frozen=True)
+class ModelChoice:
+    """What a recipe's ``model`` names: the tokenizer class, the config to build (with the recipe's stage and
+    flow-time settings applied) and, for a saved model, the folder whose weights it starts from."""
+
+    model_class: type[ChunkedFlowTokenizer]
+    config: Any
+    source: Path | None
+
+
+def _trainable_kinds() -> list[str]:
+    from videoflex.registry import KINDS
+
+    return sorted(name for name, kind in KINDS.items() if issubclass(kind.model_class, ChunkedFlowTokenizer))
+
+
+def model_config_for(config: TokenizerTrainConfig) -> ModelChoice:
+    """The tokenizer to train and, if ``config.model`` is a saved model, the folder to start from.
 
     Raises FileNotFoundError for a name that is neither a preset nor a saved model, ValueError for a
-    preset or saved model of another kind than the flex tokenizer."""
-    from videoflex.registry import PRESETS
+    preset or saved model of a kind this task does not train (not a flow tokenizer)."""
+    from videoflex.models.pretrained import read_saved_model
+    from videoflex.registry import KINDS, PRESETS
 
     if config.model in PRESETS:
         preset = PRESETS[config.model]
-        if preset.kind.model_class is not VideoFlexTok:
+        model_class, source = preset.kind.model_class, None
+        base = preset.config()
+        if not issubclass(model_class, ChunkedFlowTokenizer):
             raise ValueError(f"{config.model}: a preset of kind {preset.kind.name!r}; this task trains "
-                             f"{VideoFlexTok.kind!r} models")
-        base, source = preset.config(), None
+                             f"{' and '.join(repr(k) for k in _trainable_kinds())} models")
     else:
         source = Path(config.model)
         if not source.exists():
             raise FileNotFoundError(f"{config.model}: neither a preset ({', '.join(PRESETS)}) nor a saved model")
-        base = VideoFlexTok.read_config(source)
+        kind = read_saved_model(source).kind
+        model_class = KINDS[kind].model_class if kind in KINDS else None
+        if model_class is None or not issubclass(model_class, ChunkedFlowTokenizer):
+            raise ValueError(f"{config.model}: a saved model of kind {kind!r}; this task trains "
+                             f"{' and '.join(repr(k) for k in _trainable_kinds())} models")
+        base = model_class.read_config(source)
     if config.stage == "decoder":  # second stage: full attention, first-frame conditioning
         base = dataclasses.replace(
             base,
@@ -124,15 +149,15 @@ def model_config_for(config: TokenizerTrainConfig) -> tuple[TokenizerConfig, Pat
         base = dataclasses.replace(base, loss=dataclasses.replace(base.loss, time_std=config.time_std))
     if config.decode_steps is not None:
         base = dataclasses.replace(base, sampler=dataclasses.replace(base.sampler, steps=config.decode_steps))
-    return base, source
+    return ModelChoice(model_class, base, source)
 
 
-def build_model(config: TokenizerTrainConfig) -> VideoFlexTok:
+def build_model(config: TokenizerTrainConfig) -> ChunkedFlowTokenizer:
     """The model a recipe trains: the preset (seeded by the caller) or the saved model's weights."""
-    model_config, source = model_config_for(config)
-    model = VideoFlexTok(model_config)
-    if source is not None:
-        model.load_state_dict(VideoFlexTok.from_pretrained(source).state_dict())
+    choice = model_config_for(config)
+    model = choice.model_class(choice.config)
+    if choice.source is not None:
+        model.load_state_dict(choice.model_class.from_pretrained(choice.source).state_dict())
     model.vae.requires_grad_(False)
     if config.stage == "decoder":
         model.encoder.requires_grad_(False)
@@ -148,7 +173,7 @@ def _stack_latents(items: list[Any]) -> torch.Tensor:
 
 
 class TokenizerTask(Task):
-    """The flex tokenizer's training (see the module docstring).
+    """A flow tokenizer's training (see the module docstring).
 
     teacher: a frozen module for REPA in place of the one the recipe names (any module
         ``video [B,3,T,H,W] in [-1,1] -> [B,C,T',H',W']``), used only when ``config.repa.weight > 0``.
@@ -159,7 +184,7 @@ class TokenizerTask(Task):
     def __init__(self, config: TokenizerTrainConfig, teacher: nn.Module | None = None) -> None:
         super().__init__(config)
         self.teacher = teacher
-        self.model: VideoFlexTok | None = None
+        self.model: ChunkedFlowTokenizer | None = None
         self.trainable: TokenizerStep | None = None
         self.latent_shape: tuple[int, int, int, int] | None = None
         self._eval_clips: torch.Tensor | None = None
@@ -167,7 +192,7 @@ class TokenizerTask(Task):
     # ------------------------------------------------------------------------------------------ build
 
     def check(self) -> None:
-        """Training data listed (``data.train`` or ``data.latents``), the model a preset or a saved flex
+        """Training data listed (``data.train`` or ``data.latents``), the model a preset or a saved flow
         tokenizer (its config readable; its weights are checked when :meth:`build` loads them), clips of the
         model's frame size and of at most one chunk (1 + tf*m frames), REPA's teacher weights present.
         Raises RecipeError."""
@@ -176,7 +201,7 @@ class TokenizerTask(Task):
             raise RecipeError("nothing to train on: data.train lists no sources and data.latents names no "
                               "latent cache")
         try:
-            model_config, _ = model_config_for(config)
+            model_config = model_config_for(config).config
         except (ValueError, FileNotFoundError) as err:
             raise RecipeError(f"model: {err}") from None
         if not config.data.latents:  # the clips must be what the model takes (a latent cache checks its own)
@@ -214,7 +239,7 @@ class TokenizerTask(Task):
         return TaskModules(model, trainable, [*model.encoder.blocks, *model.decoder.blocks])
 
     @staticmethod
-    def _latent_shape(model: VideoFlexTok, data: DataConfig) -> tuple[int, int, int, int]:
+    def _latent_shape(model: ChunkedFlowTokenizer, data: DataConfig) -> tuple[int, int, int, int]:
         if data.latents:
             from videoflex.data.latent_cache import read_latent_index
 
@@ -283,14 +308,14 @@ class TokenizerTask(Task):
 
     def draws(self, step: int, batch_size: int) -> TokenizerDraws:
         model = self.model
-        training = draw_training(model.config.loss, model.num_registers, (batch_size, *self.latent_shape),
+        training = draw_training(model.config.loss, model.layout.tokens_per_step, (batch_size, *self.latent_shape),
                                  seeded(self.config.seed, step, 1))
         return TokenizerDraws(training, self.config.seed, step)
 
     # ------------------------------------------------------------------------------------ export, eval
 
-    def export(self, weights: dict[str, torch.Tensor]) -> VideoFlexTok:
-        model = VideoFlexTok(self.model.config)
+    def export(self, weights: dict[str, torch.Tensor]) -> ChunkedFlowTokenizer:
+        model = type(self.model)(self.model.config)
         model.load_state_dict({key.removeprefix("model."): value for key, value in weights.items()
                                if key.startswith("model.")})
         return model.eval()
@@ -300,9 +325,10 @@ class TokenizerTask(Task):
         return bool(self.config.data.eval)
 
     @torch.no_grad()
-    def evaluate(self, model: VideoFlexTok, step: int, out: Path) -> dict[str, float]:
-        """Held-out reconstruction quality (PSNR, SSIM) at each token count of ``eval_keep``; writes a
-        comparison video and PNG strip under ``out/samples``."""
+    def evaluate(self, model: ChunkedFlowTokenizer, step: int, out: Path) -> dict[str, float]:
+        """Held-out reconstruction quality (PSNR, SSIM) at each token count of ``eval_keep`` (a model whose
+        prefixes do not decode, the grid tokenizer: at N only); writes a comparison video and PNG strip under
+        ``out/samples``."""
         from videoflex.eval.metrics import video_metrics
         from videoflex.io.compare import write_comparison
 
@@ -312,7 +338,9 @@ class TokenizerTask(Task):
         clips = self._eval_clips.float() / 127.5 - 1.0
         ids = model.tokenize(clips)
         results, recon = {}, {}
-        for keep in sorted(k for k in set(config.eval_keep) if k <= model.num_registers):
+        n = model.layout.tokens_per_step
+        keeps = sorted(k for k in set(config.eval_keep) if k <= n) if model.layout.prefix_decodable else [n]
+        for keep in keeps:
             video = model.detokenize(ids, keep=keep, steps=config.eval_steps, guidance=config.eval_guidance,
                                      num_frames=clips.shape[2], generator=seeded(config.seed, step, 99))
             m = video_metrics((video + 1) / 2, (clips + 1) / 2)
@@ -328,7 +356,7 @@ class TokenizerTask(Task):
 
 def train_tokenizer(config: TokenizerTrainConfig, resume: bool = False, progress: bool = True,
                     teacher: nn.Module | None = None, allow_recipe_change: bool = False) -> Path:
-    """Train (or continue) a flex tokenizer; returns the folder of the exported EMA model (see
+    """Train (or continue) a flow tokenizer (flex or grid); returns the folder of the exported EMA model (see
     :func:`videoflex.train.loop.train` for ``allow_recipe_change`` and the errors raised)."""
     from videoflex.train.loop import train
 
