@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from _measure import videoflex
+
 ORDERS = ("step_major", "rank_major")
-
-
-def videoflex(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "videoflex.cli.main", *args], check=True)
 
 
 def last_val_loss(run: Path) -> float:
