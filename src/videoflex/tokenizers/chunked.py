@@ -82,6 +82,37 @@ class ChunkedFlowTokenizer(PretrainedModel, Tokenizer):
     def sampler(self) -> SamplerConfig:
         return self.config.sampler
 
+    def init_flow_weights(self, vectors: list[torch.nn.Parameter], encoder_embeddings: list[torch.nn.Parameter],
+                          decoder_embeddings: list[torch.nn.Parameter]) -> None:
+        """The initialisation every kind shares, in this order (so a seeded preset draws the same weights):
+        xavier-uniform linears with zero biases in encoder and decoder; ``vectors`` (learned mask / null
+        tokens) at std 0.02; the encoder's and decoder's embeddings at their configs' ``embedding_init_std``;
+        the time embedder at std 0.02; the decoder's input projection at zero if ``zero_init_input``;
+        adaLN-zero (every block's and the head's modulation, and the head, at zero: each block starts as the
+        identity and the head outputs zero); the code projection at the encoder's ``code_init_std``."""
+        for module in (self.encoder, self.decoder):
+            for m in module.modules():
+                if isinstance(m, torch.nn.Linear):
+                    torch.nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        torch.nn.init.zeros_(m.bias)
+        enc, dec = self.encoder, self.decoder
+        for p in vectors:
+            torch.nn.init.normal_(p, std=0.02)
+        for p in encoder_embeddings:
+            torch.nn.init.normal_(p, std=self.config.encoder.embedding_init_std)
+        for p in decoder_embeddings:
+            torch.nn.init.normal_(p, std=self.config.decoder.embedding_init_std)
+        torch.nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
+        torch.nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
+        if self.config.decoder.zero_init_input:
+            torch.nn.init.zeros_(dec.patch_embed.weight)
+        for m in [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]:
+            torch.nn.init.zeros_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+        torch.nn.init.normal_(enc.to_codes.weight, std=self.config.encoder.code_init_std)  # std 0: zero init
+        torch.nn.init.zeros_(enc.to_codes.bias)
+
     def parameter_parts(self) -> tuple[PartCount, ...]:
         """VAE, encoder, decoder, the decoder's adaLN linears, and encoder + decoder without adaLN (the
         paper's model sizes)."""

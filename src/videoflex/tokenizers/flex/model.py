@@ -69,33 +69,18 @@ class VideoFlexTok(ChunkedFlowTokenizer):
     # ------------------------------------------------------------------------------------ construction
 
     def init_weights(self) -> None:
-        """All initialisation in one place: xavier linears, small learned vectors, adaLN-zero, zero heads."""
-        for module in (self.encoder, self.decoder):
-            for m in module.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+        """All initialisation in one place: the shared scheme (:meth:`init_flow_weights`: xavier linears,
+        small learned vectors, adaLN-zero, zero head) with the registers among the encoder's embeddings,
+        then the linear paths."""
         enc, dec = self.encoder, self.decoder
-        for p in (dec.nested_mask_token, dec.prefix_mask_token, dec.null_condition):
-            nn.init.normal_(p, std=0.02)
-        for p in (enc.registers, enc.positions.table_t, enc.positions.table_h, enc.positions.table_w):
-            nn.init.normal_(p, std=self.config.encoder.embedding_init_std)
-        embeddings = [dec.positions.table_t, dec.positions.table_h, dec.positions.table_w]
+        decoder_embeddings = [dec.positions.table_t, dec.positions.table_h, dec.positions.table_w]
         if self.config.decoder.register_positions:
-            embeddings += [dec.register_index, dec.register_step]
-        for p in embeddings:
-            nn.init.normal_(p, std=self.config.decoder.embedding_init_std)
-        nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
-        nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
-        zero = [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]
-        if self.config.decoder.zero_init_input:
-            nn.init.zeros_(dec.patch_embed.weight)
-        for m in zero:  # adaLN-zero: every block starts as the identity, the head outputs zero
-            nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
-        nn.init.normal_(enc.to_codes.weight, std=self.config.encoder.code_init_std)  # std 0: zero init
-        nn.init.zeros_(enc.to_codes.bias)
+            decoder_embeddings += [dec.register_index, dec.register_step]
+        self.init_flow_weights(
+            vectors=[dec.nested_mask_token, dec.prefix_mask_token, dec.null_condition],
+            encoder_embeddings=[enc.registers, enc.positions.table_t, enc.positions.table_h, enc.positions.table_w],
+            decoder_embeddings=decoder_embeddings,
+        )
         if self.config.encoder.linear_path:  # its output starts at about a third of a code's range
             nn.init.normal_(enc.linear_patch.weight, std=(3 * enc.linear_patch.in_features) ** -0.5)
             nn.init.normal_(enc.linear_mix.weight, std=0.5 * enc.linear_mix.in_features ** -0.5)

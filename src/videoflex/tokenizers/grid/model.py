@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
 
 from videoflex.nn.flow import FixedPrefix, SamplerConfig, sample
 from videoflex.nn.fsq import FSQ
@@ -66,30 +65,15 @@ class GridTokenizer(ChunkedFlowTokenizer):
     # ------------------------------------------------------------------------------------ construction
 
     def init_weights(self) -> None:
-        """As the flex tokenizer's: xavier linears, learned vectors at std 0.02, positions at
-        ``embedding_init_std``, adaLN-zero, zero head, the code projection at ``code_init_std``."""
-        for module in (self.encoder, self.decoder):
-            for m in module.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+        """The flex tokenizer's scheme (:meth:`init_flow_weights`): xavier linears, learned vectors at std
+        0.02, positions at ``embedding_init_std``, adaLN-zero, zero head, the code projection at
+        ``code_init_std``."""
         enc, dec = self.encoder, self.decoder
-        for p in (dec.prefix_mask_token, dec.null_condition):
-            nn.init.normal_(p, std=0.02)
-        for p in (enc.positions.table_t, enc.positions.table_h, enc.positions.table_w):
-            nn.init.normal_(p, std=self.config.encoder.embedding_init_std)
-        for p in (dec.positions.table_t, dec.positions.table_h, dec.positions.table_w):
-            nn.init.normal_(p, std=self.config.decoder.embedding_init_std)
-        nn.init.normal_(dec.time_embed.fc1.weight, std=0.02)
-        nn.init.normal_(dec.time_embed.fc2.weight, std=0.02)
-        if self.config.decoder.zero_init_input:
-            nn.init.zeros_(dec.patch_embed.weight)
-        for m in [dec.head, dec.head_modulation.linear] + [b.modulation.linear for b in dec.blocks]:
-            nn.init.zeros_(m.weight)  # adaLN-zero: every block starts as the identity, the head outputs zero
-            nn.init.zeros_(m.bias)
-        nn.init.normal_(enc.to_codes.weight, std=self.config.encoder.code_init_std)  # std 0: zero init
-        nn.init.zeros_(enc.to_codes.bias)
+        self.init_flow_weights(
+            vectors=[dec.prefix_mask_token, dec.null_condition],
+            encoder_embeddings=[enc.positions.table_t, enc.positions.table_h, enc.positions.table_w],
+            decoder_embeddings=[dec.positions.table_t, dec.positions.table_h, dec.positions.table_w],
+        )
 
     @property
     def num_registers(self) -> int:
