@@ -75,7 +75,7 @@ class Settings:
 
 FULL = Settings(flex="flex-shapes", grid="grid-shapes", tokenizer_steps=1500, tokenizer_clips=8000,
                 token_clips=8000, eval_token_clips=256, sizes=("ar-2xs", "ar-xs", "ar-s"), budgets=(4, 16),
-                generator_flops=(1e14, 1e15), batch=32, samples_per_class=8, real_clips=128)
+                generator_flops=(1e13, 4e13), batch=32, samples_per_class=8, real_clips=128)
 SMOKE = Settings(flex="flex-tiny", grid="grid-tiny", tokenizer_steps=20, tokenizer_clips=64, token_clips=128,
                  eval_token_clips=32, sizes=("ar-debug", "ar-2xs"), budgets=(4, 16), generator_flops=(2e11,),
                  batch=16, samples_per_class=1, real_clips=16)

@@ -64,6 +64,11 @@ class DecoderConfig(TransformerConfig):
         register projected to ``code_dim`` values, all of a step's mapped linearly to r values per patch,
         each patch's r values to its latent values, added to the predicted data (so it needs
         ``prediction="data"``; it starts at zero). See ``EncoderConfig.linear_path``.
+    linear_input: what the decoder's linear path reads. ``"registers"``: the registers, as above.
+        ``"codes"``: the kept FSQ codes themselves (``N x code_dim`` values a step; a dropped, prefix or
+        null position reads 0, the code of a zero pre-quantisation value), so that the path can be set
+        to the exact inverse of a linear code (``videoflex.tokenizers.flex.pca``) and every prefix of it
+        is that code truncated.
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"
@@ -72,6 +77,7 @@ class DecoderConfig(TransformerConfig):
     register_positions: bool = False
     zero_init_input: bool = False
     linear_path: int = 0
+    linear_input: Literal["registers", "codes"] = "registers"
 
     def __post_init__(self) -> None:
         super().__post_init__()

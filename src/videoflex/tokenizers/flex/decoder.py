@@ -56,7 +56,8 @@ class Decoder(nn.Module):
         self.head = nn.Linear(d, latent_channels * p * p)
         if config.linear_path:  # see DecoderConfig.linear_path
             self.grid = (latent_size[0] // p, latent_size[1] // p)
-            self.linear_in = nn.Linear(d, code_dim)
+            if config.linear_input == "registers":
+                self.linear_in = nn.Linear(d, code_dim)
             self.linear_mix = nn.Linear(num_registers * code_dim, self.grid[0] * self.grid[1] * config.linear_path)
             self.linear_out = nn.Linear(config.linear_path, latent_channels * p * p)
 
@@ -74,30 +75,49 @@ class Decoder(nn.Module):
         x = self.code_embed(codes)
         if self.config.register_positions:  # only kept tokens carry their position; masks stay as they are
             x = x + (self.register_index[:n] + self.register_step[:t, None]).to(x.dtype)
-        position = torch.arange(n, device=codes.device)
-        dropped = position[None, :] >= _per_sample(keep, b, codes.device)[:, None]  # [B,N]
+        dropped, prefixed = _masks(codes, keep, prefix_steps)
         x = torch.where(dropped[:, None, :, None], self.nested_mask_token.to(x.dtype), x)
-        step = torch.arange(t, device=codes.device)
-        prefixed = step[None, :] < _per_sample(prefix_steps, b, codes.device)[:, None]  # [B,t]
         x = torch.where(prefixed[:, :, None, None], self.prefix_mask_token.to(x.dtype), x)
         if null is not None:
             x = torch.where(null.reshape(b, 1, 1, 1), self.null_condition.to(x.dtype), x)
         return x
+
+    def code_path(self, codes: torch.Tensor, keep: int | torch.Tensor, prefix_steps: int | torch.Tensor = 0,
+                  null: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The linear path's data ``[B,t,L,C*p*p]`` from FSQ codes ``[B,t,N,d]`` for a decoder whose path reads
+        codes (``linear_input="codes"``; ``None`` for any other decoder). Positions ``>= keep``, prefix steps
+        and ``null`` samples read code 0, as :meth:`embed_tokens` masks them; pass the result to
+        :meth:`forward` as ``linear``."""
+        if not self.config.linear_path or self.config.linear_input != "codes":
+            return None
+        b = codes.shape[0]
+        dropped, prefixed = _masks(codes, keep, prefix_steps)
+        off = dropped[:, None, :] | prefixed[:, :, None]  # [B,t,N]
+        if null is not None:
+            off = off | null.reshape(b, 1, 1)
+        return self._linear_mix_out(codes.masked_fill(off[..., None], 0.0))
 
     def null_registers(self, batch: int, steps: int) -> torch.Tensor:
         """Registers of the unconditional branch: the null condition everywhere, ``[B,t,N,D]``."""
         return self.null_condition.expand(batch, steps, self.num_registers, -1)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, registers: torch.Tensor,
-                feature_block: int | None = None) -> DecoderOutput:
+                feature_block: int | None = None, linear: torch.Tensor | None = None) -> DecoderOutput:
         """Velocity ``v = eps - x0`` of ``x [B,C,t,h,w]`` at flow time ``s [B]`` (or per step ``[B,t]``),
         conditioned on ``registers [B,t,N,D]``.
 
         feature_block: also return the patch tokens ``[B,t,L,D]`` after this many blocks (1-based; for
         REPA). Raises ``ValueError`` outside ``[1, depth]``.
+        linear: the linear path's data ``[B,t,L,C*p*p]`` from :meth:`code_path`; required by a decoder whose
+            path reads codes (``ValueError`` without it), refused by any other.
         """
         if feature_block is not None and not 1 <= feature_block <= len(self.blocks):
             raise ValueError(f"feature_block must lie in [1, {len(self.blocks)}], got {feature_block}")
+        reads_codes = bool(self.config.linear_path) and self.config.linear_input == "codes"
+        if reads_codes != (linear is not None):
+            raise ValueError("this decoder's linear path reads FSQ codes: pass linear=decoder.code_path(...)"
+                             if reads_codes else "this decoder takes no linear= (its linear path, if any, reads "
+                             "the registers)")
         t, h, w = x.shape[2:]
         p = self.config.patch_size
         grid = (h // p, w // p)
@@ -114,7 +134,11 @@ class Decoder(nn.Module):
         out = parts[1]  # [B,t,L,D]
         shift, scale = self.head_modulation(c)[:, :, 0, :, None].unbind(2)  # [B,t|1,1,D] each
         y = self.head(modulate(layer_norm(out), shift, scale))  # [B,t,L,C*p*p]
-        if self.config.linear_path:
+        if linear is not None:
+            if grid != self.grid:
+                raise ValueError(f"the decoder's linear path is built for a {self.grid} patch grid, got {grid}")
+            y = y + linear.to(y.dtype)
+        elif self.config.linear_path:
             y = y + self.linear_readout(registers.to(y.dtype), grid)
         y = unpatchify(y, p, grid)
         if self.config.prediction == "data":  # x0 -> the velocity (x_s - x0) / s
@@ -125,10 +149,27 @@ class Decoder(nn.Module):
         """Registers ``[B,t,N,D]`` -> the linear path's data ``[B,t,L,C*p*p]``."""
         if grid != self.grid:
             raise ValueError(f"the decoder's linear path is built for a {self.grid} patch grid, got {grid}")
-        b, t = registers.shape[:2]
-        mixed = self.linear_mix(self.linear_in(registers).flatten(2))  # [B,t,L*r]
-        return self.linear_out(mixed.view(b, t, grid[0] * grid[1], -1))
+        return self._linear_mix_out(self.linear_in(registers))
+
+    def _linear_mix_out(self, values: torch.Tensor) -> torch.Tensor:
+        """``[B,t,N,code_dim]`` -> ``[B,t,L,C*p*p]``: a step's values mixed to r per patch, each patch's r
+        values to its latent values."""
+        b, t = values.shape[:2]
+        mixed = self.linear_mix(values.flatten(2))  # [B,t,L*r]
+        return self.linear_out(mixed.view(b, t, self.grid[0] * self.grid[1], -1))
 
     @property
     def attention_mask_kind(self) -> str:
         return "full" if self.config.attention == "full" else "time_block_causal"
+
+
+def _masks(codes: torch.Tensor, keep: int | torch.Tensor,
+           prefix_steps: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For codes ``[B,t,N,d]``: the token positions past ``keep`` (bool ``[B,N]``) and the prefix steps (bool
+    ``[B,t]``) of each sample."""
+    b, t, n, _ = codes.shape
+    position = torch.arange(n, device=codes.device)
+    dropped = position[None, :] >= _per_sample(keep, b, codes.device)[:, None]
+    step = torch.arange(t, device=codes.device)
+    prefixed = step[None, :] < _per_sample(prefix_steps, b, codes.device)[:, None]
+    return dropped, prefixed

@@ -157,10 +157,15 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         if keep < n:  # the masked positions need placeholder ids; their values never matter
             ids = torch.cat([ids, ids.new_zeros(b, t, n - keep)], dim=-1)
         prefix_steps = 0 if prefix is None else prefix.shape[2]
-        registers = self.decoder.embed_tokens(self.fsq.ids_to_codes(ids).to(noise.dtype), keep, prefix_steps)
+        codes = self.fsq.ids_to_codes(ids).to(noise.dtype)
+        registers = self.decoder.embed_tokens(codes, keep, prefix_steps)
+        linear = self.decoder.code_path(codes, keep, prefix_steps)
         if sampler.guided:  # conditional and unconditional registers in one batch
             registers = torch.cat([registers, self.decoder.null_registers(b, t).to(registers.dtype)])
-        return sample(lambda x, s: self.decoder(x, s, registers).velocity, noise, sampler,
+            if linear is not None:
+                everyone = torch.ones(b, dtype=torch.bool, device=codes.device)
+                linear = torch.cat([linear, self.decoder.code_path(codes, keep, prefix_steps, null=everyone)])
+        return sample(lambda x, s: self.decoder(x, s, registers, linear=linear).velocity, noise, sampler,
                       FixedPrefix(prefix) if prefix is not None else None)
 
     # ------------------------------------------------------------------------------------ training
@@ -185,8 +190,10 @@ class VideoFlexTok(ChunkedFlowTokenizer):
             draws = draw_training(self.config.loss, self.num_registers, tuple(latents.shape), generator,
                                   latents.device)
         codes = self.fsq(self.encoder(latents)).codes
-        registers = self.decoder.embed_tokens(codes.to(latents.dtype), draws.keep, draws.prefix_steps, draws.null)
+        codes = codes.to(latents.dtype)
+        registers = self.decoder.embed_tokens(codes, draws.keep, draws.prefix_steps, draws.null)
+        linear = self.decoder.code_path(codes, draws.keep, draws.prefix_steps, draws.null)
         noised = noised_latents(latents, draws)
-        out = self.decoder(noised.x_s, draws.s, registers, feature_block)
+        out = self.decoder(noised.x_s, draws.s, registers, feature_block, linear)
         loss = flow_objective(out.velocity, latents, noised, draws.s, self.config.decoder.prediction)
         return TrainingOutput(loss, out.features)

@@ -115,6 +115,20 @@ def demo_linear() -> TokenizerConfig:
     )
 
 
+def demo_256() -> TokenizerConfig:
+    """``flex-demo`` with the paper's largest register count, 256 tokens a step (1,280 for 17 frames), and
+    rank-48 linear paths whose decoder side reads the FSQ codes (``DecoderConfig.linear_input``), so that
+    training can start from a linear code of the budget (``linear_code_clips`` in the recipe:
+    principal components, :mod:`videoflex.tokenizers.flex.pca`) and the transformers learn what it misses.
+    Not in the paper; the architecture of the shipped CPU demo model (``checkpoints/demo``)."""
+    base = demo()
+    return dataclasses.replace(
+        base, name="flex-demo-256", num_registers=256,
+        encoder=dataclasses.replace(base.encoder, linear_path=48),
+        decoder=dataclasses.replace(base.decoder, linear_path=48, linear_input="codes"),
+    )
+
+
 def shapes() -> TokenizerConfig:
     """The architecture of the shipped synthetic-shapes tokenizer (``checkpoints/shapes``, the generators'
     tokenizer): 32x32 pixels folded 4x4x4 into 192 channels (no learned VAE), d2 encoder and d4 decoder
@@ -144,6 +158,7 @@ PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
     "flex-tiny": tiny,
     "flex-demo": demo,
     "flex-demo-linear": demo_linear,
+    "flex-demo-256": demo_256,
     "flex-shapes": shapes,
     "flex-ablation-d12": ablation_d12,
     "flex-k600-d18": k600_d18,

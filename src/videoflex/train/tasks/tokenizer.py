@@ -152,16 +152,34 @@ def model_config_for(config: TokenizerTrainConfig) -> ModelChoice:
     return ModelChoice(model_class, base, source)
 
 
-def build_model(config: TokenizerTrainConfig) -> ChunkedFlowTokenizer:
-    """The model a recipe trains: the preset (seeded by the caller) or the saved model's weights."""
+def build_model(config: TokenizerTrainConfig, progress: bool = False) -> ChunkedFlowTokenizer:
+    """The model a recipe trains: the preset (seeded by the caller; its linear paths fitted to the training
+    clips with ``linear_code_clips``) or the saved model's weights."""
     choice = model_config_for(config)
     model = choice.model_class(choice.config)
     if choice.source is not None:
         model.load_state_dict(choice.model_class.from_pretrained(choice.source).state_dict())
+    if config.linear_code_clips:
+        _fit_linear_code(model, config, progress)
     model.vae.requires_grad_(False)
     if config.stage == "decoder":
         model.encoder.requires_grad_(False)
     return model
+
+
+def _fit_linear_code(model: ChunkedFlowTokenizer, config: TokenizerTrainConfig, progress: bool) -> None:
+    """``linear_code_clips``: the linear paths from principal components of a seeded choice of the cached
+    training clips (building the cache if needed); prints what the code reaches."""
+    from videoflex.data.clip_cache import load_or_build_cache
+    from videoflex.tokenizers.flex.pca import fit_linear_paths
+
+    clips = load_or_build_cache(config.data, "train", progress).clips
+    pick = torch.randperm(len(clips), generator=torch.Generator().manual_seed(config.seed))[:config.linear_code_clips]
+    fit = fit_linear_paths(model, clips[pick.sort().values], progress=progress)
+    if progress:
+        psnr = " / ".join(f"{v:.2f}" for v in fit.code_psnr_db.values())
+        print(f"linear code from {len(pick)} clips: patch components keep {fit.patch_variance:.1%} of the variance, "
+              f"step components {fit.step_variance:.1%}; k = {', '.join(map(str, fit.code_psnr_db))}: {psnr} dB")
 
 
 def _stack(items: list[Any]) -> torch.Tensor:
@@ -201,9 +219,16 @@ class TokenizerTask(Task):
             raise RecipeError("nothing to train on: data.train lists no sources and data.latents names no "
                               "latent cache")
         try:
-            model_config = model_config_for(config).config
+            choice = model_config_for(config)
         except (ValueError, FileNotFoundError) as err:
             raise RecipeError(f"model: {err}") from None
+        model_config = choice.config
+        if config.linear_code_clips:
+            linear = getattr(model_config, "decoder", None)
+            if choice.source is not None or getattr(linear, "linear_input", None) != "codes" or not linear.linear_path:
+                raise RecipeError(f"linear_code_clips={config.linear_code_clips}: starts a flex preset whose decoder's "
+                                  f"linear path reads codes (e.g. flex-demo-256) from principal components; "
+                                  f"{config.model} is not one")
         if not config.data.latents:  # the clips must be what the model takes (a latent cache checks its own)
             size, tf = model_config.image_size, model_config.vae.temporal_factor
             if (config.data.size, config.data.size) != tuple(size):
@@ -219,7 +244,7 @@ class TokenizerTask(Task):
     def build(self, device: torch.device) -> TaskModules:
         config = self.config
         try:
-            model = build_model(config).to(device)
+            model = build_model(config, progress=True).to(device)
         except (ValueError, FileNotFoundError) as err:  # a saved model whose weights do not fit its config
             raise RecipeError(f"model: {err}") from None
         teacher, channels = None, 0

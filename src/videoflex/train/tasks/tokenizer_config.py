@@ -69,6 +69,11 @@ class TokenizerTrainConfig(TrainConfig):
         logit-normal) samples detail in several steps.
     decode_steps: the flow steps the trained model decodes with by default (its ``SamplerConfig.steps``, what
         ``detokenize`` and the generators use; ``None`` keeps the model's).
+    linear_code_clips: start the preset's linear paths from principal components of this many training clips
+        (a seeded random choice of the in-memory cache; :func:`videoflex.tokenizers.flex.pca.fit_linear_paths`:
+        the model starts as a linear code of its budget and its transformers learn what that code misses).
+        0: off. Needs a flex preset whose decoder's linear path reads codes and ``data.in_memory``. The fit
+        (about a minute for 2,000 64x64 clips here) reruns on ``--resume`` before the checkpoint replaces it.
 
     On ``--resume`` the evaluation settings (``eval_*``, ``data.eval``) and the clip cache's folder
     (``data.cache_dir``) may change too: they do not change the trained weights.
@@ -91,6 +96,7 @@ class TokenizerTrainConfig(TrainConfig):
     time_mean: float | None = None
     time_std: float | None = None
     decode_steps: int | None = None
+    linear_code_clips: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,6 +111,10 @@ class TokenizerTrainConfig(TrainConfig):
             check_range("TrainConfig", "time_mean", self.time_mean, -math.inf)
         if self.time_std is not None:
             check_range("TrainConfig", "time_std", self.time_std, 0.0, low_open=True)
+        if self.linear_code_clips < 0 or self.linear_code_clips == 1:
+            raise ValueError(f"TrainConfig: linear_code_clips must be 0 (off) or >= 2, got {self.linear_code_clips}")
+        if self.linear_code_clips and not self.data.in_memory:
+            raise ValueError("TrainConfig: linear_code_clips reads the in-memory clip cache; set data.in_memory: true")
         if self.decode_steps is not None and self.decode_steps < 1:
             raise ValueError(f"TrainConfig: decode_steps must be >= 1, got {self.decode_steps}")
         if not self.model:

@@ -1,0 +1,192 @@
+"""Principal components as the starting point of a flex tokenizer's linear paths.
+
+A linear code of a step's latents (principal components, truncated and quantised) is already a
+coarse-to-fine code: its first coefficients carry the most variance, and any prefix of them is the best
+linear reconstruction of that length. :func:`fit_linear_paths` sets the encoder's and the decoder's linear
+paths (``EncoderConfig.linear_path``, ``DecoderConfig.linear_path`` with ``linear_input="codes"``) to such a
+code, fitted to training clips, and zeroes the transformers' contributions, so that training starts from
+the linear code and the transformers learn what it misses. Not in the paper (whose tokenizer starts from
+random weights); for the small CPU models, whose encoders trained from scratch fall short of a linear code
+of their budget on held-out clips (see ``checkpoints/demo/README.md``).
+
+The paths are factorised as the model builds them (patch values -> r values per patch -> the step's
+``N x d`` codes, and back), so the code is fitted in two stages: principal components of single patches
+(r kept), then of a step's ``L x r`` reduced values (``N x d`` kept, ordered by variance), coefficient
+``i`` going to token ``i // d``, FSQ channel ``i % d``. Each coefficient is divided by ``kappa`` times its
+standard deviation before FSQ's tanh bound (``kappa`` chosen per level count to minimise the quantisation
+error on the fitted clips), and the decoder multiplies each code by the least-squares gain back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from videoflex.nn.positions import patchify
+from videoflex.tokenizers.flex.model import VideoFlexTok
+
+KAPPAS = tuple(0.5 + 0.05 * i for i in range(71))  # candidate kappa: 0.5 .. 4.0 standard deviations
+
+
+@dataclass(frozen=True)
+class LinearCodeFit:
+    """What :func:`fit_linear_paths` fitted.
+
+    patch_variance: fraction of the variance of single patches that the r patch components keep (0..1).
+    step_variance: fraction of the variance of whole steps that the ``N x d`` step components keep (0..1).
+    kappa: per FSQ channel, the range of the tanh bound in standard deviations of the coefficient.
+    code_psnr_db: PSNR (dB, on latents in [-1, 1]) of the fitted clips' latents rebuilt by the quantised
+        code at every budget k = 1, 2, 4, ..., N (the starting model's one-step reconstruction).
+    """
+
+    patch_variance: float
+    step_variance: float
+    kappa: tuple[float, ...]
+    code_psnr_db: dict[int, float]
+
+
+def _steps(model: VideoFlexTok, clips: torch.Tensor, batch: int, progress: bool, desc: str):
+    """Yield ``(patch values [B,t,L,P] float64, step weights [t])`` for uint8 clips ``[n,3,T,H,W]``."""
+    p = model.config.encoder.patch_size
+    for start in tqdm(range(0, len(clips), batch), desc=desc, disable=not progress, leave=False):
+        video = clips[start:start + batch].float() / 127.5 - 1.0
+        with torch.no_grad():
+            latents = model.encode_video(video)
+        values = patchify(latents, p).double()  # [B,t,L,P]
+        t = values.shape[1]
+        # the first step stands for one frame, the others for temporal_factor frames each
+        weights = torch.ones(t, dtype=torch.float64)
+        weights[0] = 1.0 / model.config.vae.temporal_factor
+        yield values, weights
+
+
+def _principal(sum_: torch.Tensor, outer: torch.Tensor, total: float, keep: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Weighted mean ``[D]``, top ``keep`` components ``[D, keep]``, their variances ``[keep]`` (descending)
+    and the fraction of the total variance they hold, from sums of x and x x^T."""
+    mean = sum_ / total
+    covariance = outer / total - torch.outer(mean, mean)
+    variance, vectors = torch.linalg.eigh(covariance)  # ascending
+    variance, vectors = variance.flip(0).clamp_min(0.0), vectors.flip(1)
+    # a fixed sign per component (largest entry positive): the fit does not depend on the eigen-solver
+    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
+    vectors = vectors * torch.where(signs == 0, 1.0, signs)
+    kept = float(variance[:keep].sum() / variance.sum().clamp_min(1e-30))
+    return mean, vectors[:, :keep], variance[:keep], kept
+
+
+@torch.no_grad()
+def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
+                     progress: bool = True) -> LinearCodeFit:
+    """Set ``model``'s linear paths to a two-stage principal-component code of ``clips`` (in place).
+
+    model: a flex tokenizer with ``encoder.linear_path = decoder.linear_path = r`` and the decoder's path
+        reading codes (``DecoderConfig.linear_input="codes"``, ``prediction="data"``). Its encoder's code
+        projection and decoder's head are zeroed, so its one-step reconstruction is the linear code's.
+    clips: uint8 ``[n,3,T,H,W]`` training clips of the model's frame size, ``1 + tf*m`` frames (n >= 2).
+    Returns a :class:`LinearCodeFit`. Deterministic: the same clips give the same weights, bit for bit.
+
+    Raises ValueError for a model without such paths or clips of the wrong shape or dtype.
+    """
+    config = model.config
+    enc, dec = config.encoder, config.decoder
+    if not (enc.linear_path and dec.linear_path == enc.linear_path and dec.linear_input == "codes"):
+        raise ValueError("fit_linear_paths needs equal encoder and decoder linear_path ranks and a decoder whose "
+                         f"path reads codes; {config.name} has encoder.linear_path={enc.linear_path}, "
+                         f"decoder.linear_path={dec.linear_path}, decoder.linear_input={dec.linear_input!r}")
+    if clips.dtype != torch.uint8 or clips.dim() != 5 or clips.shape[1] != 3 or len(clips) < 2:
+        raise ValueError(f"clips must be uint8 [n>=2,3,T,H,W], got {clips.dtype} {list(clips.shape)}")
+    if tuple(clips.shape[3:]) != tuple(config.image_size) or (clips.shape[2] - 1) % config.vae.temporal_factor:
+        raise ValueError(f"{config.name} takes {config.image_size[0]}x{config.image_size[1]} clips of 1 + "
+                         f"{config.vae.temporal_factor}*m frames; got {list(clips.shape[2:])}")
+    rank, n_codes = enc.linear_path, config.num_registers * config.fsq.dim
+    encoder, decoder = model.encoder, model.decoder
+    if decoder.grid[0] * decoder.grid[1] * rank < n_codes:
+        raise ValueError(f"rank {rank} per patch gives {decoder.grid[0] * decoder.grid[1] * rank} values a step, "
+                         f"fewer than the {n_codes} coefficients of the code")
+
+    # 1. components of single patches
+    size = encoder.linear_patch.in_features
+    sum_, outer, total = torch.zeros(size, dtype=torch.float64), torch.zeros(size, size, dtype=torch.float64), 0.0
+    for values, weights in _steps(model, clips, batch, progress, "linear code: patch components"):
+        w = weights[None, :, None, None].expand(*values.shape[:3], 1)
+        flat, wf = values.reshape(-1, size), w.reshape(-1, 1)
+        sum_ += (flat * wf).sum(0)
+        outer += (flat * wf).T @ flat
+        total += float(wf.sum())
+    patch_mean, patch_basis, _, patch_variance = _principal(sum_, outer, total, rank)  # [P], [P, r]
+
+    # 2. components of a step's reduced values
+    def reduce(values: torch.Tensor) -> torch.Tensor:  # [B,t,L,P] -> [B,t,L*r]
+        return ((values - patch_mean) @ patch_basis).flatten(2)
+
+    size = decoder.grid[0] * decoder.grid[1] * rank
+    sum_, outer, total = torch.zeros(size, dtype=torch.float64), torch.zeros(size, size, dtype=torch.float64), 0.0
+    value_sum, value_square = 0.0, 0.0  # of the unreduced step values, for the variance they hold in all
+    for values, weights in _steps(model, clips, batch, progress, "linear code: step components"):
+        y = reduce(values)
+        w = weights[None, :, None].expand(*y.shape[:2], 1)
+        flat, wf = y.reshape(-1, size), w.reshape(-1, 1)
+        sum_ += (flat * wf).sum(0)
+        outer += (flat * wf).T @ flat
+        total += float(wf.sum())
+        value_sum = value_sum + (values * weights[None, :, None, None]).sum((0, 1))  # [L,P]
+        value_square += float((values.square().sum((2, 3)) * weights).sum())
+    step_mean, step_basis, step_var, _ = _principal(sum_, outer, total, n_codes)  # [S], [S, m], [m]
+    std = step_var.sqrt().clamp_min(1e-12)
+    total_variance = value_square / total - float((value_sum / total).square().sum())
+    step_variance = float(step_var.sum()) / max(total_variance, 1e-30)
+
+    # 3. kappa per level count, the decoder's least-squares gains, the code's PSNR per budget
+    levels = torch.tensor([config.fsq.levels[i % config.fsq.dim] for i in range(n_codes)])
+    coefficients = []
+    for values, weights in _steps(model, clips[:min(len(clips), 1024)], batch, progress, "linear code: gains"):
+        coefficients.append(((reduce(values) - step_mean) @ step_basis / std).reshape(-1, n_codes))
+    standard = torch.cat(coefficients)  # [rows, m]
+    kappa = torch.ones(n_codes, dtype=torch.float64)
+    gains = torch.ones(n_codes, dtype=torch.float64)
+    best_error = {count: float("inf") for count in set(config.fsq.levels)}
+    for k in KAPPAS:  # channels of one level count share kappa; each channel gets its own gain
+        q = model.fsq.quantize((standard / k).float().view(len(standard), -1, config.fsq.dim)).double()
+        q = q.view(len(standard), n_codes)
+        g = (standard * q).sum(0) / q.square().sum(0).clamp_min(1e-12)
+        error = (standard - g * q).square().mean(0)  # [m]
+        for count, best in list(best_error.items()):
+            channels = levels == count
+            if float(error[channels].mean()) < best:
+                best_error[count] = float(error[channels].mean())
+                kappa[channels], gains[channels] = k, g[channels]
+
+    # 4. the weights (float32), the transformers' contributions zeroed
+    scale = 1.0 / (kappa * std)  # [m]
+    encoder.linear_patch.weight.copy_(patch_basis.T)
+    encoder.linear_patch.bias.copy_(-(patch_mean @ patch_basis))
+    encoder.linear_mix.weight.copy_((step_basis * scale).T)
+    encoder.linear_mix.bias.copy_(-(step_mean @ step_basis) * scale)
+    encoder.to_codes.weight.zero_()
+    encoder.to_codes.bias.zero_()
+    decoder.linear_mix.weight.copy_(step_basis * (gains * std))
+    decoder.linear_mix.bias.copy_(step_mean)
+    decoder.linear_out.weight.copy_(patch_basis)
+    decoder.linear_out.bias.copy_(patch_mean)
+    decoder.head.weight.zero_()
+    decoder.head.bias.zero_()
+
+    # 5. the starting model's code at every budget, on (up to) 64 of the clips
+    psnr = {}
+    sample = clips[:min(len(clips), 64)].float() / 127.5 - 1.0
+    latents = model.encode_video(sample)
+    codes = model.fsq(model.encoder(latents)).codes
+    k = 1
+    while k <= config.num_registers:
+        linear = decoder.code_path(codes, k)  # [B,t,L,P]
+        error = (linear - patchify(latents, enc.patch_size)).square().mean((0, 2, 3))  # per step
+        weights = torch.ones(len(error))
+        weights[0] = 1.0 / config.vae.temporal_factor
+        mse = float((error * weights).sum() / weights.sum())
+        psnr[k] = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
+        k *= 2
+    return LinearCodeFit(patch_variance, step_variance, tuple(float(kappa[levels == c][0]) for c in
+                                                               config.fsq.levels), psnr)

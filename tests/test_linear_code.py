@@ -1,0 +1,141 @@
+"""Linear paths that read codes, started from principal components (videoflex.tokenizers.flex.pca)."""
+
+import dataclasses
+from itertools import pairwise
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import randomize_
+
+from videoflex import VideoFlexTok
+from videoflex.nn.positions import unpatchify
+from videoflex.tokenizers.flex.pca import fit_linear_paths
+from videoflex.train.errors import RecipeError
+from videoflex.train.tasks.tokenizer import TokenizerTask
+from videoflex.train.tasks.tokenizer_config import load_train_config
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def code_path_model(rank: int = 8) -> VideoFlexTok:
+    config = VideoFlexTok.from_preset("flex-tiny").config
+    config = dataclasses.replace(
+        config, encoder=dataclasses.replace(config.encoder, linear_path=rank),
+        decoder=dataclasses.replace(config.decoder, prediction="data", linear_path=rank, linear_input="codes"),
+        sampler=dataclasses.replace(config.sampler, steps=1, guidance=1.0))
+    torch.manual_seed(0)
+    return VideoFlexTok(config).eval()
+
+
+def smooth_clips(count: int, seed: int = 0) -> torch.Tensor:
+    """uint8 ``[count,3,17,32,32]``: coarse random colour fields moving smoothly (a linear code's world)."""
+    low = torch.rand(count, 3, 5, 4, 4, generator=gen(seed))
+    return (F.interpolate(low, size=(17, 32, 32), mode="trilinear") * 255).round().to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[VideoFlexTok, object]:
+    model = code_path_model()
+    fit = fit_linear_paths(model, smooth_clips(96), progress=False)
+    return model, fit
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(4 / (a - b).square().mean()))
+
+
+def test_the_fitted_model_starts_as_a_coarse_to_fine_linear_code(fitted):
+    model, fit = fitted
+    assert 0.5 < fit.patch_variance <= 1 and 0.5 < fit.step_variance <= 1
+    assert list(fit.code_psnr_db) == [1, 2, 4, 8, 16]
+    values = list(fit.code_psnr_db.values())
+    assert all(b > a for a, b in pairwise(values))  # every doubling of k helps
+    # on clips it never saw, the one-step reconstruction improves with every doubling too, and is the code's
+    video = smooth_clips(4, seed=1).float() / 127.5 - 1
+    ids = model.tokenize(video)
+    scores = [psnr(model.detokenize(ids, keep=k, generator=gen()), video) for k in (1, 2, 4, 8, 16)]
+    assert all(b > a for a, b in pairwise(scores)) and scores[-1] > 20
+    codes = model.fsq.ids_to_codes(ids)
+    linear = model.decoder.code_path(codes, 4)
+    assert linear.shape == (4, 5, 16, 768)  # [B, t, L, C*p*p]: a 4x4 grid of 2x2 patches of 192 channels
+    # the transformers add nothing yet: the reconstruction is the linear path's
+    expected = model.vae.decode(unpatchify(linear, 2, (4, 4))).clamp(-1, 1)
+    torch.testing.assert_close(model.detokenize(ids, keep=4, generator=gen()), expected, atol=1e-4, rtol=0)
+
+
+def test_the_fit_is_deterministic():
+    clips = smooth_clips(40)
+    a, b = code_path_model(), code_path_model()
+    fit_linear_paths(a, clips, progress=False)
+    fit_linear_paths(b, clips, progress=False)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_code_paths_keep_causality_and_the_prefix_property():
+    model = randomize_(code_path_model())
+    video = smooth_clips(2, seed=3).float() / 127.5 - 1
+    ids = model.tokenize(video)
+    keep = 3
+    scrambled = ids.clone()
+    scrambled[..., keep:] = torch.randint(0, 64000, scrambled[..., keep:].shape, generator=gen(9))
+    a = model.detokenize(ids, keep=keep, generator=gen())
+    assert torch.equal(a, model.detokenize(scrambled, keep=keep, generator=gen()))
+    assert torch.equal(a, model.detokenize(ids[..., :keep], keep=keep, generator=gen()))
+    # the path takes part: without it the reconstruction changes
+    with torch.no_grad():
+        model.decoder.linear_out.weight.zero_()
+    assert not torch.equal(model.detokenize(ids, keep=keep, generator=gen()), a)
+    # dropped positions, prefix steps and null samples read code 0
+    codes = model.fsq.ids_to_codes(ids)
+    zeroed = codes.clone()
+    zeroed[:, :, keep:] = 0
+    zeroed[:, :1] = 0
+    torch.testing.assert_close(model.decoder.code_path(codes, keep, prefix_steps=1),
+                               model.decoder.code_path(zeroed, 16))
+    null = model.decoder.code_path(codes, keep, null=torch.tensor([True, False]))
+    torch.testing.assert_close(null[0], model.decoder.code_path(torch.zeros_like(codes), 16)[0])
+
+
+def test_guided_decoding_with_a_code_path_runs():
+    model = code_path_model()
+    model.config = dataclasses.replace(model.config, sampler=dataclasses.replace(model.config.sampler, steps=2,
+                                                                                  guidance=2.0))
+    video = smooth_clips(1).float() / 127.5 - 1
+    out = model.detokenize(model.tokenize(video), keep=4, generator=gen())
+    assert out.shape == video.shape and torch.isfinite(out).all()
+
+
+def test_bad_input_is_refused():
+    plain = VideoFlexTok.from_preset("flex-tiny")
+    with pytest.raises(ValueError, match="reads codes"):
+        fit_linear_paths(plain, smooth_clips(4), progress=False)
+    model = code_path_model()
+    with pytest.raises(ValueError, match="uint8"):
+        fit_linear_paths(model, smooth_clips(4).float(), progress=False)
+    with pytest.raises(ValueError, match="1 \\+ 4\\*m frames"):
+        fit_linear_paths(model, smooth_clips(4)[:, :, :16], progress=False)
+    video = smooth_clips(1).float() / 127.5 - 1
+    latents = model.encode_video(video)
+    codes = model.fsq(model.encoder(latents)).codes
+    registers = model.decoder.embed_tokens(codes, 4)
+    s = torch.ones(1)
+    with pytest.raises(ValueError, match="reads FSQ codes: pass linear="):
+        model.decoder(latents, s, registers)
+    with pytest.raises(ValueError, match="takes no linear="):
+        plain.decoder(latents, s, plain.decoder.embed_tokens(codes, 4), linear=torch.zeros(1))
+
+
+def test_recipes_with_a_linear_code_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="in_memory"):
+        load_train_config(None, ["model=flex-demo-256", "linear_code_clips=100"])
+    with pytest.raises(ValueError, match=">= 2"):
+        load_train_config(None, ["linear_code_clips=1"])
+    config = load_train_config(None, ["model=flex-tiny", "linear_code_clips=100", "data.in_memory=true",
+                                      "data.size=32", "data.frames=17", f"out_dir={tmp_path}",
+                                      "data.train=[{kind: shapes, count: 4}]"])
+    with pytest.raises(RecipeError, match="linear_code_clips=100: starts a flex preset"):
+        TokenizerTask(config).check()
