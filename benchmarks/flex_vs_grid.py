@@ -5,8 +5,9 @@ What it measures, on one labelled dataset (synthetic shapes labelled by motion, 
 
 1. a flex tokenizer and a grid tokenizer of matched size (default flex-shapes 2.29M / grid-shapes 2.33M),
    trained on the same clips for the same steps (recipes OUT/recipes/tok-*.yaml, written from
-   configs/shapes.yaml); their reconstruction PSNR/SSIM from the trainer's last evaluation (flex at every
-   eval_keep budget, grid at its N only);
+   configs/shapes.yaml); their reconstruction PSNR, SSIM and rFVD on ``real_clips`` held-out clips (the
+   real clips of the generators' gFVD; :func:`videoflex.eval.sweep.run_sweep`, as ``videoflex eval recon``
+   does for video files; OUT/tokenizers/NAME/recon/results.json), flex at every budget, grid at its N only;
 2. each tokenizer's token dataset (``videoflex tokenize-dataset``, labelled), and class-conditional AR
    generators of several sizes (``--sizes``) on flex ids at several budgets (``--budgets``, ids per latent
    step: the recipe's ``budget``) and on grid ids (all N of a step), every size and token type for the SAME
@@ -137,13 +138,47 @@ def tokenizer_recipe(out: Path, name: str, preset: str, s: Settings, device: str
     return write_yaml(out / "recipes" / f"tok-{name}.yaml", recipe)
 
 
-def last_eval(run: Path) -> dict:
-    """The PSNR/SSIM fields of the tokenizer run's last evaluation."""
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    evals = [r for r in records if any(k.startswith("psnr_k") for k in r)]
-    if not evals:
-        raise SystemExit(f"{run}/log.jsonl has no evaluation")
-    return {k: round(v, 4) for k, v in evals[-1].items() if k.startswith(("psnr_k", "ssim_k"))}
+def reconstruction(run: Path, s: Settings, device: str) -> dict:
+    """PSNR, SSIM and rFVD of the trained tokenizer in ``run`` at every budget it decodes (1, 2, 4, ..., N for
+    flex; N for grid), on the ``s.real_clips`` real clips of the generators' gFVD (shapes, seed 2), decoded
+    with the model's own flow steps and seed 0; written to ``run/recon`` by ``save_sweep`` (reused when there).
+    """
+    out = run / "recon"
+    if not (out / "results.json").exists():
+        import torch
+
+        from videoflex.data.shapes import ShapesConfig, ShapesDataset
+        from videoflex.eval.i3d_weights import load_i3d
+        from videoflex.eval.sweep import SweepSettings, default_keeps, run_sweep, save_sweep
+        from videoflex.registry import load_model
+
+        model = load_model(run / "model", device=device).eval()
+        n = model.layout.tokens_per_step
+        keeps = default_keeps(n) if model.layout.prefix_decodable else (n,)
+        data = ShapesDataset(ShapesConfig(num_samples=s.real_clips, num_frames=17, size=32, label_by="motion",
+                                          seed=2))
+        clips = torch.stack([data[i].video for i in range(len(data))]).to(device)
+        sampler = model.sampler
+        settings = SweepSettings(tuple(keeps), sampler.steps if sampler else 1, sampler.guidance if sampler else 1.0,
+                                 seed=0, batch_size=16)
+        save_sweep(run_sweep(model, clips, settings, load_i3d(device=device), progress=False), out)
+    sweep = json.loads((out / "results.json").read_text())
+    return {f"{metric}_k{r['keep']}": round(r[metric], 4) for r in sweep["results"]
+            for metric in ("psnr", "ssim", "rfvd")} | {"clips": sweep["num_clips"],
+                                                        "seconds": round(sweep["wall_time_s"], 1)}
+
+
+def timed(run: Path, stage: str, command: list[str] | None, log: list[str]) -> float:
+    """Run ``videoflex *command`` and record its wall time in ``run/seconds.json`` under ``stage``; with
+    ``command=None`` (the stage's output exists), the time recorded when it ran (NaN if none was)."""
+    path = run / "seconds.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    if command is not None:
+        began = time.perf_counter()
+        videoflex(*command, log=log)
+        times[stage] = round(time.perf_counter() - began, 1)
+        path.write_text(json.dumps(times))
+    return times.get(stage, float("nan"))
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -180,11 +215,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def table(results: dict) -> str:
-    lines = ["| tokenizer | params | PSNR | SSIM |", "|---|---|---|---|"]
+    lines = ["| tokenizer | params | ids/step | PSNR (dB) | SSIM | rFVD |", "|---|---|---|---|---|---|"]
     for name, t in results["tokenizers"].items():
-        k = max(int(key[len("psnr_k"):]) for key in t["eval"] if key.startswith("psnr_k"))
-        lines.append(f"| {name} ({t['preset']}) | {t['parameters']:,} | {t['eval'][f'psnr_k{k}']:.2f} (k={k}) "
-                     f"| {t['eval'][f'ssim_k{k}']:.3f} |")
+        r = t["recon"]
+        for k in sorted(int(key[len("psnr_k"):]) for key in r if key.startswith("psnr_k")):
+            lines.append(f"| {name} ({t['preset']}) | {t['parameters']:,} | {k} | {r[f'psnr_k{k}']:.2f} "
+                         f"| {r[f'ssim_k{k}']:.3f} | {r[f'rfvd_k{k}']:.1f} |")
+    lines += ["", f"(reconstructions of {r['clips']} held-out clips, the generators' real clips)"]
     header = ("| tokens | generator | params (blocks+head) | tokens/clip | steps | train FLOPs | gFVD "
               "| class score | top-1 | s/clip (eval) |")
     lines += ["", header, "|---|---|---|---|---|---|---|---|---|---|"]
@@ -233,12 +270,14 @@ def main() -> None:
     for name, preset in (("flex", s.flex), ("grid", s.grid)):
         run = out / "tokenizers" / name
         recipe = tokenizer_recipe(out, name, preset, s, args.device)
+        train = ["train", "tokenizer", "--config", str(recipe), "--quiet"]
         if not (run / "model" / "model.safetensors").exists():
-            videoflex("train", "tokenizer", "--config", str(recipe), "--quiet", *resume(run), log=commands)
+            seconds = timed(run, "train", [*train, *resume(run)], commands)
         else:
-            commands.append(shlex.join(["videoflex", "train", "tokenizer", "--config", str(recipe)]))
+            seconds = timed(run, "train", None, commands)
+            commands.append(shlex.join(["videoflex", *train]))
         results["tokenizers"][name] = {"preset": preset, "parameters": model_parameters(preset),
-                                       "eval": last_eval(run)}
+                                       "train_seconds": seconds, "recon": reconstruction(run, s, args.device)}
         for split, count, seed in (("train", s.token_clips, 1), ("eval", s.eval_token_clips, 2)):
             folder = out / "tokens" / f"{name}-{split}"
             cmd = ["tokenize-dataset", *SHAPES, "--count", str(count), "--seed", str(seed), "--model",
@@ -276,12 +315,11 @@ def main() -> None:
             recipe["optim"]["warmup_steps"] = min(recipe["optim"]["warmup_steps"], max(1, steps // 10))
             path = write_yaml(out / "recipes" / f"gen-{run.name}.yaml", recipe)
             train = ["train", "generator", "--config", str(path), "--quiet"]
-            began = time.perf_counter()
             if not (run / "model" / "model.safetensors").exists():
-                videoflex(*train, *resume(run), log=commands)
+                train_s = timed(run, "train", [*train, *resume(run)], commands)
             else:
+                train_s = timed(run, "train", None, commands)
                 commands.append(shlex.join(["videoflex", *train]))
-            train_s = time.perf_counter() - began
             evaluate = ["eval", "generator", "--model", str(run / "model"), "--samples-per-class",
                         str(s.samples_per_class), "--cfg", str(args.cfg), "--quiet", "-o", str(run / "eval"), *dev,
                         *real]

