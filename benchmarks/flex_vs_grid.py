@@ -7,7 +7,8 @@ What it measures, on one labelled dataset (synthetic shapes labelled by motion, 
    trained on the same clips for the same steps (recipes OUT/recipes/tok-*.yaml, written from
    configs/shapes.yaml); their reconstruction PSNR, SSIM and rFVD on ``real_clips`` held-out clips (the
    real clips of the generators' gFVD; :func:`videoflex.eval.sweep.run_sweep`, as ``videoflex eval recon``
-   does for video files; OUT/tokenizers/NAME/recon/results.json), flex at every budget, grid at its N only;
+   does for video files; OUT/tokenizers/NAME/recon/results.json), flex at k = 1, the budgets and N, grid at
+   its N only;
 2. each tokenizer's token dataset (``videoflex tokenize-dataset``, labelled), and class-conditional AR
    generators of several sizes (``--sizes``) on flex ids at several budgets (``--budgets``, ids per latent
    step: the recipe's ``budget``) and on grid ids (all N of a step), every size and token type for the SAME
@@ -139,8 +140,8 @@ def tokenizer_recipe(out: Path, name: str, preset: str, s: Settings, device: str
 
 
 def reconstruction(run: Path, s: Settings, device: str) -> dict:
-    """PSNR, SSIM and rFVD of the trained tokenizer in ``run`` at every budget it decodes (1, 2, 4, ..., N for
-    flex; N for grid), on the ``s.real_clips`` real clips of the generators' gFVD (shapes, seed 2), decoded
+    """PSNR, SSIM and rFVD of the trained tokenizer in ``run`` at k = 1, the generators' budgets and N ids a step
+    (flex; grid: N only, a grid's prefix does not decode), on the ``s.real_clips`` real clips of the generators' gFVD (shapes, seed 2), decoded
     with the model's own flow steps and seed 0; written to ``run/recon`` by ``save_sweep`` (reused when there).
     """
     out = run / "recon"
@@ -149,12 +150,12 @@ def reconstruction(run: Path, s: Settings, device: str) -> dict:
 
         from videoflex.data.shapes import ShapesConfig, ShapesDataset
         from videoflex.eval.i3d_weights import load_i3d
-        from videoflex.eval.sweep import SweepSettings, default_keeps, run_sweep, save_sweep
+        from videoflex.eval.sweep import SweepSettings, run_sweep, save_sweep
         from videoflex.registry import load_model
 
         model = load_model(run / "model", device=device).eval()
         n = model.layout.tokens_per_step
-        keeps = default_keeps(n) if model.layout.prefix_decodable else (n,)
+        keeps = sorted({1, *(b for b in s.budgets if b < n), n}) if model.layout.prefix_decodable else [n]
         data = ShapesDataset(ShapesConfig(num_samples=s.real_clips, num_frames=17, size=32, label_by="motion",
                                           seed=2))
         clips = torch.stack([data[i].video for i in range(len(data))]).to(device)

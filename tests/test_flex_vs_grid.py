@@ -32,3 +32,14 @@ def test_step_counts_match_one_flops_target() -> None:
         steps = bench.steps_for(target, per_step)
         assert steps * per_step >= target > (steps - 1) * per_step
     assert bench.steps_for(1.0, 1e9) == 1
+
+
+def test_stage_times_survive_a_resumed_run(tmp_path, monkeypatch) -> None:
+    ran = []
+    monkeypatch.setattr(bench, "videoflex", lambda *args, log: (ran.append(args), log.append(" ".join(args))))
+    log: list[str] = []
+    seconds = bench.timed(tmp_path, "train", ["presets"], log)
+    assert ran == [("presets",)] and log == ["presets"] and seconds >= 0
+    # resumed: the stage is not run again and its recorded time comes back; a stage never timed is NaN
+    assert bench.timed(tmp_path, "train", None, log) == seconds and len(ran) == 1
+    assert bench.timed(tmp_path, "eval", None, log) != bench.timed(tmp_path, "eval", None, log)  # NaN
