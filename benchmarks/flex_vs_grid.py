@@ -32,12 +32,14 @@ OUT/commands.sh (every command it ran, in order, to reproduce any row).
 Every stage is skipped when its output exists (rerun the same command to resume).
 
     .venv/bin/python benchmarks/flex_vs_grid.py --smoke --out outputs/flex_vs_grid_smoke   # minutes, CPU
-    .venv/bin/python benchmarks/flex_vs_grid.py --out outputs/flex_vs_grid                  # hours, CPU
+    .venv/bin/python benchmarks/flex_vs_grid.py --out outputs/flex_vs_grid                  # about 2 h, CPU
     .venv/bin/python benchmarks/flex_vs_grid.py --device cuda --tokenizer-steps 5000 \\
         --generator-flops 1e15,1e16,1e17 --sizes ar-2xs,ar-xs,ar-s,ar-m --budgets 4,16 \\
         --out outputs/flex_vs_grid_gpu
 
 (the last line is the GPU configuration: the same stages, longer tokenizer training, more compute and sizes).
+The default run took 1 h 52 min on the 2-core CPU this repository is developed on (AVX-512 bf16; 2 threads),
+plus about 10 min for the tokenizers' reconstruction stage; the README gives its table and figure.
 """
 
 from __future__ import annotations
@@ -203,6 +205,10 @@ def plot(rows: list[dict], path: Path) -> None:
             for r in runs:
                 ax.annotate(r["model"], (r["train_flops"], r[key]), fontsize=6)
         ax.set_xscale("log")
+        if key == "gfvd":  # spans an order of magnitude between under- and well-trained runs
+            ax.set_yscale("log")
+        targets = sorted({r["flops_target"] for r in rows})
+        ax.set_xticks(targets, [f"{t:.0e}" for t in targets])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training FLOPs (6 P D)")
         ax.set_title(label, fontsize=9)
