@@ -87,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--i3d-weights", type=i3d_weights_file, metavar="PATH",
                     help="I3D checkpoint (default: the file 'videoflex fetch i3d-weights' stores)")
     ev.add_argument("--batch-size", type=batch_size, default=8, metavar="N", help="clips through I3D at once (default: 8)")
-    ev.add_argument("--feature-cache", type=Path, metavar="DIR", default=None,
+    ev.add_argument("--feature-cache", type=output_dir, metavar="DIR", default=None,
                     help="folder where the real clips' I3D embeddings are stored and found again, keyed by the "
                          "SHA-256 of the I3D weights and the clips (default: $VIDEOFLEX_CACHE/i3d-features, or "
                          "~/.cache/videoflex/i3d-features)")
