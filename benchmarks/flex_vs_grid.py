@@ -142,10 +142,10 @@ def tokenizer_recipe(out: Path, name: str, preset: str, s: Settings, device: str
 
 
 def reconstruction(run: Path, s: Settings, device: str) -> dict:
-    """PSNR, SSIM and rFVD of the trained tokenizer in ``run`` at k = 1, the generators' budgets and N ids a step
-    (flex; grid: N only, a grid's prefix does not decode), on the ``s.real_clips`` real clips of the generators' gFVD (shapes, seed 2), decoded
-    with the model's own flow steps and seed 0; written to ``run/recon`` by ``save_sweep`` (reused when there).
-    """
+    """PSNR, SSIM and rFVD of the trained tokenizer in ``run`` at k = 1, the generators' budgets and N ids a
+    step (flex; grid: N only, a grid's prefix does not decode), on the ``s.real_clips`` real clips of the
+    generators' gFVD (shapes, seed 2), decoded with the model's own flow steps and seed 0; written to
+    ``run/recon`` by ``save_sweep`` (reused when there)."""
     out = run / "recon"
     if not (out / "results.json").exists():
         import torch
