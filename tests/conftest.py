@@ -55,3 +55,17 @@ def bert_folder(tmp_path_factory):
         torch.manual_seed(0)
         transformers.BertModel(config).save_pretrained(folder)
     return folder
+
+
+def assert_prefix_decodes(model, ids: torch.Tensor, keep: int) -> torch.Tensor:
+    """The prefix property of a flex tokenizer: decoded with ``keep``, ids ``[B,t,N]`` give the same bytes as
+    the same ids with random ids past ``keep`` and as the first ``keep`` ids alone (the same flow noise).
+    Returns that decoded video."""
+    scrambled = ids.clone()
+    scrambled[..., keep:] = torch.randint(0, model.codebook_size, scrambled[..., keep:].shape,
+                                          generator=torch.Generator().manual_seed(9))
+    decoded = model.detokenize(ids, keep=keep, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(decoded, model.detokenize(scrambled, keep=keep, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(decoded, model.detokenize(ids[..., :keep], keep=keep,
+                                                 generator=torch.Generator().manual_seed(0)))
+    return decoded
