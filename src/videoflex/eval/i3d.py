@@ -266,22 +266,15 @@ def i3d_embed(model: I3D, videos: Tensor, batch_size: int = 8, progress: bool = 
 
 
 def _embedding_key(model: nn.Module, videos: Tensor, batch_size: int) -> str:
-    """SHA-256 (hex) of what :func:`i3d_embed` computes from: the weights and buffers (names and bytes), the
-    device type and dtype they run in, the batch size, and the videos' shape, dtype and bytes."""
-    digest = hashlib.sha256()
+    """SHA-256 (hex) of what :func:`i3d_embed` computes from: the weights (their ``weights_hash``), the device
+    type and dtype they run in, the batch size, and the videos' shape, dtype and bytes."""
+    from videoflex.models.identity import tensor_bytes, weights_hash
+
     first = next(model.parameters())
-    digest.update(f"{type(model).__name__}|{first.device.type}|{first.dtype}|{batch_size}|".encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(_tensor_bytes(tensor))
-    digest.update(f"|{tuple(videos.shape)}|{videos.dtype}|".encode())
-    digest.update(_tensor_bytes(videos))
+    digest = hashlib.sha256(f"{type(model).__name__}|{weights_hash(model)}|{first.device.type}|{first.dtype}|"
+                            f"{batch_size}|{tuple(videos.shape)}|{videos.dtype}|".encode())
+    digest.update(tensor_bytes(videos))
     return digest.hexdigest()
-
-
-def _tensor_bytes(tensor: Tensor) -> bytes:
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,13 @@ def _state(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return sorted(module.state_dict(keep_vars=True).items())
 
 
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """The raw bytes of ``tensor``'s values, read on the CPU from a contiguous copy (independent of device and
+    memory layout; empty for an empty tensor)."""
+    t = tensor.detach().cpu().contiguous()
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
 def weights_hash(module: nn.Module) -> str:
     """16 hex digits of a SHA-256 over every state-dict tensor: its name, dtype, shape and bytes.
 
@@ -87,10 +94,8 @@ def weights_hash(module: nn.Module) -> str:
     for name, tensor in current:
         if tensor.is_meta:
             raise ValueError(f"weights_hash: tensor {name!r} is on the meta device (no weights to hash)")
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{str(t.dtype).removeprefix('torch.')}:{list(t.shape)}\n".encode())
-        if t.numel():
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(f"{name}:{str(tensor.dtype).removeprefix('torch.')}:{list(tensor.shape)}\n".encode())
+        digest.update(tensor_bytes(tensor))
     result = digest.hexdigest()[:HASH_DIGITS]
     _CACHE[module] = _Entry(tuple((name, weakref.ref(t), t.data_ptr(), t._version) for name, t in current), result)
     return result

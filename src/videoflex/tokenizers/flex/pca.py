@@ -77,6 +77,19 @@ def _principal(sum_: torch.Tensor, outer: torch.Tensor, total: float, keep: int
     return mean, vectors[:, :keep], variance[:keep], kept
 
 
+def linear_code_problem(config: object) -> str | None:
+    """Why :func:`fit_linear_paths` cannot start a model of ``config`` (any tokenizer config), or ``None`` when
+    it can: it needs a flex config whose encoder and decoder linear paths have one nonzero rank and whose
+    decoder's path reads codes."""
+    enc, dec = getattr(config, "encoder", None), getattr(config, "decoder", None)
+    ranks = getattr(enc, "linear_path", 0), getattr(dec, "linear_path", 0)
+    if ranks[0] and ranks[0] == ranks[1] and getattr(dec, "linear_input", None) == "codes":
+        return None
+    return (f"fit_linear_paths needs equal encoder and decoder linear_path ranks and a decoder whose path reads "
+            f"codes; {getattr(config, 'name', config)} has encoder.linear_path={ranks[0]}, "
+            f"decoder.linear_path={ranks[1]}, decoder.linear_input={getattr(dec, 'linear_input', None)!r}")
+
+
 @torch.no_grad()
 def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
                      progress: bool = True) -> LinearCodeFit:
@@ -91,11 +104,10 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     Raises ValueError for a model without such paths or clips of the wrong shape or dtype.
     """
     config = model.config
-    enc, dec = config.encoder, config.decoder
-    if not (enc.linear_path and dec.linear_path == enc.linear_path and dec.linear_input == "codes"):
-        raise ValueError("fit_linear_paths needs equal encoder and decoder linear_path ranks and a decoder whose "
-                         f"path reads codes; {config.name} has encoder.linear_path={enc.linear_path}, "
-                         f"decoder.linear_path={dec.linear_path}, decoder.linear_input={dec.linear_input!r}")
+    enc = config.encoder
+    problem = linear_code_problem(config)
+    if problem is not None:
+        raise ValueError(problem)
     if clips.dtype != torch.uint8 or clips.dim() != 5 or clips.shape[1] != 3 or len(clips) < 2:
         raise ValueError(f"clips must be uint8 [n>=2,3,T,H,W], got {clips.dtype} {list(clips.shape)}")
     if tuple(clips.shape[3:]) != tuple(config.image_size) or (clips.shape[2] - 1) % config.vae.temporal_factor:

@@ -224,9 +224,9 @@ class TokenizerTask(Task):
             raise RecipeError(f"model: {err}") from None
         model_config = choice.config
         if config.linear_code_clips:
-            decoder = getattr(model_config, "decoder", None)
-            if (choice.source is not None or getattr(decoder, "linear_input", None) != "codes"
-                    or not decoder.linear_path):
+            from videoflex.tokenizers.flex.pca import linear_code_problem
+
+            if choice.source is not None or linear_code_problem(model_config) is not None:
                 raise RecipeError(f"linear_code_clips={config.linear_code_clips}: starts a flex preset whose decoder's "
                                   f"linear path reads codes (e.g. flex-demo-256) from principal components; "
                                   f"{config.model} is not one")
