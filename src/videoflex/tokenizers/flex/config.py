@@ -8,7 +8,7 @@ from typing import Literal
 
 from videoflex.nn.flow import SamplerConfig
 from videoflex.tokenizers.config import ChunkGeometry, FSQConfig, LossConfig, TransformerConfig
-from videoflex.utils.dataclass_io import check_positive
+from videoflex.utils.dataclass_io import HASH_SINCE, check_positive
 from videoflex.vae.config import VAEConfig
 
 __all__ = ["DecoderConfig", "EncoderConfig", "FSQConfig", "LossConfig", "SamplerConfig", "TokenizerConfig",
@@ -77,7 +77,8 @@ class DecoderConfig(TransformerConfig):
     register_positions: bool = False
     zero_init_input: bool = False
     linear_path: int = 0
-    linear_input: Literal["registers", "codes"] = "registers"
+    linear_input: Literal["registers", "codes"] = field(default="registers",
+                                                       metadata={HASH_SINCE: "2026-12 (after checkpoints/shapes)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
