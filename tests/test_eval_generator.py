@@ -192,6 +192,24 @@ def test_score_generations_of_real_clips_as_generated(pair):
     assert all(a.accuracy == pytest.approx(a.real_top1) for a in text.attributes)
 
 
+@pytest.mark.filterwarnings("ignore::videoflex.eval.fvd.FewSamplesWarning")
+def test_probe_copies_train_the_probe_not_the_reported_figures(pair):
+    """Degraded copies of the real clips join the probe's training set; gFVD and the probe's accuracy are still
+    measured on the real clips alone, and the copies are drawn the same on every run."""
+    dataset = ShapesDataset(ShapesConfig(num_samples=12, num_frames=17, size=32, label_by="shape"))
+    video = torch.stack([dataset[i].video for i in range(12)])
+    labels = torch.tensor([dataset[i].label for i in range(12)])
+    real = RealClips(video, labels, None)
+    conditions = tuple(Condition(name, label=i) for i, name in enumerate(SHAPES))
+    generated = GeneratedSet(video, torch.zeros(12, 5, 4, dtype=torch.int64), labels, conditions)
+    plain = score_generations(StandInI3D(), real, generated, SHAPES)
+    a, b = (score_generations(StandInI3D(), real, generated, SHAPES, probe_copies=2) for _ in range(2))
+    assert a.gfvd == plain.gfvd and a.classes.top1 == pytest.approx(a.probe_real_top1)
+    assert a == b
+    with pytest.raises(ValueError, match="probe_copies"):
+        score_generations(StandInI3D(), real, generated, SHAPES, probe_copies=-1)
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     """The commands' default caches (I3D embeddings of real clips) in the test's folder, not the user's."""
@@ -249,7 +267,9 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
     with Image.open(out / "grid.png") as image:
         assert image.format == "PNG"
     assert results["untrained"] is False
-    assert len(list((tmp_path / "cache" / "i3d-features").glob("*.safetensors"))) == 1  # the real clips'
+    # the real clips' and their two degraded copies' (--probe-copies 2, the default)
+    assert len(list((tmp_path / "cache" / "i3d-features").glob("*.safetensors"))) == 3
+    assert results["settings"]["probe_copies"] == 2
     # the untrained control: the same config with fresh weights drawn from --sample-seed (the fixture's
     # generator is itself a seed-0 initialisation), so another weights hash
     control = tmp_path / "untrained"
@@ -258,7 +278,7 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
                          "--sample-seed", "5", "-o", control)
     assert code == 0, err
     fresh = json.loads((control / "results.json").read_text())
-    assert len(list((tmp_path / "cache" / "i3d-features").glob("*.safetensors"))) == 1  # the same real clips
+    assert len(list((tmp_path / "cache" / "i3d-features").glob("*.safetensors"))) == 3  # the same real clips
     assert fresh["untrained"] is True
     assert fresh["scores"]["recon_classes"] is None  # not asked for
     # probes trained on the tokenizer's reconstructions of the real clips: a second class score beside the first

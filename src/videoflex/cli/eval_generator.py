@@ -42,6 +42,7 @@ from videoflex.models.identity import ModelIdentity
 from videoflex.tokenizers.base import Tokenizer
 
 grid_rows = Number(int, 1, 1024)
+probe_copies = Number(int, 0, 16)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +88,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--i3d-weights", type=i3d_weights_file, metavar="PATH",
                     help="I3D checkpoint (default: the file 'videoflex fetch i3d-weights' stores)")
     ev.add_argument("--batch-size", type=batch_size, default=8, metavar="N", help="clips through I3D at once (default: 8)")
+    ev.add_argument("--probe-copies", type=probe_copies, default=2, metavar="N",
+                    help="blurred and noised copies of the real clips (blur std up to 1.5 pixels, noise std up to "
+                         "0.1, drawn per clip) added to the probes' training set, so that the probes score the "
+                         "class and not the sharpness of a clip; 0: the real clips alone (default: 2)")
     ev.add_argument("--feature-cache", type=output_dir, metavar="DIR", default=None,
                     help="folder where the real clips' I3D embeddings are stored and found again, keyed by the "
                          "SHA-256 of the I3D weights and the clips (default: $VIDEOFLEX_CACHE/i3d-features, or "
@@ -119,7 +124,8 @@ class ModelRecord:
 @dataclass(frozen=True)
 class EvalSettings:
     """How the clips were made: frames and latent steps, ids a step (budget), tokens a clip, clips per
-    condition, the sampling settings, the generation seed, the real clips' seed and sources."""
+    condition, the sampling settings, the generation seed, the real clips' seed and sources; and how the
+    probes were trained (``probe_copies``: degraded copies of the real clips added)."""
 
     frames: int
     steps: int
@@ -134,6 +140,7 @@ class EvalSettings:
     sample_seed: int
     real_seed: int
     real_sources: tuple[SourceConfig, ...]
+    probe_copies: int
 
 
 @dataclass(frozen=True)
@@ -272,18 +279,20 @@ def run(args: argparse.Namespace) -> int:
             if args.reconstruction_probe else None
         scores: GenerationScores = score_generations(
             i3d, real, generated, class_names, args.sample_seed if args.shuffle_classes else None,
-            batch_size=args.batch_size, progress=progress, recon=recon, real_cache=feature_cache(args))
+            batch_size=args.batch_size, progress=progress, recon=recon, real_cache=feature_cache(args),
+            probe_copies=args.probe_copies)
     except ValueError as err:
         raise UserError(str(err)) from None
     settings = EvalSettings(data.frames, steps, budget, steps * budget, args.samples_per_class, sampling.temperature,
                             sampling.top_k, sampling.top_p, sampling.cfg_scale, sampling.cfg_schedule,
-                            args.sample_seed, args.seed, tuple(sources))
+                            args.sample_seed, args.seed, tuple(sources), args.probe_copies)
     result = EvalGeneratorResult(
         ModelRecord(loaded.source, generator.identity), args.untrained, ModelRecord(tok.source, tokenizer.identity),
         settings,
         tuple(c.name for c in conditions), scores,
         "linear probe on pooled I3D Mixed_5c features (1024-d, Kinetics-400 weights) trained on the real clips "
-        "(videoflex.eval.class_probe); one per attribute for prompts", time.perf_counter() - start)
+        f"and {args.probe_copies} blurred and noised copies of them (videoflex.eval.class_probe, "
+        "videoflex.eval.degrade); one per attribute for prompts", time.perf_counter() - start)
     to_json_text(result)  # strict JSON: checked before anything is written
     out = output_folder(args.output)
     grid = save_sample_grid(out / "grid.png", generated, max_rows=args.grid_rows,

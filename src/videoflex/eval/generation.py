@@ -7,9 +7,11 @@ condition). They are compared with real clips through I3D (Kinetics-400 weights,
   ``videoflex eval fvd`` computes it (``videoflex.eval.fvd``); with fewer clips than 400 the covariances are
   rank-deficient and the value is biased upward: compare values at equal counts only.
 - **class score** (class-conditional models): a linear probe (``videoflex.eval.class_probe``) on pooled I3D
-  Mixed_5c features (1024-d) trained on the *real* clips and their labels; the score is the mean probability it
-  gives the requested class and its top-1 accuracy (chance: 1 / number of classes). This is an offline stand-in
-  for the paper's UMT-L classifier (docs/design.md, "Model families").
+  Mixed_5c features (1024-d) trained on the *real* clips and their labels (with ``probe_copies``, together with
+  blurred and noised copies of them, :mod:`videoflex.eval.degrade`: a probe trained on clean clips alone scores
+  blur and noise, not the class); the score is the mean probability it gives the requested class and its top-1
+  accuracy (chance: 1 / number of classes). This is an offline stand-in for the paper's UMT-L classifier
+  (docs/design.md, "Model families").
 - **class-shuffled control**: the same generated clips scored against a random derangement of their classes
   (:func:`derangement`): what a generator that ignores its class would get; its class score falls to chance and
   its per-class FVD rises.
@@ -36,6 +38,7 @@ from tqdm.auto import tqdm
 
 from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors
 from videoflex.eval.class_probe import LinearProbe, ProbeTrainConfig, train_probe
+from videoflex.eval.degrade import degraded_copy
 from videoflex.eval.fvd import FewSamplesWarning, fvd
 from videoflex.eval.generated_clips import generate_clips
 from videoflex.eval.i3d import I3D, i3d_embed
@@ -227,7 +230,7 @@ class AttributeScore:
 
     attribute: ``"shape"``, ``"colour"`` or ``"motion"``; values: the values its probe tells apart (those of
     the real clips); accuracy: fraction of generated clips whose probe prediction is the prompt's value; chance:
-    1 / len(values); real_top1: the probe's accuracy on the real clips it was trained on; n: generated clips.
+    1 / len(values); real_top1: the probe's accuracy on the clips it was trained on (degraded copies included); n: generated clips.
     """
 
     attribute: str
@@ -314,13 +317,18 @@ class GenerationScores:
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
                       shuffle_seed: int | None = None, probe: ProbeTrainConfig | None = None,
                       batch_size: int = 8, progress: bool = False,
-                      recon: torch.Tensor | None = None, real_cache: Path | None = None) -> GenerationScores:
+                      recon: torch.Tensor | None = None, real_cache: Path | None = None,
+                      probe_copies: int = 0, probe_seed: int = 0) -> GenerationScores:
     """Embed both sets with ``i3d`` (clips of at least 16 frames) and compute gFVD, the class score (class
     conditions; ``class_names``: the generator's K names, default ``"0" .. "K-1"``) with the class-shuffled
     control when ``shuffle_seed`` is given, and the attribute recovery (prompt conditions; needs
     ``real.factors``). ``recon``: the real clips' reconstructions by the tokenizer (``[M, 3, T, H, W]``, the
     same clips in the same order): probes trained on them give the ``recon_*`` scores too. ``real_cache``: a
     folder where the real clips' I3D embeddings are stored and found again (``i3d_embed``'s ``cache``).
+    ``probe_copies``: degraded copies of the real clips (:func:`videoflex.eval.degrade.degraded_copy`, copy ``c``
+    drawn from seed ``probe_seed * 1000 + c``) added, with the same labels and factors, to the training set of
+    every probe trained on real clips (see the module docstring); gFVD and the reported real-clip accuracies use
+    the real clips alone.
 
     Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
     outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
@@ -329,8 +337,14 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     for what, n in (("real", real.video.shape[0]), ("generated", generated.video.shape[0])):
         if n < 2:
             raise ValueError(f"{n} {what} clip(s): FVD needs at least 2")
+    if probe_copies < 0:
+        raise ValueError(f"probe_copies must be >= 0, got {probe_copies}")
     real_out = i3d_embed(i3d, real.video, batch_size, progress, cache=real_cache)
     fake_out = i3d_embed(i3d, generated.video, batch_size, progress)
+    copies = [i3d_embed(i3d, degraded_copy(real.video, probe_seed * 1000 + c), batch_size, progress,
+                        cache=real_cache).features for c in range(1, probe_copies + 1)]
+    probe_features = torch.cat([real_out.features, *copies]) if copies else real_out.features
+    repeats = 1 + probe_copies
     gfvd = fvd(real_out.logits, fake_out.logits)
     classes = shuffled = probe_top1 = None
     attributes: tuple[AttributeScore, ...] = ()
@@ -350,20 +364,22 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
                              f"{len(names)} classes")
         labels = generated.labels
 
-        def class_scores(train_features: torch.Tensor) -> tuple[ClassScores, float, torch.Tensor, LinearProbe]:
-            model = train_probe(train_features, real.labels, names, probe, progress=progress)
+        def class_scores(train_features: torch.Tensor, reported: torch.Tensor
+                         ) -> tuple[ClassScores, float, torch.Tensor, LinearProbe]:
+            train_labels = real.labels.repeat(len(train_features) // len(real.labels))
+            model = train_probe(train_features, train_labels, names, probe, progress=progress)
             with torch.no_grad():
                 probs = model(fake_out.features.float()).softmax(-1)
-                top1 = float((model(train_features.float()).argmax(1) == real.labels).float().mean())
+                top1 = float((model(reported.float()).argmax(1) == real.labels).float().mean())
             scores = score_classes(probs, labels, names, real_out.logits, real.labels, fake_out.logits)
             return scores, top1, probs, model
 
-        classes, probe_top1, probs, real_probe = class_scores(real_out.features)
+        classes, probe_top1, probs, real_probe = class_scores(probe_features, real_out.features)
         if shuffle_seed is not None and len(torch.unique(labels)) >= 2:
             shuffled = score_classes(probs, shuffled_labels(labels, shuffle_seed), names, real_out.logits,
                                      real.labels, fake_out.logits)
         if recon_features is not None:
-            recon_classes, recon_top1, _, _ = class_scores(recon_features)
+            recon_classes, recon_top1, _, _ = class_scores(recon_features, recon_features)
             with torch.no_grad():
                 ceiling = float((real_probe(recon_features.float()).argmax(1) == real.labels).float().mean())
             recon_scores = (recon_classes, recon_top1, (), ceiling)
@@ -373,8 +389,8 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
                              "synthetic shapes clips")
         prompts = [generated.conditions[i].prompt or "" for i in generated.condition.tolist()]
         fake_factors = [caption_factors(p) for p in prompts]
-        attributes = attribute_recovery(real_out.features, real.factors, fake_out.features, fake_factors, probe,
-                                        progress)
+        attributes = attribute_recovery(probe_features, real.factors * repeats, fake_out.features, fake_factors,
+                                        probe, progress)
         if recon_features is not None:
             recon_scores = (None, None, attribute_recovery(recon_features, real.factors, fake_out.features,
                                                            fake_factors, probe, progress), None)
