@@ -36,7 +36,7 @@ FREE_TEXT = {  # options whose value is free text, a name checked against a list
     # generate / eval generator: class names, prompts, a tokenizer path or preset, flags; generate's -o and
     # --ids are a file or a folder by --num, checked by the command before any work
     "--class", "--classes", "--prompt", "--tokenizer", "--no-cache", "--shuffle-classes", "--output", "--ids",
-    "--untrained", "--reconstruction-probe", "--no-feature-cache",
+    "--untrained", "--reconstruction-probe", "--no-feature-cache", "--clip-classifier",
 }
 
 

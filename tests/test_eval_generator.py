@@ -19,6 +19,7 @@ from videoflex import registry
 from videoflex.cli import eval_generator
 from videoflex.cli.main import main
 from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors, ShapesConfig, ShapesDataset
+from videoflex.eval.clip_classifier import ClipClassifierConfig
 from videoflex.eval.generation import (
     Condition,
     GeneratedSet,
@@ -208,6 +209,12 @@ def test_probe_copies_train_the_probe_not_the_reported_figures(pair):
     assert a == b
     with pytest.raises(ValueError, match="probe_copies"):
         score_generations(StandInI3D(), real, generated, SHAPES, probe_copies=-1)
+    assert a.clip_classes is None  # not asked for
+    small = ClipClassifierConfig(widths=(4, 4, 8), epochs=2)
+    clip = score_generations(StandInI3D(), real, generated, SHAPES, shuffle_seed=0, clip_classifier=small,
+                             recon=video)
+    assert clip.clip_classes.chance == pytest.approx(1 / 6) and clip.clip_shuffled is not None
+    assert clip.clip_recon_top1 == pytest.approx(clip.clip_classes.top1)  # the real clips were the generated
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,9 @@ condition). They are compared with real clips through I3D (Kinetics-400 weights,
   blur and noise, not the class); the score is the mean probability it gives the requested class and its top-1
   accuracy (chance: 1 / number of classes). This is an offline stand-in for the paper's UMT-L classifier
   (docs/design.md, "Model families").
+- **clip classifier** (optional, class models): a small 3D CNN trained on the real clips at their own resolution
+  (:mod:`videoflex.eval.clip_classifier`) scores the same way, with per-class Frechet distances in its own
+  features; for small synthetic clips, whose I3D features follow sharpness and noise more than motion.
 - **class-shuffled control**: the same generated clips scored against a random derangement of their classes
   (:func:`derangement`): what a generator that ignores its class would get; its class score falls to chance and
   its per-class FVD rises.
@@ -38,6 +41,7 @@ from tqdm.auto import tqdm
 
 from videoflex.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeFactors
 from videoflex.eval.class_probe import LinearProbe, ProbeTrainConfig, train_probe
+from videoflex.eval.clip_classifier import ClipClassifierConfig, train_clip_classifier
 from videoflex.eval.degrade import degraded_copy
 from videoflex.eval.fvd import FewSamplesWarning, fvd
 from videoflex.eval.generated_clips import generate_clips
@@ -298,7 +302,10 @@ class GenerationScores:
     reconstructions of the real clips instead (when asked; see the module docstring; recon_probe_real_top1 is
     that probe's accuracy on the reconstructions it was trained on); real_probe_recon_top1: the accuracy of the
     probe trained on the real clips on their reconstructions, the most generated clips decoded by this tokenizer
-    can be expected to score under it.
+    can be expected to score under it. clip_*: the class score and its shuffled control under a small 3D CNN
+    trained on the real clips at their resolution (:mod:`videoflex.eval.clip_classifier`; when asked; their
+    ``class_fvd`` is the mean per-class Frechet distance in that CNN's pooled features, not I3D's), and its
+    accuracy on the tokenizer's reconstructions of the real clips (with ``recon``).
     """
 
     gfvd: float
@@ -312,13 +319,17 @@ class GenerationScores:
     recon_probe_real_top1: float | None = None
     recon_attributes: tuple[AttributeScore, ...] = ()
     real_probe_recon_top1: float | None = None
+    clip_classes: ClassScores | None = None
+    clip_shuffled: ClassScores | None = None
+    clip_recon_top1: float | None = None
 
 
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
                       shuffle_seed: int | None = None, probe: ProbeTrainConfig | None = None,
                       batch_size: int = 8, progress: bool = False,
                       recon: torch.Tensor | None = None, real_cache: Path | None = None,
-                      probe_copies: int = 0, probe_seed: int = 0) -> GenerationScores:
+                      probe_copies: int = 0, probe_seed: int = 0,
+                      clip_classifier: ClipClassifierConfig | None = None) -> GenerationScores:
     """Embed both sets with ``i3d`` (clips of at least 16 frames) and compute gFVD, the class score (class
     conditions; ``class_names``: the generator's K names, default ``"0" .. "K-1"``) with the class-shuffled
     control when ``shuffle_seed`` is given, and the attribute recovery (prompt conditions; needs
@@ -328,7 +339,8 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     ``probe_copies``: degraded copies of the real clips (:func:`videoflex.eval.degrade.degraded_copy`, copy ``c``
     drawn from seed ``probe_seed * 1000 + c``) added, with the same labels and factors, to the training set of
     every probe trained on real clips (see the module docstring); gFVD and the reported real-clip accuracies use
-    the real clips alone.
+    the real clips alone. ``clip_classifier``: also train a :class:`~videoflex.eval.clip_classifier.ClipClassifier`
+    of that config on the real clips and their labels and score the generated clips with it (class conditions).
 
     Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
     outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
@@ -346,7 +358,7 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     probe_features = torch.cat([real_out.features, *copies]) if copies else real_out.features
     repeats = 1 + probe_copies
     gfvd = fvd(real_out.logits, fake_out.logits)
-    classes = shuffled = probe_top1 = None
+    classes = shuffled = probe_top1 = clip = clip_shuffled = clip_ceiling = None
     attributes: tuple[AttributeScore, ...] = ()
     recon_scores: tuple[ClassScores | None, float | None, tuple[AttributeScore, ...], float | None] = (
         None, None, (), None)
@@ -383,6 +395,17 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
             with torch.no_grad():
                 ceiling = float((real_probe(recon_features.float()).argmax(1) == real.labels).float().mean())
             recon_scores = (recon_classes, recon_top1, (), ceiling)
+        if clip_classifier is not None:
+            classifier = train_clip_classifier(real.video, real.labels, names, clip_classifier, progress)
+            clip_probs = classifier.probabilities(generated.video)
+            # per-class Frechet distances in the classifier's own feature space, where the classes differ
+            real_embed, fake_embed = classifier.embed(real.video), classifier.embed(generated.video)
+            clip = score_classes(clip_probs, labels, names, real_embed, real.labels, fake_embed)
+            if shuffle_seed is not None and len(torch.unique(labels)) >= 2:
+                clip_shuffled = score_classes(clip_probs, shuffled_labels(labels, shuffle_seed), names,
+                                              real_embed, real.labels, fake_embed)
+            if recon is not None:
+                clip_ceiling = float((classifier.probabilities(recon).argmax(1) == real.labels).float().mean())
     else:
         if real.factors is None:
             raise ValueError("the real clips carry no shape, colour and motion: attribute recovery needs "
@@ -395,7 +418,7 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
             recon_scores = (None, None, attribute_recovery(recon_features, real.factors, fake_out.features,
                                                            fake_factors, probe, progress), None)
     return GenerationScores(gfvd, real.video.shape[0], generated.video.shape[0], classes, shuffled, probe_top1,
-                            attributes, *recon_scores)
+                            attributes, *recon_scores, clip, clip_shuffled, clip_ceiling)
 
 
 # ----------------------------------------------------------------------------- the grid

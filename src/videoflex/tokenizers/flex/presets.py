@@ -155,12 +155,26 @@ def shapes() -> TokenizerConfig:
     )
 
 
+def shapes_codes() -> TokenizerConfig:
+    """``flex-shapes`` whose decoder's linear path reads the FSQ codes (``DecoderConfig.linear_input``), so
+    that training starts from a linear code of the budget (``linear_code_clips`` in the recipe: principal
+    components, :mod:`videoflex.tokenizers.flex.pca`) and the transformers learn what it misses
+    (``configs/shapes_codes.yaml``). Not in the paper. Trained from random weights, ``flex-shapes`` keeps little
+    of a shape's colour (``checkpoints/shapes/README.md``); the linear code keeps it from the first step."""
+    base = shapes()
+    return dataclasses.replace(
+        base, name="flex-shapes-codes",
+        decoder=dataclasses.replace(base.decoder, linear_input="codes"),
+    )
+
+
 PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
     "flex-tiny": tiny,
     "flex-demo": demo,
     "flex-demo-linear": demo_linear,
     "flex-demo-256": demo_256,
     "flex-shapes": shapes,
+    "flex-shapes-codes": shapes_codes,
     "flex-ablation-d12": ablation_d12,
     "flex-k600-d18": k600_d18,
     "flex-panda-d18-d28": panda_d18_d28,
