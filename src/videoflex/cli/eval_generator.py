@@ -312,16 +312,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _class_line(head: str, c, note: str, distance: str) -> str:
+    """One line of a class score (``ClassScores``): its mean probability and top-1, ``note``, and its per-class
+    distance under the name ``distance`` when there is one."""
+    return (f"{head}class score {c.mean_prob:.3f}, top-1 {c.top1:.3f}{note}"
+            + (f", {distance} {c.class_fvd:.2f}" if c.class_fvd else ""))
+
+
 def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
     print(f"gFVD {scores.gfvd:.2f} ({generated} generated vs {scores.real_clips} real clips)")
     if scores.classes is not None:
         c = scores.classes
-        print(f"class score {c.mean_prob:.3f}, top-1 {c.top1:.3f} (chance {c.chance:.3f}; probe on real clips: "
-              f"top-1 {scores.probe_real_top1:.3f})" + (f", per-class FVD {c.class_fvd:.2f}" if c.class_fvd else ""))
+        print(_class_line("", c, f" (chance {c.chance:.3f}; probe on real clips: top-1 {scores.probe_real_top1:.3f})",
+                          "per-class FVD"))
     if scores.shuffled is not None:
-        s = scores.shuffled
-        print(f"class-shuffled control: class score {s.mean_prob:.3f}, top-1 {s.top1:.3f}"
-              + (f", per-class FVD {s.class_fvd:.2f}" if s.class_fvd else ""))
+        print(_class_line("class-shuffled control: ", scores.shuffled, "", "per-class FVD"))
     for a in scores.attributes:
         print(f"{a.attribute:<7} recovered {a.accuracy:.3f} (chance {a.chance:.3f}, probe on real clips {a.real_top1:.3f})")
     if scores.recon_classes is not None:
@@ -335,12 +340,11 @@ def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
               f"(its top-1 on them {a.real_top1:.3f})")
     if scores.clip_classes is not None:
         c = scores.clip_classes
-        print(f"clip classifier trained on real clips: class score {c.mean_prob:.3f}, top-1 {c.top1:.3f} "
-              f"(chance {c.chance:.3f})" + (f", per-class FD in its features {c.class_fvd:.2f}" if c.class_fvd else ""))
+        print(_class_line("clip classifier trained on real clips: ", c, f" (chance {c.chance:.3f})",
+                          "per-class FD in its features"))
     if scores.clip_shuffled is not None:
-        s = scores.clip_shuffled
-        print(f"clip classifier, class-shuffled control: class score {s.mean_prob:.3f}, top-1 {s.top1:.3f}"
-              + (f", per-class FD in its features {s.class_fvd:.2f}" if s.class_fvd else ""))
+        print(_class_line("clip classifier, class-shuffled control: ", scores.clip_shuffled, "",
+                          "per-class FD in its features"))
     if scores.clip_recon_top1 is not None:
         print(f"the clip classifier recognises {scores.clip_recon_top1:.3f} of the tokenizer's reconstructions "
               f"of the real clips")
