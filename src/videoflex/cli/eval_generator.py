@@ -237,8 +237,8 @@ def untrained_copy(generator: ARGenerator, seed: int) -> ARGenerator:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videoflex.eval.generated_clips import steps_for_frames
     from videoflex.eval.clip_classifier import ClipClassifierConfig
+    from videoflex.eval.generated_clips import steps_for_frames
     from videoflex.eval.generation import GenerationScores, generate_set, save_sample_grid, score_generations
     from videoflex.utils.json_io import to_json_text, write_json
 
@@ -323,8 +323,8 @@ def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
     print(f"gFVD {scores.gfvd:.2f} ({generated} generated vs {scores.real_clips} real clips)")
     if scores.classes is not None:
         c = scores.classes
-        print(_class_line("", c, f" (chance {c.chance:.3f}; probe on real clips: top-1 {scores.probe_real_top1:.3f})",
-                          "per-class FVD"))
+        note = f" (chance {c.chance:.3f}; probe on real clips: top-1 {scores.probe_real_top1:.3f})"
+        print(_class_line("", c, note, "per-class FVD"))
     if scores.shuffled is not None:
         print(_class_line("class-shuffled control: ", scores.shuffled, "", "per-class FVD"))
     for a in scores.attributes:

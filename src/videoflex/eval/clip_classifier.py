@@ -13,8 +13,8 @@ training. Ours, not the paper's (whose class score uses a UMT-L classifier on re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -234,7 +234,8 @@ class AttributeScore:
 
     attribute: ``"shape"``, ``"colour"`` or ``"motion"``; values: the values its probe tells apart (those of
     the real clips); accuracy: fraction of generated clips whose probe prediction is the prompt's value; chance:
-    1 / len(values); real_top1: the probe's accuracy on the clips it was trained on (degraded copies included); n: generated clips.
+    1 / len(values); real_top1: the probe's accuracy on the clips it was trained on (degraded copies
+    included); n: generated clips.
     """
 
     attribute: str
