@@ -27,12 +27,22 @@ def check_positive(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}: {name} must be > 0, got {value}")
 
 
-def to_dict(obj: Any) -> Any:
-    """A dataclass (possibly nested, with tuples/lists) as JSON-ready plain data."""
+HASH_SINCE = "hash_since"
+"""Field metadata key for a field added to a config after models with that config were published (the value:
+when, for the reader). :func:`config_hash` leaves such a field out while it holds its default, so that every
+model made before the field existed keeps its identity (the identities recorded in generators, token shards
+and model cards stay valid); any other value enters the hash."""
+
+
+def to_dict(obj: Any, for_hash: bool = False) -> Any:
+    """A dataclass (possibly nested, with tuples/lists) as JSON-ready plain data; ``for_hash``: without the
+    :data:`HASH_SINCE` fields that hold their defaults (what :func:`config_hash` hashes)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name), for_hash) for f in dataclasses.fields(obj)
+                if not (for_hash and HASH_SINCE in f.metadata and f.default is not dataclasses.MISSING
+                        and getattr(obj, f.name) == f.default)}
     if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, for_hash) for v in obj]
     return obj
 
 
@@ -90,29 +100,7 @@ def to_json(obj: Any) -> str:
     return to_json_text(to_dict(obj), canonical=True)
 
 
-HASH_SINCE = "hash_since"
-"""Field metadata key for a field added to a config after models with that config were published (the value:
-when, for the reader). :func:`config_hash` leaves such a field out while it holds its default, so that every
-model made before the field existed keeps its identity (the identities recorded in generators, token shards
-and model cards stay valid); any other value enters the hash."""
-
-
-def _hash_dict(obj: Any) -> Any:
-    """:func:`to_dict` without the :data:`HASH_SINCE` fields that hold their defaults."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if HASH_SINCE in f.metadata and f.default is not dataclasses.MISSING and value == f.default:
-                continue
-            out[f.name] = _hash_dict(value)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [_hash_dict(v) for v in obj]
-    return obj
-
-
 def config_hash(obj: Any) -> str:
     """First 16 hex digits of the SHA-256 of the canonical JSON of a config (without the :data:`HASH_SINCE`
     fields at their defaults)."""
-    return hashlib.sha256(to_json_text(_hash_dict(obj), canonical=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(to_json_text(to_dict(obj, for_hash=True), canonical=True).encode()).hexdigest()[:16]
