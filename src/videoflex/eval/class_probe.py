@@ -14,6 +14,7 @@ the class; each video contributes --frames frames from --start, centre-cropped t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,17 +139,29 @@ def train_probe(
         probe.feature_std.copy_(features.std(0, unbiased=False).clamp_min(1e-6))
         nn.init.normal_(probe.linear.weight, std=0.01, generator=generator)
         nn.init.zeros_(probe.linear.bias)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n = features.shape[0]
-    for _ in tqdm(range(config.epochs), desc="probe", disable=not progress):
+    fit_cross_entropy(probe, lambda epoch: features, labels, config.epochs, config.batch_size, config.lr,
+                      config.weight_decay, generator, "probe", progress)
+    return probe.eval()
+
+
+def fit_cross_entropy(model: nn.Module, inputs: Callable[[int], Tensor], labels: Tensor, epochs: int,
+                      batch_size: int, lr: float, weight_decay: float, generator: torch.Generator, desc: str,
+                      progress: bool = False) -> None:
+    """Train a classifier in place: AdamW (``lr``, ``weight_decay``) on the mean cross-entropy of
+    ``model(x[batch])`` against ``labels[batch]`` (int64 ``[N]``), where ``x = inputs(epoch)`` (``[N, ...]``) is
+    what epoch ``epoch`` trains on, in an order drawn from ``generator`` each epoch, ``batch_size`` rows a step;
+    a progress bar named ``desc``. Shared by the linear probe and the clip classifier."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n = len(labels)
+    for epoch in tqdm(range(epochs), desc=desc, disable=not progress):
+        x = inputs(epoch)
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            loss = F.cross_entropy(probe(features[idx]), labels[idx])
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            loss = F.cross_entropy(model(x[idx]), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return probe.eval()
 
 
 @torch.no_grad()

@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from videoflex.eval.class_probe import fit_cross_entropy
 from videoflex.eval.degrade import degraded_copy
 
 
@@ -65,25 +64,31 @@ class ClipClassifier(nn.Module):
         )
         self.head = nn.Linear(c, len(class_names))
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _check(video: torch.Tensor) -> None:
         if video.dim() != 5 or video.shape[1] != 3 or min(video.shape[2:]) < 4:
             raise ValueError(f"video must be [B,3,T,H,W] with T, H, W >= 4, got {list(video.shape)}")
-        return self.head(self.features(video))
 
-    @torch.no_grad()
-    def probabilities(self, video: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``[B, K]`` float32 of ``video [B, 3, T, H, W]`` in [-1, 1], in eval mode."""
-        self.eval()
-        return torch.cat([self(video[i:i + batch_size].float()).softmax(-1)
-                          for i in range(0, len(video), batch_size)])
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        self._check(video)
+        return self.head(self.features(video))
 
     @torch.no_grad()
     def embed(self, video: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Pooled features ``[B, widths[-1]]`` float32 of ``video [B, 3, T, H, W]`` in [-1, 1] (what the head
         reads), in eval mode: the feature space of the per-class Frechet distance of the class score."""
+        self._check(video)
         self.eval()
-        self(video[:1].float())  # the shape checks
         return torch.cat([self.features(video[i:i + batch_size].float()) for i in range(0, len(video), batch_size)])
+
+    @torch.no_grad()
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[B, K]`` float32 of pooled features ``[B, widths[-1]]`` (from :meth:`embed`)."""
+        return self.head(features).softmax(-1)
+
+    def probabilities(self, video: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities ``[B, K]`` float32 of ``video [B, 3, T, H, W]`` in [-1, 1], in eval mode."""
+        return self.classify(self.embed(video, batch_size))
 
 
 def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
@@ -105,16 +110,8 @@ def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = ClipClassifier(class_names, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.train()
-    for epoch in tqdm(range(config.epochs), desc="clip classifier", disable=not progress):
-        clips = degraded_copy(video, config.seed + epoch) if epoch % 2 else video
-        order = torch.randperm(len(video), generator=generator)
-        for start in range(0, len(video), config.batch_size):
-            index = order[start:start + config.batch_size]
-            loss = F.cross_entropy(model(clips[index]), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    fit_cross_entropy(model, lambda epoch: degraded_copy(video, config.seed + epoch) if epoch % 2 else video,
+                      labels, config.epochs, config.batch_size, config.lr, config.weight_decay,
+                      torch.Generator().manual_seed(config.seed), "clip classifier", progress)
     return model.eval()

@@ -398,9 +398,9 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
             recon_scores = (recon_classes, recon_top1, (), ceiling)
         if clip_classifier is not None:
             classifier = train_clip_classifier(real.video, real.labels, names, clip_classifier, progress)
-            clip_probs = classifier.probabilities(generated.video)
             # per-class Frechet distances in the classifier's own feature space, where the classes differ
             real_embed, fake_embed = classifier.embed(real.video), classifier.embed(generated.video)
+            clip_probs = classifier.classify(fake_embed)
             clip = score_classes(clip_probs, labels, names, real_embed, real.labels, fake_embed)
             if shuffle_seed is not None and len(torch.unique(labels)) >= 2:
                 clip_shuffled = score_classes(clip_probs, shuffled_labels(labels, shuffle_seed), names,
