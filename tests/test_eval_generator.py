@@ -26,6 +26,7 @@ from videoflex.eval.generation import (
     RealClips,
     attribute_recovery,
     caption_factors,
+    clip_attribute_recovery,
     derangement,
     generate_set,
     grid_frames,
@@ -191,6 +192,15 @@ def test_score_generations_of_real_clips_as_generated(pair):
     text = score_generations(StandInI3D(), real, GeneratedSet(video, generated.ids, torch.arange(24), prompts))
     assert text.classes is None and [a.attribute for a in text.attributes] == ["shape", "colour", "motion"]
     assert all(a.accuracy == pytest.approx(a.real_top1) for a in text.attributes)
+    assert text.clip_attributes == ()  # not asked for
+    small = ClipClassifierConfig(widths=(4, 4, 8), epochs=2)
+    text = score_generations(StandInI3D(), real, GeneratedSet(video, generated.ids, torch.arange(24), prompts),
+                             clip_classifier=small, recon=video)
+    assert [a.attribute for a in text.clip_attributes] == ["shape", "colour", "motion"]
+    for a in text.clip_attributes:  # the generated clips are the real ones, and so are the "reconstructions"
+        assert a.accuracy == pytest.approx(a.real_top1) == pytest.approx(a.recon_top1) and a.n == 24
+    with pytest.raises(ValueError, match="recon must be"):
+        clip_attribute_recovery(video, real.factors, video, real.factors, small, recon=video[:, :, :8])
 
 
 @pytest.mark.filterwarnings("ignore::videoflex.eval.fvd.FewSamplesWarning")

@@ -93,10 +93,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "0.1, drawn per clip) added to the probes' training set, so that the probes score the "
                          "class and not the sharpness of a clip; 0: the real clips alone (default: 2)")
     ev.add_argument("--clip-classifier", action="store_true",
-                    help="class models: also score the clips with a small 3D CNN trained on the real clips at their "
-                         "own resolution (videoflex.eval.clip_classifier; about 2 minutes for 128 32x32 clips on 2 "
-                         "CPU cores), for small synthetic clips whose I3D features follow sharpness more than "
-                         "content")
+                    help="also score the clips with a small 3D CNN trained on the real clips at their own "
+                         "resolution (videoflex.eval.clip_classifier; one per attribute for text models; about 2 "
+                         "minutes each for 128 32x32 clips on 2 CPU cores), for small synthetic clips whose I3D "
+                         "features follow sharpness more than content")
     ev.add_argument("--feature-cache", type=output_dir, metavar="DIR", default=None,
                     help="folder where the real clips' I3D embeddings are stored and found again, keyed by the "
                          "SHA-256 of the I3D weights and the clips (default: $VIDEOFLEX_CACHE/i3d-features, or "
@@ -272,9 +272,6 @@ def run(args: argparse.Namespace) -> int:
     if conditions[0].label is not None and class_names and real_names and tuple(real_names) != tuple(class_names):
         raise UserError(f"the real clips' classes ({', '.join(real_names[:8])}, ...) are not the generator's "
                         f"({', '.join(class_names[:8])}, ...)")
-    if args.clip_classifier and conditions[0].label is None:
-        raise UserError("--clip-classifier: scores class conditions; this generator is given prompts (its "
-                        "attributes are scored by the I3D probes)")
     encode = None
     if conditions[0].prompt is not None:
         def encode(prompts: list[str]):
@@ -345,6 +342,10 @@ def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
     if scores.clip_shuffled is not None:
         print(_class_line("clip classifier, class-shuffled control: ", scores.clip_shuffled, "",
                           "per-class FD in its features"))
+    for a in scores.clip_attributes:
+        print(f"{a.attribute:<7} recovered {a.accuracy:.3f} by a clip classifier trained on real clips (its top-1 on "
+              f"them {a.real_top1:.3f}" + (f", on the tokenizer's reconstructions of them {a.recon_top1:.3f})"
+                                           if a.recon_top1 is not None else ")"))
     if scores.clip_recon_top1 is not None:
         print(f"the clip classifier recognises {scores.clip_recon_top1:.3f} of the tokenizer's reconstructions "
               f"of the real clips")

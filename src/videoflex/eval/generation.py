@@ -12,9 +12,10 @@ condition). They are compared with real clips through I3D (Kinetics-400 weights,
   blur and noise, not the class); the score is the mean probability it gives the requested class and its top-1
   accuracy (chance: 1 / number of classes). This is an offline stand-in for the paper's UMT-L classifier
   (docs/design.md, "Model families").
-- **clip classifier** (optional, class models): a small 3D CNN trained on the real clips at their own resolution
+- **clip classifier** (optional): a small 3D CNN trained on the real clips at their own resolution
   (:mod:`videoflex.eval.clip_classifier`) scores the same way, with per-class Frechet distances in its own
-  features; for small synthetic clips, whose I3D features follow sharpness and noise more than motion.
+  features; for small synthetic clips, whose I3D features follow sharpness and noise more than motion. For
+  text models one is trained per attribute and gives a second attribute recovery.
 - **class-shuffled control**: the same generated clips scored against a random derangement of their classes
   (:func:`derangement`): what a generator that ignores its class would get; its class score falls to chance and
   its per-class FVD rises.
@@ -244,6 +245,25 @@ class AttributeScore:
     chance: float
     real_top1: float
     n: int
+    recon_top1: float | None = None
+    """The probe's accuracy on the tokenizer's reconstructions of the real clips (when given): the most that
+    clips decoded by this tokenizer can be expected to score."""
+
+
+def _attribute_labels(attribute: str, real_factors: Sequence[ShapeFactors], fake_factors: Sequence[ShapeFactors]
+                      ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+    """The values of ``attribute`` the real clips show (in :data:`ATTRIBUTE_VALUES` order) and the int64 labels
+    ``[M]`` of the real and ``[N]`` of the generated clips among them. ``ValueError`` when the real clips show
+    fewer than 2 values or a prompt asks for one they do not show."""
+    seen = {getattr(f, attribute) for f in real_factors}
+    values = tuple(v for v in ATTRIBUTE_VALUES[attribute] if v in seen)
+    if len(values) < 2:
+        raise ValueError(f"the real clips show {len(values)} {attribute}(s): a probe needs at least 2")
+    missing = sorted({getattr(f, attribute) for f in fake_factors} - seen)
+    if missing:
+        raise ValueError(f"prompts ask for {attribute} {missing}, which no real clip shows")
+    return (values, torch.tensor([values.index(getattr(f, attribute)) for f in real_factors]),
+            torch.tensor([values.index(getattr(f, attribute)) for f in fake_factors]))
 
 
 def attribute_recovery(real_features: torch.Tensor, real_factors: Sequence[ShapeFactors],
@@ -260,21 +280,42 @@ def attribute_recovery(real_features: torch.Tensor, real_factors: Sequence[Shape
                          f"{fake_features.shape[0]} generated with {len(fake_factors)}")
     scores = []
     for attribute in ATTRIBUTES:
-        seen = {getattr(f, attribute) for f in real_factors}
-        values = tuple(v for v in ATTRIBUTE_VALUES[attribute] if v in seen)
-        if len(values) < 2:
-            raise ValueError(f"the real clips show {len(values)} {attribute}(s): a probe needs at least 2")
-        asked = {getattr(f, attribute) for f in fake_factors}
-        missing = sorted(asked - seen)
-        if missing:
-            raise ValueError(f"prompts ask for {attribute} {missing}, which no real clip shows")
-        real_labels = torch.tensor([values.index(getattr(f, attribute)) for f in real_factors])
-        fake_labels = torch.tensor([values.index(getattr(f, attribute)) for f in fake_factors])
+        values, real_labels, fake_labels = _attribute_labels(attribute, real_factors, fake_factors)
         probe = train_probe(real_features, real_labels, values, config, progress=progress)
         with torch.no_grad():
             real_top1 = float((probe(real_features.float()).argmax(1) == real_labels).float().mean())
             accuracy = float((probe(fake_features.float()).argmax(1) == fake_labels).float().mean())
         scores.append(AttributeScore(attribute, values, accuracy, 1.0 / len(values), real_top1, len(fake_factors)))
+    return tuple(scores)
+
+
+def clip_attribute_recovery(real_video: torch.Tensor, real_factors: Sequence[ShapeFactors],
+                            fake_video: torch.Tensor, fake_factors: Sequence[ShapeFactors],
+                            config: ClipClassifierConfig | None = None,
+                            recon: torch.Tensor | None = None, progress: bool = False) -> tuple[AttributeScore, ...]:
+    """One :class:`~videoflex.eval.clip_classifier.ClipClassifier` per attribute (:data:`ATTRIBUTES`) trained on
+    the real clips ``[M, 3, T, H, W]`` in [-1, 1] and their ground-truth factors, applied to the generated clips
+    ``[N, 3, T, H, W]`` (``config``: the classifiers', default :class:`ClipClassifierConfig`'s); each is scored
+    against the factors their prompts asked for (``real_top1``: its accuracy on the real clips; with ``recon``,
+    the real clips' reconstructions by the tokenizer in the same order, ``recon_top1``: its accuracy on them).
+
+    Raises ``ValueError`` as :func:`attribute_recovery`, and for ``recon`` of another shape than ``real_video``."""
+    if len(real_factors) != len(real_video) or len(fake_factors) != len(fake_video):
+        raise ValueError(f"need one factor per clip: {len(real_video)} real clips with {len(real_factors)}, "
+                         f"{len(fake_video)} generated with {len(fake_factors)}")
+    if recon is not None and recon.shape != real_video.shape:
+        raise ValueError(f"recon must be the real clips' reconstructions {tuple(real_video.shape)}, got "
+                         f"{tuple(recon.shape)}")
+    scores = []
+    for attribute in ATTRIBUTES:
+        values, real_labels, fake_labels = _attribute_labels(attribute, real_factors, fake_factors)
+        classifier = train_clip_classifier(real_video, real_labels, values, config or ClipClassifierConfig(),
+                                           progress)
+        top1 = [float((classifier.probabilities(video).argmax(1) == labels).float().mean())
+                for video, labels in ((fake_video, fake_labels), (real_video, real_labels), (recon, real_labels))
+                if video is not None]
+        scores.append(AttributeScore(attribute, values, top1[0], 1.0 / len(values), top1[1], len(fake_factors),
+                                     top1[2] if recon is not None else None))
     return tuple(scores)
 
 
@@ -306,7 +347,8 @@ class GenerationScores:
     can be expected to score under it. clip_*: the class score and its shuffled control under a small 3D CNN
     trained on the real clips at their resolution (:mod:`videoflex.eval.clip_classifier`; when asked; their
     ``class_fvd`` is the mean per-class Frechet distance in that CNN's pooled features, not I3D's), and its
-    accuracy on the tokenizer's reconstructions of the real clips (with ``recon``).
+    accuracy on the tokenizer's reconstructions of the real clips (with ``recon``); for prompts,
+    clip_attributes: the attribute recovery of one such CNN per attribute (:func:`clip_attribute_recovery`).
     """
 
     gfvd: float
@@ -323,6 +365,7 @@ class GenerationScores:
     clip_classes: ClassScores | None = None
     clip_shuffled: ClassScores | None = None
     clip_recon_top1: float | None = None
+    clip_attributes: tuple[AttributeScore, ...] = ()
 
 
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
@@ -341,7 +384,8 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     drawn from seed ``probe_seed * 1000 + c``) added, with the same labels and factors, to the training set of
     every probe trained on real clips (see the module docstring); gFVD and the reported real-clip accuracies use
     the real clips alone. ``clip_classifier``: also train a :class:`~videoflex.eval.clip_classifier.ClipClassifier`
-    of that config on the real clips and their labels and score the generated clips with it (class conditions).
+    of that config on the real clips and their labels and score the generated clips with it (class conditions),
+    or one per attribute (prompt conditions, :func:`clip_attribute_recovery`).
 
     Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
     outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
@@ -361,6 +405,7 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     gfvd = fvd(real_out.logits, fake_out.logits)
     classes = shuffled = probe_top1 = clip = clip_shuffled = clip_ceiling = None
     attributes: tuple[AttributeScore, ...] = ()
+    clip_attributes: tuple[AttributeScore, ...] = ()
     recon_scores: tuple[ClassScores | None, float | None, tuple[AttributeScore, ...], float | None] = (
         None, None, (), None)
     if recon is not None and recon.shape != real.video.shape:
@@ -415,11 +460,14 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
         fake_factors = [caption_factors(p) for p in prompts]
         attributes = attribute_recovery(probe_features, real.factors * repeats, fake_out.features, fake_factors,
                                         probe, progress)
+        if clip_classifier is not None:
+            clip_attributes = clip_attribute_recovery(real.video, real.factors, generated.video, fake_factors,
+                                                      clip_classifier, recon, progress)
         if recon_features is not None:
             recon_scores = (None, None, attribute_recovery(recon_features, real.factors, fake_out.features,
                                                            fake_factors, probe, progress), None)
     return GenerationScores(gfvd, real.video.shape[0], generated.video.shape[0], classes, shuffled, probe_top1,
-                            attributes, *recon_scores, clip, clip_shuffled, clip_ceiling)
+                            attributes, *recon_scores, clip, clip_shuffled, clip_ceiling, clip_attributes)
 
 
 # ----------------------------------------------------------------------------- the grid
