@@ -90,6 +90,11 @@ class ClipClassifier(nn.Module):
         """Class probabilities ``[B, K]`` float32 of ``video [B, 3, T, H, W]`` in [-1, 1], in eval mode."""
         return self.classify(self.embed(video, batch_size))
 
+    def accuracy(self, video: torch.Tensor, labels: torch.Tensor) -> float:
+        """Top-1 accuracy in [0, 1] on ``video [B, 3, T, H, W]`` in [-1, 1] with ``labels [B]`` (int64 class
+        indices), in eval mode."""
+        return float((self.probabilities(video).argmax(1) == labels).float().mean())
+
 
 def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                           config: ClipClassifierConfig = ClipClassifierConfig(),

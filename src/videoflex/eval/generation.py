@@ -311,11 +311,10 @@ def clip_attribute_recovery(real_video: torch.Tensor, real_factors: Sequence[Sha
         values, real_labels, fake_labels = _attribute_labels(attribute, real_factors, fake_factors)
         classifier = train_clip_classifier(real_video, real_labels, values, config or ClipClassifierConfig(),
                                            progress)
-        top1 = [float((classifier.probabilities(video).argmax(1) == labels).float().mean())
-                for video, labels in ((fake_video, fake_labels), (real_video, real_labels), (recon, real_labels))
-                if video is not None]
-        scores.append(AttributeScore(attribute, values, top1[0], 1.0 / len(values), top1[1], len(fake_factors),
-                                     top1[2] if recon is not None else None))
+        scores.append(AttributeScore(
+            attribute, values, classifier.accuracy(fake_video, fake_labels), 1.0 / len(values),
+            classifier.accuracy(real_video, real_labels), len(fake_factors),
+            classifier.accuracy(recon, real_labels) if recon is not None else None))
     return tuple(scores)
 
 
@@ -451,7 +450,7 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
                 clip_shuffled = score_classes(clip_probs, shuffled_labels(labels, shuffle_seed), names,
                                               real_embed, real.labels, fake_embed)
             if recon is not None:
-                clip_ceiling = float((classifier.probabilities(recon).argmax(1) == real.labels).float().mean())
+                clip_ceiling = classifier.accuracy(recon, real.labels)
     else:
         if real.factors is None:
             raise ValueError("the real clips carry no shape, colour and motion: attribute recovery needs "
