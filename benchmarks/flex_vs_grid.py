@@ -161,9 +161,7 @@ def reconstruction(run: Path, s: Settings, device: str) -> dict:
         data = ShapesDataset(ShapesConfig(num_samples=s.real_clips, num_frames=17, size=32, label_by="motion",
                                           seed=2))
         clips = torch.stack([data[i].video for i in range(len(data))]).to(device)
-        sampler = model.sampler
-        settings = SweepSettings(tuple(keeps), sampler.steps if sampler else 1, sampler.guidance if sampler else 1.0,
-                                 seed=0, batch_size=16)
+        settings = SweepSettings.for_model(model, tuple(keeps), batch_size=16)
         save_sweep(run_sweep(model, clips, settings, load_i3d(device=device), progress=False), out)
     sweep = json.loads((out / "results.json").read_text())
     return {f"{metric}_k{r['keep']}": round(r[metric], 4) for r in sweep["results"]

@@ -32,9 +32,7 @@ if __name__ == "__main__":
     clips = torch.stack([dataset[i].video for i in range(args.count)])
     n = model.layout.tokens_per_step
     keeps = tuple(int(k) for k in args.keep.split(",")) if args.keep else default_keeps(n)
-    sampler = model.sampler
-    settings = SweepSettings(keeps, args.steps or (sampler.steps if sampler else 1),
-                             sampler.guidance if sampler else 1.0, seed=0, batch_size=8)
+    settings = SweepSettings.for_model(model, keeps, args.steps, batch_size=8)
     result = run_sweep(model, clips, settings, progress=False)
     print(f"{model.identity}: {args.count} clips of seed {args.seed}, {args.frames} frames at {size[1]}x{size[0]}, "
           f"{settings.steps} flow step(s)")

@@ -185,10 +185,7 @@ def run_recon(args: argparse.Namespace) -> int:
     padding = clips.padding_note(args.fps)
     if padding:
         warn(f"{args.data}: {padding}; PSNR and SSIM include the repeated frames")
-    sampler = model.sampler  # None: the model decodes deterministically (steps and guidance unused)
-    settings = SweepSettings(tuple(keeps), args.steps or (sampler.steps if sampler else 1),
-                             (sampler.guidance if sampler else 1.0) if args.guidance is None else args.guidance,
-                             args.seed, args.batch_size)
+    settings = SweepSettings.for_model(model, tuple(keeps), args.steps, args.guidance, args.seed, args.batch_size)
     with model_output_checked(loaded):
         result = run_sweep(model, clips.video, settings, i3d, progress=not args.quiet)
     result = replace(result, rfvd_skipped=rfvd_skipped, padded_clips=clips.padded, padding=padding)

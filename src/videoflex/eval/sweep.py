@@ -28,6 +28,15 @@ class SweepSettings:
     seed: int = 0
     batch_size: int = 4
 
+    @classmethod
+    def for_model(cls, model: Tokenizer, keeps: tuple[int, ...], steps: int | None = None,
+                  guidance: float | None = None, seed: int = 0, batch_size: int = 4) -> SweepSettings:
+        """Settings for ``model``: ``steps`` and ``guidance`` default to its sampler's (1 step, guidance 1 for a
+        model without one, which decodes deterministically)."""
+        sampler = model.sampler
+        return cls(tuple(keeps), steps or (sampler.steps if sampler else 1),
+                   (sampler.guidance if sampler else 1.0) if guidance is None else guidance, seed, batch_size)
+
 
 @dataclass(frozen=True)
 class KeepResult:
