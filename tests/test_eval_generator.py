@@ -34,6 +34,7 @@ from videoflex.eval.generation import (
     score_classes,
     score_generations,
     shuffled_labels,
+    silhouette_shape_recovery,
 )
 from videoflex.eval.i3d import I3DOutput, i3d_embed
 from videoflex.generators.ar.config import TokenizerRef
@@ -201,6 +202,20 @@ def test_score_generations_of_real_clips_as_generated(pair):
         assert a.accuracy == pytest.approx(a.real_top1) == pytest.approx(a.recon_top1) and a.n == 24
     with pytest.raises(ValueError, match="recon must be"):
         clip_attribute_recovery(video, real.factors, video, real.factors, small, recon=video[:, :, :8])
+    # the silhouette shape score, trained on other clips ("reconstructions" of other real clips)
+    assert text.silhouette_shape is None  # not asked for
+    others = ShapesDataset(ShapesConfig(num_samples=24, num_frames=17, size=32, seed=1))
+    shape_clips = RealClips(torch.stack([others[i].video for i in range(24)]), None,
+                            tuple(others.factors(i) for i in range(24)))
+    text = score_generations(StandInI3D(), real, GeneratedSet(video, generated.ids, torch.arange(24), prompts),
+                             recon=video, shape_clips=shape_clips)
+    shape = text.silhouette_shape
+    assert shape.attribute == "shape" and shape.n == 24 and shape.chance == pytest.approx(1 / len(shape.values))
+    assert shape.accuracy == pytest.approx(shape.recon_top1)  # the generated clips are the "reconstructions"
+    with pytest.raises(ValueError, match="for prompts"):
+        score_generations(StandInI3D(), real, generated, SHAPES, shape_clips=shape_clips)
+    with pytest.raises(ValueError, match="one factor per clip"):
+        silhouette_shape_recovery(video, real.factors[:3], video, real.factors)
 
 
 @pytest.mark.filterwarnings("ignore::videoflex.eval.fvd.FewSamplesWarning")
@@ -317,6 +332,7 @@ def test_eval_generator_writes_results_and_grid(pair, tmp_path, capsys, monkeypa
     (["--source", "shapes", "--label-by", "shape", "--frames", "13"], "--frames 13: I3D needs at least 16"),
     (["--source", "shapes", "--label-by", "shape", "--frames", "20"], "nearest to 20 are 17 or 21"),
     (["--source", "shapes", "--label-by", "colour"], "are not the generator's"),
+    (["--source", "shapes", "--label-by", "shape", "--shape-probe-clips", "8"], "for text models on --source shapes"),
 ])
 def test_eval_generator_one_line_errors(pair, tmp_path, capsys, monkeypatch, args, expected):
     code, _, err = _eval(capsys, monkeypatch, "--model", pair[2], "--count", "4", *args, "-o", tmp_path / "eval")

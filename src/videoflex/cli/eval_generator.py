@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ from videoflex.models.identity import ModelIdentity
 from videoflex.tokenizers.base import Tokenizer
 
 grid_rows = Number(int, 1, 1024)
+shape_probe_clips = Number(int, 0, 65536)
 probe_copies = Number(int, 0, 16)
 
 
@@ -97,6 +98,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "resolution (videoflex.eval.clip_classifier; one per attribute for text models; about 2 "
                          "minutes each for 128 32x32 clips on 2 CPU cores), for small synthetic clips whose I3D "
                          "features follow sharpness more than content")
+    ev.add_argument("--shape-probe-clips", type=shape_probe_clips, default=0, metavar="N",
+                    help="text models on shapes: also score the prompts' shape with a classifier of centred "
+                         "foreground silhouettes (videoflex.eval.silhouette) trained on the tokenizer's "
+                         "reconstructions (at --budget) of N more clips of the same sources, drawn with each "
+                         "source's seed + 1 (2048: about 3 minutes for 32x32 clips on 2 CPU cores); its accuracy on the "
+                         "reconstructions of the real clips is reported with --reconstruction-probe. 0: off "
+                         "(default)")
     ev.add_argument("--feature-cache", type=output_dir, metavar="DIR", default=None,
                     help="folder where the real clips' I3D embeddings are stored and found again, keyed by the "
                          "SHA-256 of the I3D weights and the clips (default: $VIDEOFLEX_CACHE/i3d-features, or "
@@ -268,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
     sampling = sampling_config(args)
     i3d = load_i3d_weights(args.i3d_weights, device)
     real, real_names = _real_clips(args, sources, data, progress)
+    if args.shape_probe_clips and (conditions[0].prompt is None or real.factors is None):
+        raise UserError("--shape-probe-clips: the silhouette shape score is for text models on --source shapes")
     class_names = generator.config.class_names
     if conditions[0].label is not None and class_names and real_names and tuple(real_names) != tuple(class_names):
         raise UserError(f"the real clips' classes ({', '.join(real_names[:8])}, ...) are not the generator's "
@@ -283,11 +293,17 @@ def run(args: argparse.Namespace) -> int:
                                      progress=progress)
         recon = reconstruct(tokenizer, real.video, budget, args.sample_seed, args.batch_size, progress) \
             if args.reconstruction_probe else None
+        shape_clips = None
+        if args.shape_probe_clips:
+            extra, _ = _real_clips(args, [replace(s, count=args.shape_probe_clips, seed=s.seed + 1) for s in sources],
+                                   data, progress)
+            shape_clips = replace(extra, video=reconstruct(tokenizer, extra.video, budget, args.sample_seed + 1,
+                                                           args.batch_size, progress))
         scores: GenerationScores = score_generations(
             i3d, real, generated, class_names, args.sample_seed if args.shuffle_classes else None,
             batch_size=args.batch_size, progress=progress, recon=recon, real_cache=feature_cache(args),
             probe_copies=args.probe_copies,
-            clip_classifier=ClipClassifierConfig() if args.clip_classifier else None)
+            clip_classifier=ClipClassifierConfig() if args.clip_classifier else None, shape_clips=shape_clips)
     except ValueError as err:
         raise UserError(str(err)) from None
     settings = EvalSettings(data.frames, steps, budget, steps * budget, args.samples_per_class, sampling.temperature,
@@ -349,4 +365,9 @@ def _print(scores, generated: int, json_path: Path, grid: Path) -> None:
     if scores.clip_recon_top1 is not None:
         print(f"the clip classifier recognises {scores.clip_recon_top1:.3f} of the tokenizer's reconstructions "
               f"of the real clips")
+    if (a := scores.silhouette_shape) is not None:
+        print(f"shape   recovered {a.accuracy:.3f} by a silhouette classifier trained on reconstructions of other "
+              f"real clips (chance {a.chance:.3f}; its top-1 on them {a.real_top1:.3f}"
+              + (f", on the reconstructions of the real clips {a.recon_top1:.3f})" if a.recon_top1 is not None
+                 else ")"))
     print(f"wrote {json_path}, {grid}")

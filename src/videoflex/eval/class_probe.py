@@ -150,7 +150,7 @@ def fit_cross_entropy(model: nn.Module, inputs: Callable[[int], Tensor], labels:
     """Train a classifier in place: AdamW (``lr``, ``weight_decay``) on the mean cross-entropy of
     ``model(x[batch])`` against ``labels[batch]`` (int64 ``[N]``), where ``x = inputs(epoch)`` (``[N, ...]``) is
     what epoch ``epoch`` trains on, in an order drawn from ``generator`` each epoch, ``batch_size`` rows a step;
-    a progress bar named ``desc``. Shared by the linear probe and the clip classifier."""
+    a progress bar named ``desc``. Shared by the linear probe, the clip classifier and the silhouette classifier."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(labels)
     for epoch in tqdm(range(epochs), desc=desc, disable=not progress):

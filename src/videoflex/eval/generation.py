@@ -26,6 +26,11 @@ condition). They are compared with real clips through I3D (Kinetics-400 weights,
   through the tokenizer (tokenized, decoded at the generator's budget). A generator can only make what its
   tokenizer decodes, so a weak tokenizer puts generated clips outside what a probe trained on sharp real clips
   knows; probes trained on reconstructions separate the generator's errors from the tokenizer's.
+- **shape from silhouettes** (optional, text models on shapes, ``shape_clips``): neither the I3D probe nor the
+  clip classifier reads a 32x32 shape reliably, and a tokenizer that draws shapes as blurred blobs leaves
+  little of it; a :class:`~videoflex.eval.silhouette.SilhouetteClassifier` (foreground maps centred and
+  scaled per frame) trained on the tokenizer's reconstructions of further real clips tells the shapes the
+  tokenizer does draw apart (:func:`silhouette_shape_recovery`).
 
 :func:`save_sample_grid` draws a PNG: one row per condition, a few frames of a few samples.
 """
@@ -47,6 +52,7 @@ from videoflex.eval.degrade import degraded_copy
 from videoflex.eval.fvd import FewSamplesWarning, fvd
 from videoflex.eval.generated_clips import generate_clips
 from videoflex.eval.i3d import I3D, i3d_embed
+from videoflex.eval.silhouette import SilhouetteClassifierConfig, train_silhouette_classifier
 from videoflex.generators.ar.model import ARGenerator
 from videoflex.generators.ar.sampling import SamplingConfig
 from videoflex.tokenizers.base import Tokenizer
@@ -318,6 +324,36 @@ def clip_attribute_recovery(real_video: torch.Tensor, real_factors: Sequence[Sha
     return tuple(scores)
 
 
+def silhouette_shape_recovery(train_video: torch.Tensor, train_factors: Sequence[ShapeFactors],
+                              fake_video: torch.Tensor, fake_factors: Sequence[ShapeFactors],
+                              heldout_video: torch.Tensor | None = None,
+                              heldout_factors: Sequence[ShapeFactors] | None = None,
+                              config: SilhouetteClassifierConfig | None = None,
+                              progress: bool = False) -> AttributeScore:
+    """Shape recovery by a :class:`~videoflex.eval.silhouette.SilhouetteClassifier` trained on ``train_video
+    [M, 3, T, H, W]`` in [-1, 1] (meant: the tokenizer's reconstructions of real shapes clips) and their factors'
+    shapes, applied to the generated clips ``[N, 3, T, H, W]`` and scored against the shapes their prompts asked
+    for. ``real_top1``: its accuracy on its training clips; ``recon_top1``: on ``heldout_video`` (meant: the
+    reconstructions of other real clips, e.g. those gFVD uses) with ``heldout_factors``, when given.
+
+    Raises ``ValueError`` for a factor count that is not the clip count, fewer than 2 shapes among the training
+    clips, or a prompt or held-out clip with a shape no training clip shows."""
+    if len(train_factors) != len(train_video) or len(fake_factors) != len(fake_video) or \
+            (heldout_video is None) != (heldout_factors is None) or \
+            (heldout_video is not None and len(heldout_factors) != len(heldout_video)):
+        raise ValueError("need one factor per clip (training, generated and held-out clips) and held-out factors "
+                         "exactly with held-out clips")
+    values, train_labels, fake_labels = _attribute_labels("shape", train_factors, fake_factors)
+    classifier = train_silhouette_classifier(train_video, train_labels, values,
+                                             config or SilhouetteClassifierConfig(), progress)
+    heldout_top1 = None
+    if heldout_video is not None:
+        _, _, heldout_labels = _attribute_labels("shape", train_factors, heldout_factors)
+        heldout_top1 = classifier.accuracy(heldout_video, heldout_labels)
+    return AttributeScore("shape", values, classifier.accuracy(fake_video, fake_labels), 1.0 / len(values),
+                          classifier.accuracy(train_video, train_labels), len(fake_factors), heldout_top1)
+
+
 # ----------------------------------------------------------------------------- the whole evaluation
 
 
@@ -348,6 +384,8 @@ class GenerationScores:
     ``class_fvd`` is the mean per-class Frechet distance in that CNN's pooled features, not I3D's), and its
     accuracy on the tokenizer's reconstructions of the real clips (with ``recon``); for prompts,
     clip_attributes: the attribute recovery of one such CNN per attribute (:func:`clip_attribute_recovery`).
+    silhouette_shape: for prompts, with ``shape_clips``, the shape recovery of :func:`silhouette_shape_recovery`
+    (its ``recon_top1``: on the reconstructions ``recon`` of the real clips, when given).
     """
 
     gfvd: float
@@ -365,6 +403,7 @@ class GenerationScores:
     clip_shuffled: ClassScores | None = None
     clip_recon_top1: float | None = None
     clip_attributes: tuple[AttributeScore, ...] = ()
+    silhouette_shape: AttributeScore | None = None
 
 
 def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_names: Sequence[str] = (),
@@ -372,7 +411,8 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
                       batch_size: int = 8, progress: bool = False,
                       recon: torch.Tensor | None = None, real_cache: Path | None = None,
                       probe_copies: int = 0, probe_seed: int = 0,
-                      clip_classifier: ClipClassifierConfig | None = None) -> GenerationScores:
+                      clip_classifier: ClipClassifierConfig | None = None,
+                      shape_clips: RealClips | None = None) -> GenerationScores:
     """Embed both sets with ``i3d`` (clips of at least 16 frames) and compute gFVD, the class score (class
     conditions; ``class_names``: the generator's K names, default ``"0" .. "K-1"``) with the class-shuffled
     control when ``shuffle_seed`` is given, and the attribute recovery (prompt conditions; needs
@@ -384,11 +424,13 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
     every probe trained on real clips (see the module docstring); gFVD and the reported real-clip accuracies use
     the real clips alone. ``clip_classifier``: also train a :class:`~videoflex.eval.clip_classifier.ClipClassifier`
     of that config on the real clips and their labels and score the generated clips with it (class conditions),
-    or one per attribute (prompt conditions, :func:`clip_attribute_recovery`).
+    or one per attribute (prompt conditions, :func:`clip_attribute_recovery`). ``shape_clips``: prompt
+    conditions only: the tokenizer's reconstructions of further real shapes clips (``factors`` set, ``video``
+    ``[M2, 3, T, H, W]``) on which to train the silhouette classifier of :func:`silhouette_shape_recovery`.
 
     Raises ``ValueError`` for fewer than 2 clips in a set, class conditions without real labels, real labels
-    outside the generator's classes, prompts that are not shapes captions, or real clips without factors for
-    prompts.
+    outside the generator's classes, prompts that are not shapes captions, real clips without factors for
+    prompts, or ``shape_clips`` with class conditions or without factors.
     """
     for what, n in (("real", real.video.shape[0]), ("generated", generated.video.shape[0])):
         if n < 2:
@@ -411,7 +453,10 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
         raise ValueError(f"recon must be the real clips' reconstructions {tuple(real.video.shape)}, got "
                          f"{tuple(recon.shape)}")
     recon_features = i3d_embed(i3d, recon, batch_size, progress).features if recon is not None else None
+    silhouette = None
     if all(c.label is not None for c in generated.conditions):
+        if shape_clips is not None:
+            raise ValueError("shape_clips: the silhouette shape score is for prompts (shapes captions)")
         if real.labels is None:
             raise ValueError("the real clips have no labels: the class score needs labelled real clips")
         k = max(len(class_names), int(real.labels.max()) + 1, int(generated.labels.max()) + 1)
@@ -465,8 +510,15 @@ def score_generations(i3d: I3D, real: RealClips, generated: GeneratedSet, class_
         if recon_features is not None:
             recon_scores = (None, None, attribute_recovery(recon_features, real.factors, fake_out.features,
                                                            fake_factors, probe, progress), None)
+        if shape_clips is not None:
+            if shape_clips.factors is None:
+                raise ValueError("shape_clips carry no shapes factors: the silhouette classifier needs them")
+            silhouette = silhouette_shape_recovery(
+                shape_clips.video, shape_clips.factors, generated.video, fake_factors, recon,
+                real.factors if recon is not None else None, progress=progress)
     return GenerationScores(gfvd, real.video.shape[0], generated.video.shape[0], classes, shuffled, probe_top1,
-                            attributes, *recon_scores, clip, clip_shuffled, clip_ceiling, clip_attributes)
+                            attributes, *recon_scores, clip, clip_shuffled, clip_ceiling, clip_attributes,
+                            silhouette)
 
 
 # ----------------------------------------------------------------------------- the grid
