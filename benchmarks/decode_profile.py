@@ -5,9 +5,10 @@
 Decodes one video of the benchmark size (``benchmarks/vs_reference.py``'s :data:`SIZES`, random weights,
 APG guidance 20) under ``torch.profiler`` after one warm-up call. Parts: the decoder transformer (every flow
 step's forward), the VAE decoder, the VAE encoder (the overlap frames of later chunks), and the rest
-(sampler, guidance, token embedding). Operator kinds, from each operator's self CPU time: matrix products,
-attention, convolutions, norms, element-wise, copies and layout (``copy_``, ``cat``, ``index``, ...), other.
-Prints one JSON object.
+(sampler, guidance, token embedding); the VAE decoder's time is split further by its modules
+(:data:`VAE_PARTS`; the rest is its input and output convolutions and norm). Operator kinds, from each
+operator's self CPU time: matrix products, attention, convolutions, norms, element-wise, copies and layout
+(``copy_``, ``cat``, ``index``, ...), other. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from vs_reference import SIZES, load_pair
 
 PARTS = ("decoder transformer", "VAE decode", "VAE encode")
+VAE_PARTS = {  # the VidTok decoder's modules, by class name (none nested in another)
+    "MidBlock": "middle", "SpatialResBlock": "spatial blocks", "TemporalResBlock": "temporal blocks",
+    "Upsample2D": "spatial upsampling", "TimeUpsample2x": "temporal upsampling",
+}
 KINDS: dict[str, tuple[str, ...]] = {  # operator name fragments (aten::...), first match wins
     "matmul": ("addmm", "::mm", "bmm", "baddbmm", "matmul", "linear"),
     "attention": ("scaled_dot_product", "_flash_attention", "_efficient_attention", "flex_attention"),
@@ -73,6 +78,9 @@ def main() -> None:
     model.decoder.forward = marked(model.decoder.forward, PARTS[0])
     model.vae.decoder.forward = marked(model.vae.decoder.forward, PARTS[1])
     model.vae.encoder.forward = marked(model.vae.encoder.forward, PARTS[2])
+    for module in model.vae.decoder.modules():
+        if type(module).__name__ in VAE_PARTS:
+            module.forward = marked(module.forward, f"VAE decode: {VAE_PARTS[type(module).__name__]}")
 
     def decode() -> torch.Tensor:
         return model.detokenize(ids, steps=args.steps, guidance=20.0, generator=torch.Generator().manual_seed(0))
@@ -84,6 +92,10 @@ def main() -> None:
     total = next(e.cpu_time_total for e in events if e.key == "total")
     parts = {p: next((e.cpu_time_total for e in events if e.key == p), 0.0) / total for p in PARTS}
     parts["other"] = 1.0 - sum(parts.values())
+    vae_total = parts[PARTS[1]] * total
+    vae_parts = {p: sum(e.cpu_time_total for e in events if e.key == f"VAE decode: {p}") / vae_total
+                 for p in VAE_PARTS.values()}
+    vae_parts["input/output convolutions and norm"] = 1.0 - sum(vae_parts.values())
     kinds: dict[str, float] = defaultdict(float)
     ops = [e for e in events if e.key.startswith("aten::")]
     for e in ops:
@@ -93,6 +105,7 @@ def main() -> None:
         "benchmark": "decode_profile", "size": args.size, "frames": args.frames, "steps": args.steps,
         "threads": torch.get_num_threads(), "total_s": total / 1e6,
         "part_shares": {k: round(v, 4) for k, v in parts.items()},
+        "vae_decode_shares": {k: round(v, 4) for k, v in vae_parts.items()},
         "operator_kind_shares": {k: round(v, 4) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
         "top_operators": [{"op": e.key, "self_share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
                           for e in top],

@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from videoflex.vae import VAEConfig, build_vae
+from videoflex.vae import VAEConfig, build_vae, vidtok
 from videoflex.vae.space_to_depth import SpaceToDepthVAE
 from videoflex.vae.vidtok import VidTokVAE
 
@@ -127,3 +128,91 @@ def test_space_to_depth_is_an_exact_inverse(frames):
     latents = s2d.encode(video)
     assert latents.shape == (1, 192, 1 + (frames - 1) // 4, 8, 8)
     assert torch.equal(s2d.decode(latents), video)
+
+
+# ------------------------------------------------------------------ the layers against their plain definitions
+
+
+def video_cl(channels: int, frames: int, batch: int = 2, size: int = 8, seed: int = 3) -> torch.Tensor:
+    """A channels-last video ``[B,C,T,H,W]`` (the VAE's layout)."""
+    return torch.randn(batch, channels, frames, size, size, generator=gen(seed)).contiguous(
+        memory_format=torch.channels_last_3d)
+
+
+def randomised(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every parameter drawn at random (biases and norm affines included)."""
+    with torch.no_grad():
+        for i, p in enumerate(module.parameters()):
+            p.copy_(torch.randn(p.shape, generator=gen(100 + i)) * (0.3 if p.dim() > 1 else 1.0))
+    return module
+
+
+def causal_conv3d(x: torch.Tensor, conv: torch.nn.Conv3d) -> torch.Tensor:
+    """The definition: zero frames in front, zero pixels around, ``conv3d``."""
+    k = conv.kernel_size[0]
+    return F.conv3d(F.pad(x.contiguous(), (k // 2, k // 2, k // 2, k // 2, k - 1, 0)), conv.weight, conv.bias)
+
+
+@pytest.mark.parametrize(("cin", "cout", "frames"), [(8, 8, 5), (8, 3, 5), (3, 8, 4), (8, 3, 1), (8, 8, 2)])
+def test_causal_conv3d_matches_padded_conv3d(cin, cout, frames):
+    """Per-tap 2-D convolutions, and all taps as output channels for a narrow output (``cout`` 3)."""
+    layer = randomised(vidtok.CausalConv3d(cin, cout, 3))
+    x = video_cl(cin, frames)
+    with torch.no_grad():
+        out = layer(x)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, causal_conv3d(x, layer.conv), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_causal_conv1d_matches_per_pixel_conv1d(frames):
+    layer = randomised(vidtok.CausalConv1d(8, 8))
+    x = video_cl(8, frames)
+    b, c, t, h, w = x.shape
+    pixels = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t)  # [BHW,C,T]
+    expected = F.conv1d(F.pad(pixels, (2, 0)), layer.conv.weight, layer.conv.bias)
+    expected = expected.view(b, h, w, c, t).permute(0, 3, 4, 1, 2)
+    with torch.no_grad():
+        out = layer(x)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_upsample2d_matches_nearest_then_conv():
+    layer = randomised(vidtok.Upsample2D(8))
+    frames = vidtok.per_frame_view(video_cl(8, 3))  # [(B T),C,H,W] channels-last
+    expected = layer.conv(F.interpolate(frames.contiguous(), scale_factor=2.0, mode="nearest"))
+    with torch.no_grad():
+        out = layer(frames)
+    assert out.shape == (6, 8, 16, 16) and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_time_upsample_matches_repeat_conv_mix(frames):
+    layer = randomised(vidtok.TimeUpsample2x(8))
+    x = video_cl(8, frames)
+    repeated = x.repeat_interleave(2, dim=2)
+    a = torch.sigmoid(layer.mix_factor)
+    expected = a * repeated + (1 - a) * causal_conv3d(repeated, layer.conv.conv)
+    with torch.no_grad():
+        out = layer(x)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    x.requires_grad_(True)
+    layer(x).square().sum().backward()  # autograd reaches the input and the weights
+    assert x.grad is not None and layer.conv.conv.weight.grad is not None and layer.mix_factor.grad is not None
+
+
+def test_channel_norm_matches_layer_norm_with_and_without_autograd():
+    layer = randomised(vidtok.ChannelNorm(8))
+    x = video_cl(8, 3) * 3 + 1
+    expected = F.layer_norm(x.movedim(1, -1), (8,), layer.norm.weight, layer.norm.bias, 1e-6).movedim(-1, 1)
+    with torch.no_grad():
+        fast = layer(x)
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
+    x.requires_grad_(True)
+    tracked = layer(x)
+    assert torch.equal(tracked, fast)  # the same passes, in place or not
+    tracked.square().sum().backward()
+    assert x.grad is not None and layer.norm.weight.grad is not None

@@ -47,14 +47,30 @@ class ChannelNorm(nn.Module):
     """Affine LayerNorm over the channel axis (axis 1) at every position of ``[N,C,...]`` (eps 1e-6).
 
     On a channels-last tensor (the VAE's layout) the channels are the contiguous last axis in memory: the
-    norm reads and writes them where they are, with no copy either way."""
+    norm reads and writes them where they are, with no copy either way. Over fewer than :attr:`PASSES_BELOW`
+    channels in float32 on the CPU it runs as whole-tensor passes (mean, centre, norm of the centred values,
+    scale and shift, the last three in place without autograd): torch's ``layer_norm`` kernel normalises one
+    position at a time, and for such short rows its per-position overhead costs more than the arithmetic (the
+    passes take 0.6-0.8 of its time at 16-32 channels and 10^4-10^5 positions). From 64 channels up, and on
+    other devices (one fused kernel) or in other dtypes (float32 statistics), it is ``layer_norm``. The same
+    two-pass statistics: equal up to float rounding."""
+
+    PASSES_BELOW = 64  # from 64 channels up layer_norm is as fast (0.7-1.4x the passes' time at 64-128 channels)
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(channels, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+        x = x.movedim(1, -1)  # [N,...,C]
+        if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[-1] >= self.PASSES_BELOW:
+            return self.norm(x).movedim(-1, 1)
+        weight, bias = self.norm.weight, self.norm.bias
+        centred = x - x.mean(-1, keepdim=True)
+        std = (torch.linalg.vector_norm(centred, dim=-1, keepdim=True).square() / x.shape[-1] + self.norm.eps).sqrt()
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias)):
+            return (centred / std * weight + bias).movedim(-1, 1)
+        return centred.div_(std).mul_(weight).add_(bias).movedim(-1, 1)  # in place: centred is fresh
 
 
 class CausalConv3d(nn.Module):
@@ -62,11 +78,16 @@ class CausalConv3d(nn.Module):
     around each spatial side. ``[B,Cin,T,H,W] -> [B,Cout,ceil(T/s_t),H/s,W/s]`` (channels-last out).
 
     With stride 1 and an odd kernel (every convolution of the VAE but the temporal downsampler) it runs as
-    one per-frame 2-D convolution per temporal tap, ``out[t] = b + sum_j conv2d(x[t - (k-1) + j], W[:, :, j])``,
+    per-frame 2-D convolutions, one per temporal tap, ``out[t] = b + sum_j conv2d(x[t - (k-1) + j], W[:, :, j])``,
     each tap accumulated in place over the frames it reaches: the frames in front are zeros and contribute
     nothing, the spatial padding is the 2-D convolution's own, so nothing is padded or copied, and the 2-D
     convolutions take oneDNN's channels-last kernels at any size (torch runs small 3-D ones with a slower
-    channels-first kernel). The same sums in another order: equal up to float rounding."""
+    channels-first kernel). A narrow output (``k * Cout <= NARROW_OUTPUT``: the decoder's RGB ``conv_out``)
+    takes all taps in one convolution with the taps as output channels instead, then sums them shifted: the
+    convolution computes output channels in SIMD-wide blocks, so ``k * Cout`` channels cost what ``Cout`` do.
+    The same sums in another order: equal up to float rounding."""
+
+    NARROW_OUTPUT = 16  # output channels a per-frame convolution computes in one pass (a SIMD block or two)
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
         super().__init__()
@@ -81,10 +102,17 @@ class CausalConv3d(nn.Module):
         if not self.per_tap:  # small inputs take torch's channels-first kernel: back to the VAE's layout
             return self.conv(F.pad(x, self.padding)).contiguous(memory_format=CHANNELS_LAST)
         b, t = x.shape[0], x.shape[2]
-        k = self.conv.kernel_size[0]
-        weight, pad = self.conv.weight, k // 2
-        frames = per_frame_view(x)  # [(B T),Cin,H,W]
-        out = F.conv2d(frames, weight[:, :, k - 1], self.conv.bias, padding=pad)  # the tap on frame t itself
+        weight, bias = self.conv.weight, self.conv.bias
+        cout, k = weight.shape[0], weight.shape[2]
+        frames, pad = per_frame_view(x), k // 2  # [(B T),Cin,H,W]
+        if k * cout <= self.NARROW_OUTPUT:
+            taps = F.conv2d(frames, weight.movedim(2, 0).flatten(0, 1), F.pad(bias, ((k - 1) * cout, 0)), padding=pad)
+            taps = taps.permute(0, 2, 3, 1).unflatten(0, (b, t)).unflatten(-1, (k, cout))  # [B,T,H,W,k,Cout] (a view)
+            out = taps[..., k - 1, :].contiguous()  # the tap on frame t itself, [B,T,H,W,Cout]
+            for shift in range(1, min(k, t)):  # the tap `shift` frames back
+                out[:, shift:] += taps[:, : t - shift, ..., k - 1 - shift, :]
+            return out.movedim(-1, 1)
+        out = F.conv2d(frames, weight[:, :, k - 1], bias, padding=pad)  # the tap on frame t itself
         out = out.view(b, t, *out.shape[1:])  # [B,T,Cout,H,W] (channels-last memory)
         for shift in range(1, min(k, t)):  # the tap `shift` frames back
             earlier = per_frame_view(x[:, :, : t - shift])
@@ -97,10 +125,12 @@ class CausalConv1d(nn.Module):
     ``[B,Cout,T,H,W]`` (channels-last memory in and out).
 
     The weights are the reference's ``Conv1d`` (``[Cout,Cin,k]``). Instead of regrouping the pixels into
-    ``[BHW,Cin,T]`` and back (two copies of the activations per call, as the reference) it runs as ``k``
-    matrix products on the channels-last frames: ``out[t] = b + sum_j W_j x[t - (k-1) + j]``, each tap
-    accumulated in place over the frames it reaches (the zero frames in front contribute nothing, so
-    nothing is padded). The same sums in another order: equal up to float rounding."""
+    ``[BHW,Cin,T]`` and back (two copies of the activations per call, as the reference) it runs as one 2-D
+    convolution over ``[B,Cin,T,(H W)]`` with a ``(k, 1)`` kernel: on a channels-last video that regrouping is a
+    view, and oneDNN's channels-last kernel takes all ``k`` taps in one pass. The convolution's zero padding of
+    ``k - 1`` frames at both ends gives output frame ``t`` the input frames ``t-k+1 .. t`` (zeros before the
+    first); the ``k - 1`` frames it computes past the end are dropped (a view for one clip, a copy back to the
+    VAE's layout for several). The same sums in another order: equal up to float rounding."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
         super().__init__()
@@ -108,16 +138,11 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(cin, cout, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, cin, t, h, w = x.shape
-        frames = x.movedim(1, -1).contiguous()  # [B,T,H,W,Cin]; a view when x is channels-last
-        weight, k = self.conv.weight, self.time_pad + 1
-        outs = []
-        for i in range(b):
-            out = torch.addmm(self.conv.bias, frames[i].view(-1, cin), weight[:, :, k - 1].t())  # [T*H*W,Cout]
-            for shift in range(1, min(k, t)):  # the tap `shift` frames back
-                out[shift * h * w:].addmm_(frames[i, : t - shift].reshape(-1, cin), weight[:, :, k - 1 - shift].t())
-            outs.append(out.view(t, h, w, -1))
-        return (outs[0][None] if b == 1 else torch.stack(outs)).movedim(-1, 1)
+        t, h, w = x.shape[2:]
+        # [Cout,Cin,k,1]; channels-last like the input, or the convolution takes a slower channels-first path
+        weight = self.conv.weight[..., None].contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(x.flatten(3), weight, self.conv.bias, padding=(self.time_pad, 0))  # [B,Cout,T+k-1,H*W]
+        return out[:, :, :t].unflatten(3, (h, w)).contiguous(memory_format=CHANNELS_LAST)  # a copy when B > 1
 
 
 # ------------------------------------------------------------------------------------------- blocks
@@ -134,6 +159,21 @@ def per_frame(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     VAE's channels-last videos both regroupings are views."""
     b = x.shape[0]
     return rearrange(fn(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> b c t h w", b=b)
+
+
+NEAREST_X2 = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
+                           [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # [phase, input tap, kernel tap]
+
+
+def nearest_x2_taps(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fold a nearest x2 upsampling into the 3 centred taps along ``dim`` of ``weight``: ``[..., 3, ...] ->
+    [2, ..., 2, ...]`` (phase in front, 2 taps at ``dim + 1``).
+
+    After nearest x2, output ``2i+p`` of a centred 3-tap kernel reads the upsampled positions ``2i+p-1 ..
+    2i+p+1``, i.e. the input positions ``i-1+p`` and ``i+p`` with the kernel taps summed as :data:`NEAREST_X2`
+    says: phase 0 reads ``(w0, w1 + w2)`` from ``(i-1, i)``, phase 1 ``(w0 + w1, w2)`` from ``(i, i+1)``."""
+    folded = torch.tensordot(weight.movedim(dim, -1), NEAREST_X2.to(weight), dims=([-1], [2]))  # [...,p,tap]
+    return folded.movedim(-2, 0).movedim(-1, dim + 1)
 
 
 class SpatialResBlock(nn.Module):
@@ -228,14 +268,28 @@ class Downsample2D(nn.Module):
 
 
 class Upsample2D(nn.Module):
-    """Per-frame nearest x2 then 3x3 conv: ``[N,C,H,W] -> [N,C,2H,2W]``."""
+    """Per-frame nearest x2 then 3x3 conv: ``[N,C,H,W] -> [N,C,2H,2W]`` (channels-last in and out).
+
+    Runs as a sub-pixel convolution on the input grid (:func:`nearest_x2_taps`): output pixel ``(2i+p, 2j+q)``
+    is a 2x2 convolution of the input around ``(i, j)`` with phase ``(p, q)``'s folded kernel. One 2x2
+    convolution with the four phases' kernels as ``4C`` output channels (padding 1: the phases' windows are
+    shifted by one pixel) computes them all with 16 instead of 36 multiply-adds per input pixel and channel
+    pair, and no upsampled copy of the input; the phases are then interleaved in one copy."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(x.dtype))
+        n, c, h, w = x.shape
+        kernel = nearest_x2_taps(nearest_x2_taps(self.conv.weight, 2), 4)  # [q,p,C,C,2,2]
+        y = F.conv2d(x, kernel.transpose(0, 1).flatten(0, 2), self.conv.bias.repeat(4), padding=1)
+        y = y.permute(0, 2, 3, 1).view(n, h + 1, w + 1, 2, 2, c)  # [N,H+1,W+1,p,q,C] (a view: channels-last)
+        out = x.new_empty(n, h, 2, w, 2, c)  # [N,H,p,W,q,C] = [N,2H,2W,C]
+        for p in (0, 1):
+            for q in (0, 1):
+                out[:, :, p, :, q] = y[:, p : p + h, q : q + w, p, q]
+        return out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
 
 
 class TimeDownsample2x(nn.Module):
@@ -256,7 +310,15 @@ class TimeDownsample2x(nn.Module):
 
 class TimeUpsample2x(nn.Module):
     """Temporal x2: every frame repeated, then ``a * x + (1 - a) * causal conv(x)``, ``a = sigmoid(mix_factor)``.
-    ``[B,C,T,H,W] -> [B,C,2T,H,W]``."""
+    ``[B,C,T,H,W] -> [B,C,2T,H,W]`` (channels-last in and out).
+
+    Runs on the frames as they come: with the repeated frames, the causal 3x3x3 convolution's temporal taps
+    ``w0, w1, w2`` read frames ``(i-1, i-1, i)`` for output frame ``2i`` and ``(i-1, i, i)`` for ``2i+1``, so
+    the three per-frame 3x3 convolutions ``y_j = conv2d(x, w_j)`` of every input frame (one convolution with the
+    taps as ``3C`` output channels) give both: ``out[2i] = y2[i] + y1[i-1] + y0[i-1]`` and ``out[2i+1] = y2[i] +
+    y1[i] + y0[i-1]``. The mix is folded in (the kernels scaled by ``1 - a``, ``a`` times the identity added to
+    ``w2``). Half the multiply-adds of convolving the repeated frames, no repeated copy and no separate mix; the
+    sums are written straight into the interleaved output."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -264,9 +326,19 @@ class TimeUpsample2x(nn.Module):
         self.mix_factor = nn.Parameter(torch.tensor([2.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
         a = torch.sigmoid(self.mix_factor)
-        x = x.movedim(1, -1).repeat_interleave(2, dim=1).movedim(-1, 1)  # channels-last in and out
-        return torch.lerp(self.conv(x), x, a)  # a * x + (1 - a) * conv(x)
+        taps = self.conv.conv.weight.movedim(2, 0) * (1 - a)  # [3,Cout,Cin,3,3]: w0, w1, w2
+        taps[2, :, :, 1, 1] += a * torch.eye(c, dtype=taps.dtype, device=taps.device)  # + a * x (centre pixel)
+        bias = F.pad(self.conv.conv.bias * (1 - a), (2 * c, 0))  # on w2 (the frame's own tap) only
+        y = F.conv2d(per_frame_view(x), taps.flatten(0, 1), bias, padding=1)  # [(B T),(3 C),H,W] channels-last
+        y0, y1, y2 = y.permute(0, 2, 3, 1).unflatten(0, (b, t)).unflatten(-1, (3, c)).unbind(-2)  # [B,T,H,W,C] views
+        out = y2[:, :, None].expand(b, t, 2, h, w, c).contiguous()  # [B,T,p,H,W,C] = channels-last [B,C,2T,H,W]
+        out[:, :, 1] += y1
+        if t > 1:  # the taps on the frame before (none before the first)
+            out[:, 1:, 0] += y1[:, :-1]
+            out[:, 1:] += y0[:, :-1, None]
+        return out.view(b, 2 * t, h, w, c).movedim(-1, 1)
 
 
 def spatial_temporal(x: torch.Tensor, spatial: SpatialResBlock, temporal: TemporalResBlock) -> torch.Tensor:
