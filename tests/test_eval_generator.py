@@ -127,7 +127,7 @@ def test_attribute_recovery_of_separable_features_and_chance():
     assert scores["shape"].accuracy == 1.0 and scores["colour"].accuracy == 1.0
     assert scores["shape"].chance == pytest.approx(1 / 3) and scores["motion"].chance == 0.5
     assert scores["shape"].values == shapes and scores["motion"].values == motions
-    with pytest.raises(ValueError, match="which no real clip shows"):
+    with pytest.raises(ValueError, match="which none of the real clips shows"):
         attribute_recovery(features(real), real, features(fake[:1]), [ShapeFactors("star", "red", "left")])
 
 

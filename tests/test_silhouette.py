@@ -70,3 +70,23 @@ def test_bad_input_is_refused():
         silhouettes(torch.zeros(1, 1, 2, 8, 8))
     with pytest.raises(ValueError, match="multiple of 4"):
         SilhouetteClassifierConfig(size=10)
+    with pytest.raises(ValueError, match="invalid silhouette"):
+        SilhouetteClassifierConfig(epochs=2.5)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        silhouettes(video.clone().index_fill_(0, torch.tensor([1]), float("nan")))
+    with pytest.raises(ValueError, match="B>=1"):
+        silhouettes(video[:0])
+    with pytest.raises(ValueError, match="radius_scale"):
+        silhouettes(video, radius_scale=-2.5)
+    model = SilhouetteClassifier(("a", "b", "c"), SMALL)
+    for bad in (labels[:1], labels[:, None], labels + 7, labels.float()):  # never broadcast or compared silently
+        with pytest.raises(ValueError, match="labels must be int64"):
+            model.accuracy(video, bad)
+
+
+def test_non_square_frames_keep_the_shape():
+    """A square on a 32x64 frame gives the map it gives on a 32x32 one."""
+    wide = torch.full((1, 3, 2, 32, 64), -0.8)
+    wide[..., 10:20, 40:50] = 1.0
+    assert (silhouettes(wide, frame_stride=1) - silhouettes(square(10, 10, 10, (1.0, 1.0, 1.0)), frame_stride=1)
+            ).abs().mean() < 0.01

@@ -101,10 +101,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--shape-probe-clips", type=shape_probe_clips, default=0, metavar="N",
                     help="text models on shapes: also score the prompts' shape with a classifier of centred "
                          "foreground silhouettes (videoflex.eval.silhouette) trained on the tokenizer's "
-                         "reconstructions (at --budget) of N more clips of the same sources, drawn with each "
-                         "source's seed + 1 (2048: about 3 minutes for 32x32 clips on 2 CPU cores); its accuracy on the "
-                         "reconstructions of the real clips is reported with --reconstruction-probe. 0: off "
-                         "(default)")
+                         "reconstructions (at --budget) of N more clips of each source, drawn with the source's "
+                         "seed + 1 (2048: about 4 minutes for 32x32 clips on one CPU core, reconstruction "
+                         "included); its accuracy on the reconstructions of the real clips is reported with "
+                         "--reconstruction-probe. 0: off (default); else at least 2")
     ev.add_argument("--feature-cache", type=output_dir, metavar="DIR", default=None,
                     help="folder where the real clips' I3D embeddings are stored and found again, keyed by the "
                          "SHA-256 of the I3D weights and the clips (default: $VIDEOFLEX_CACHE/i3d-features, or "
@@ -138,7 +138,9 @@ class ModelRecord:
 class EvalSettings:
     """How the clips were made: frames and latent steps, ids a step (budget), tokens a clip, clips per
     condition, the sampling settings, the generation seed, the real clips' seed and sources; and how the
-    probes were trained (``probe_copies``: degraded copies of the real clips added)."""
+    probes were trained (``probe_copies``: degraded copies of the real clips added; ``shape_probe_clips``: the
+    clips per source, drawn with the source's seed + 1, whose reconstructions trained the silhouette classifier,
+    0 when it was not asked for)."""
 
     frames: int
     steps: int
@@ -154,6 +156,7 @@ class EvalSettings:
     real_seed: int
     real_sources: tuple[SourceConfig, ...]
     probe_copies: int
+    shape_probe_clips: int = 0
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
     real, real_names = _real_clips(args, sources, data, progress)
     if args.shape_probe_clips and (conditions[0].prompt is None or real.factors is None):
         raise UserError("--shape-probe-clips: the silhouette shape score is for text models on --source shapes")
+    if args.shape_probe_clips == 1:
+        raise UserError("--shape-probe-clips 1: the silhouette classifier needs at least 2 clips")
     class_names = generator.config.class_names
     if conditions[0].label is not None and class_names and real_names and tuple(real_names) != tuple(class_names):
         raise UserError(f"the real clips' classes ({', '.join(real_names[:8])}, ...) are not the generator's "
@@ -308,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     settings = EvalSettings(data.frames, steps, budget, steps * budget, args.samples_per_class, sampling.temperature,
                             sampling.top_k, sampling.top_p, sampling.cfg_scale, sampling.cfg_schedule,
-                            args.sample_seed, args.seed, tuple(sources), args.probe_copies)
+                            args.sample_seed, args.seed, tuple(sources), args.probe_copies, args.shape_probe_clips)
     result = EvalGeneratorResult(
         ModelRecord(loaded.source, generator.identity), args.untrained, ModelRecord(tok.source, tokenizer.identity),
         settings,

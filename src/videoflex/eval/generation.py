@@ -256,18 +256,20 @@ class AttributeScore:
     clips decoded by this tokenizer can be expected to score."""
 
 
-def _attribute_labels(attribute: str, real_factors: Sequence[ShapeFactors], fake_factors: Sequence[ShapeFactors]
+def _attribute_labels(attribute: str, real_factors: Sequence[ShapeFactors], fake_factors: Sequence[ShapeFactors],
+                      real: str = "the real clips", fake: str = "prompts"
                       ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
     """The values of ``attribute`` the real clips show (in :data:`ATTRIBUTE_VALUES` order) and the int64 labels
     ``[M]`` of the real and ``[N]`` of the generated clips among them. ``ValueError`` when the real clips show
-    fewer than 2 values or a prompt asks for one they do not show."""
+    fewer than 2 values or a prompt asks for one they do not show (``real``, ``fake``: what the message calls
+    the two sets)."""
     seen = {getattr(f, attribute) for f in real_factors}
     values = tuple(v for v in ATTRIBUTE_VALUES[attribute] if v in seen)
     if len(values) < 2:
-        raise ValueError(f"the real clips show {len(values)} {attribute}(s): a probe needs at least 2")
+        raise ValueError(f"{real} show {len(values)} {attribute}(s): a probe needs at least 2")
     missing = sorted({getattr(f, attribute) for f in fake_factors} - seen)
     if missing:
-        raise ValueError(f"prompts ask for {attribute} {missing}, which no real clip shows")
+        raise ValueError(f"{fake} ask for {attribute} {missing}, which none of {real} shows")
     return (values, torch.tensor([values.index(getattr(f, attribute)) for f in real_factors]),
             torch.tensor([values.index(getattr(f, attribute)) for f in fake_factors]))
 
@@ -343,12 +345,13 @@ def silhouette_shape_recovery(train_video: torch.Tensor, train_factors: Sequence
             (heldout_video is not None and len(heldout_factors) != len(heldout_video)):
         raise ValueError("need one factor per clip (training, generated and held-out clips) and held-out factors "
                          "exactly with held-out clips")
-    values, train_labels, fake_labels = _attribute_labels("shape", train_factors, fake_factors)
+    train = "the silhouette classifier's training clips"
+    values, train_labels, fake_labels = _attribute_labels("shape", train_factors, fake_factors, train)
     classifier = train_silhouette_classifier(train_video, train_labels, values,
                                              config or SilhouetteClassifierConfig(), progress)
     heldout_top1 = None
     if heldout_video is not None:
-        _, _, heldout_labels = _attribute_labels("shape", train_factors, heldout_factors)
+        _, _, heldout_labels = _attribute_labels("shape", train_factors, heldout_factors, train, "held-out clips")
         heldout_top1 = classifier.accuracy(heldout_video, heldout_labels)
     return AttributeScore("shape", values, classifier.accuracy(fake_video, fake_labels), 1.0 / len(values),
                           classifier.accuracy(train_video, train_labels), len(fake_factors), heldout_top1)

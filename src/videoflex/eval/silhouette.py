@@ -14,10 +14,16 @@ probabilities are the softmax of its frames' mean log-probabilities. Ours (measu
 It is trained on whatever clips it is given; :func:`videoflex.eval.generation.silhouette_shape_recovery`
 trains it on the tokenizer's reconstructions of real clips, because what it has to read in generated clips is
 what that tokenizer draws.
+
+Limits, known and kept (the published figures were measured with them): the moments are taken over the whole
+frame, so a noise floor (std 0.01 on [-1, 1]) adds mass far from the object and a shape's map then depends
+somewhat on where it is; a frame without an object is scaled up to its noise rather than left out. Training on
+reconstructions, which carry the same noise, takes part of this in.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,9 +57,14 @@ class SilhouetteClassifierConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.size < 4 or self.size % 4 or self.frame_stride < 1 or not self.radius_scale > 0 or self.width < 1 \
-                or self.epochs < 1 or not self.lr > 0 or self.weight_decay < 0 or self.batch_size < 1:
-            raise ValueError(f"invalid silhouette classifier settings (size a multiple of 4, >= 4): {self}")
+        integers = (self.size, self.frame_stride, self.width, self.epochs, self.batch_size, self.seed)
+        reals = (self.radius_scale, self.lr, self.weight_decay)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in integers) \
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in reals) \
+                or self.size < 4 or self.size % 4 or self.frame_stride < 1 or not self.radius_scale > 0 \
+                or self.width < 1 or self.epochs < 1 or not self.lr > 0 or self.weight_decay < 0 or self.batch_size < 1:
+            raise ValueError(f"invalid silhouette classifier settings (integers >= 1, size a multiple of 4, finite "
+                             f"positive rates): {self}")
 
 
 def silhouettes(video: torch.Tensor, size: int = 16, frame_stride: int = 2, radius_scale: float = 2.5
@@ -62,23 +73,33 @@ def silhouettes(video: torch.Tensor, size: int = 16, frame_stride: int = 2, radi
     docstring): float32 ``[B, T', size, size]`` in [0, 1], ``T' = ceil(T / frame_stride)`` (frames ``0,
     frame_stride, ...``). A frame without foreground (all its pixels the background colour) gives a map of 0s.
 
-    Raises ValueError for another shape (H and W at least 3)."""
-    if video.dim() != 5 or video.shape[1] != 3 or min(video.shape[-2:]) < 3 or not video.is_floating_point():
-        raise ValueError(f"video must be float [B,3,T,H,W] with H, W >= 3, got {video.dtype} {list(video.shape)}")
+    Raises ValueError for another shape (B, T >= 1; H, W >= 3), non-finite values, or settings that
+    :class:`SilhouetteClassifierConfig` refuses (``size`` any integer >= 1 here)."""
+    if video.dim() != 5 or video.shape[1] != 3 or min(video.shape[-2:]) < 3 or 0 in video.shape[:3] \
+            or not video.is_floating_point():
+        raise ValueError(f"video must be float [B>=1,3,T>=1,H,W] with H, W >= 3, got {video.dtype} "
+                         f"{list(video.shape)}")
+    if not isinstance(size, int) or size < 1 or not isinstance(frame_stride, int) or frame_stride < 1 \
+            or not (isinstance(radius_scale, (int, float)) and math.isfinite(radius_scale) and radius_scale > 0):
+        raise ValueError(f"need integers size, frame_stride >= 1 and a finite radius_scale > 0, got {size}, "
+                         f"{frame_stride}, {radius_scale}")
+    if not torch.isfinite(video).all():
+        raise ValueError("video has NaN or infinite values")
     x = video[:, :, ::frame_stride].float()
     b, _, t, h, w = x.shape
     border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], -1)  # [B, 3, T, P]
     background = border.median(-1).values  # [B, 3, T]
     fg = (x - background[..., None, None]).abs().amax(1).reshape(b * t, h, w)
     fg = fg / fg.flatten(1).amax(-1).clamp_min(1e-6)[:, None, None]
-    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h).view(1, h, 1)  # pixel centres, as grid_sample reads them
-    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w).view(1, 1, w)
+    ys = torch.arange(h, device=x.device).view(1, h, 1) + 0.5  # pixel centres, in pixels
+    xs = torch.arange(w, device=x.device).view(1, 1, w) + 0.5
     mass = fg.sum((1, 2)).clamp_min(1e-6)
     cy, cx = (fg * ys).sum((1, 2)) / mass, (fg * xs).sum((1, 2)) / mass
     gyration = ((fg * ((ys - cy.view(-1, 1, 1)) ** 2 + (xs - cx.view(-1, 1, 1)) ** 2)).sum((1, 2)) / mass).sqrt()
-    half = (radius_scale * gyration).clamp_min(1e-3)
-    theta = torch.zeros(b * t, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = half, half, cx, cy
+    half = (radius_scale * gyration).clamp_min(1e-3)  # pixels
+    theta = torch.zeros(b * t, 2, 3, device=x.device)  # grid_sample's coordinates: [-1, 1] over each axis
+    theta[:, 0, 0], theta[:, 1, 1] = half / (w / 2), half / (h / 2)
+    theta[:, 0, 2], theta[:, 1, 2] = cx / (w / 2) - 1, cy / (h / 2) - 1
     grid = F.affine_grid(theta, [b * t, 1, size, size], align_corners=False)
     maps = F.grid_sample(fg[:, None], grid, align_corners=False, padding_mode="zeros")
     return maps.view(b, t, size, size)
@@ -113,7 +134,10 @@ class SilhouetteClassifier(nn.Module):
     @torch.no_grad()
     def probabilities(self, video: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Class probabilities ``[B, K]`` float32 of ``video [B, 3, T, H, W]`` in [-1, 1] (the softmax of the mean
-        of its frames' log-probabilities), in eval mode."""
+        of its frames' log-probabilities), in eval mode. Raises ValueError as :func:`silhouettes`, and for
+        ``batch_size < 1``."""
+        if batch_size < 1 or len(video) < 1:
+            raise ValueError(f"need at least one clip and batch_size >= 1, got {len(video)} and {batch_size}")
         self.eval()
         out = []
         for i in range(0, len(video), batch_size):
@@ -124,8 +148,19 @@ class SilhouetteClassifier(nn.Module):
 
     def accuracy(self, video: torch.Tensor, labels: torch.Tensor) -> float:
         """Top-1 accuracy in [0, 1] on ``video [B, 3, T, H, W]`` in [-1, 1] with ``labels [B]`` (int64 class
-        indices), in eval mode."""
+        indices), in eval mode. Raises ValueError as :meth:`probabilities`, and for labels of another shape,
+        dtype or range."""
+        _check_labels(video, labels, len(self.class_names))
         return float((self.probabilities(video).argmax(1) == labels.cpu()).float().mean())
+
+
+def _check_labels(video: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
+    """ValueError unless ``labels`` is int64 ``[B]`` in ``[0, classes)`` for ``video [B, ...]``."""
+    if labels.shape != (len(video),) or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be int64 [{len(video)}] (one per clip), got {labels.dtype} {list(labels.shape)}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"labels must be int64 in [0, {classes}), got values in [{int(labels.min())}, "
+                         f"{int(labels.max())}]")
 
 
 def train_silhouette_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
@@ -135,13 +170,12 @@ def train_silhouette_classifier(video: torch.Tensor, labels: torch.Tensor, class
     (int64 indices into ``class_names``; every read frame of a clip carries its label), on the CPU.
     Deterministic: the same inputs and config give the same weights. Returns it in eval mode.
 
-    Raises ValueError for fewer than 2 clips, a shape or label mismatch, or labels outside the classes."""
+    Raises ValueError for fewer than 2 clips, a shape or label mismatch, labels outside the classes, or what
+    :func:`silhouettes` refuses."""
     if video.dim() != 5 or video.shape[1] != 3 or len(video) < 2 or labels.shape != (len(video),):
         raise ValueError(f"need video [M>=2,3,T,H,W] and labels [M], got {list(video.shape)} and "
                          f"{list(labels.shape)}")
-    if labels.dtype != torch.int64 or int(labels.min()) < 0 or int(labels.max()) >= len(class_names):
-        raise ValueError(f"labels must be int64 in [0, {len(class_names)}), got {labels.dtype} in "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
+    _check_labels(video, labels, len(class_names))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = SilhouetteClassifier(class_names, config)
