@@ -44,3 +44,7 @@ def test_bad_input_is_refused():
         ClipClassifier(("a", "b"), SMALL)(torch.zeros(1, 3, 2, 8, 8))
     with pytest.raises(ValueError, match="invalid clip classifier"):
         ClipClassifierConfig(epochs=0)
+    model = ClipClassifier(("a", "b"), SMALL)
+    for bad in (labels[:1], labels[:, None], labels + 2, labels.float()):  # never broadcast or compared silently
+        with pytest.raises(ValueError, match="labels must be int64"):
+            model.accuracy(video, bad)

@@ -92,8 +92,19 @@ class ClipClassifier(nn.Module):
 
     def accuracy(self, video: torch.Tensor, labels: torch.Tensor) -> float:
         """Top-1 accuracy in [0, 1] on ``video [B, 3, T, H, W]`` in [-1, 1] with ``labels [B]`` (int64 class
-        indices), in eval mode."""
-        return float((self.probabilities(video).argmax(1) == labels).float().mean())
+        indices), in eval mode. Raises ValueError for labels of another shape, dtype or range."""
+        check_clip_labels(video, labels, len(self.class_names))
+        return float((self.probabilities(video).argmax(1) == labels.cpu()).float().mean())
+
+
+def check_clip_labels(video: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
+    """ValueError unless ``labels`` is int64 ``[B]`` in ``[0, classes)`` for clips ``video [B, ...]`` (so that it
+    is never broadcast against predictions). Shared by the clip and silhouette classifiers."""
+    if labels.shape != (len(video),) or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be int64 [{len(video)}] (one per clip), got {labels.dtype} {list(labels.shape)}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"labels must be int64 in [0, {classes}), got values in [{int(labels.min())}, "
+                         f"{int(labels.max())}]")
 
 
 def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
@@ -108,9 +119,7 @@ def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names
     if video.dim() != 5 or video.shape[1] != 3 or len(video) < 2 or labels.shape != (len(video),):
         raise ValueError(f"need video [M>=2,3,T,H,W] and labels [M], got {list(video.shape)} and "
                          f"{list(labels.shape)}")
-    if labels.dtype != torch.int64 or int(labels.min()) < 0 or int(labels.max()) >= len(class_names):
-        raise ValueError(f"labels must be int64 in [0, {len(class_names)}), got {labels.dtype} in "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
+    check_clip_labels(video, labels, len(class_names))
     video = video.detach().cpu().float()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videoflex.eval.class_probe import fit_cross_entropy
+from videoflex.eval.clip_classifier import check_clip_labels
 
 
 @dataclass(frozen=True)
@@ -150,17 +151,9 @@ class SilhouetteClassifier(nn.Module):
         """Top-1 accuracy in [0, 1] on ``video [B, 3, T, H, W]`` in [-1, 1] with ``labels [B]`` (int64 class
         indices), in eval mode. Raises ValueError as :meth:`probabilities`, and for labels of another shape,
         dtype or range."""
-        _check_labels(video, labels, len(self.class_names))
+        check_clip_labels(video, labels, len(self.class_names))
         return float((self.probabilities(video).argmax(1) == labels.cpu()).float().mean())
 
-
-def _check_labels(video: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
-    """ValueError unless ``labels`` is int64 ``[B]`` in ``[0, classes)`` for ``video [B, ...]``."""
-    if labels.shape != (len(video),) or labels.dtype != torch.int64:
-        raise ValueError(f"labels must be int64 [{len(video)}] (one per clip), got {labels.dtype} {list(labels.shape)}")
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise ValueError(f"labels must be int64 in [0, {classes}), got values in [{int(labels.min())}, "
-                         f"{int(labels.max())}]")
 
 
 def train_silhouette_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
@@ -175,7 +168,7 @@ def train_silhouette_classifier(video: torch.Tensor, labels: torch.Tensor, class
     if video.dim() != 5 or video.shape[1] != 3 or len(video) < 2 or labels.shape != (len(video),):
         raise ValueError(f"need video [M>=2,3,T,H,W] and labels [M], got {list(video.shape)} and "
                          f"{list(labels.shape)}")
-    _check_labels(video, labels, len(class_names))
+    check_clip_labels(video, labels, len(class_names))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = SilhouetteClassifier(class_names, config)
