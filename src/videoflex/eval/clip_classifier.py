@@ -21,6 +21,7 @@ from torch import nn
 
 from videoflex.eval.class_probe import fit_cross_entropy
 from videoflex.eval.degrade import degraded_copy
+from videoflex.eval.video_classifier import VideoClassifier, check_training_clips
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,12 @@ class ClipClassifierConfig:
             raise ValueError(f"invalid clip classifier settings: {self}")
 
 
-class ClipClassifier(nn.Module):
-    """Video ``[B, 3, T, H, W]`` in [-1, 1] (T, H, W >= 4) -> class logits ``[B, K]``."""
+class ClipClassifier(VideoClassifier):
+    """Video ``[B, 3, T, H, W]`` in [-1, 1] (T, H, W >= 4) -> class logits ``[B, K]``; :meth:`accuracy` as
+    :class:`~videoflex.eval.video_classifier.VideoClassifier`'s."""
 
     def __init__(self, class_names: Sequence[str], config: ClipClassifierConfig = ClipClassifierConfig()) -> None:
-        super().__init__()
-        if len(class_names) < 2 or len(set(class_names)) != len(class_names):
-            raise ValueError(f"need at least 2 distinct class names, got {list(class_names)}")
-        self.class_names = tuple(class_names)
+        super().__init__(class_names)
         self.config = config
         a, b, c = config.widths
         self.features = nn.Sequential(
@@ -90,22 +89,6 @@ class ClipClassifier(nn.Module):
         """Class probabilities ``[B, K]`` float32 of ``video [B, 3, T, H, W]`` in [-1, 1], in eval mode."""
         return self.classify(self.embed(video, batch_size))
 
-    def accuracy(self, video: torch.Tensor, labels: torch.Tensor) -> float:
-        """Top-1 accuracy in [0, 1] on ``video [B, 3, T, H, W]`` in [-1, 1] with ``labels [B]`` (int64 class
-        indices), in eval mode. Raises ValueError for labels of another shape, dtype or range."""
-        check_clip_labels(video, labels, len(self.class_names))
-        return float((self.probabilities(video).argmax(1) == labels.cpu()).float().mean())
-
-
-def check_clip_labels(video: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
-    """ValueError unless ``labels`` is int64 ``[B]`` in ``[0, classes)`` for clips ``video [B, ...]`` (so that it
-    is never broadcast against predictions). Shared by the clip and silhouette classifiers."""
-    if labels.shape != (len(video),) or labels.dtype != torch.int64:
-        raise ValueError(f"labels must be int64 [{len(video)}] (one per clip), got {labels.dtype} {list(labels.shape)}")
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise ValueError(f"labels must be int64 in [0, {classes}), got values in [{int(labels.min())}, "
-                         f"{int(labels.max())}]")
-
 
 def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                           config: ClipClassifierConfig = ClipClassifierConfig(),
@@ -116,10 +99,7 @@ def train_clip_classifier(video: torch.Tensor, labels: torch.Tensor, class_names
 
     Raises ValueError for fewer than 2 clips, a shape or label mismatch, or labels outside the classes.
     """
-    if video.dim() != 5 or video.shape[1] != 3 or len(video) < 2 or labels.shape != (len(video),):
-        raise ValueError(f"need video [M>=2,3,T,H,W] and labels [M], got {list(video.shape)} and "
-                         f"{list(labels.shape)}")
-    check_clip_labels(video, labels, len(class_names))
+    check_training_clips(video, labels, len(class_names))
     video = video.detach().cpu().float()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videoflex.eval.class_probe import fit_cross_entropy
-from videoflex.eval.clip_classifier import check_clip_labels
+from videoflex.eval.video_classifier import VideoClassifier, check_training_clips
 
 
 @dataclass(frozen=True)
@@ -106,16 +106,13 @@ def silhouettes(video: torch.Tensor, size: int = 16, frame_stride: int = 2, radi
     return maps.view(b, t, size, size)
 
 
-class SilhouetteClassifier(nn.Module):
+class SilhouetteClassifier(VideoClassifier):
     """Silhouette maps ``[N, 1, S, S]`` -> class logits ``[N, K]``; :meth:`probabilities` and :meth:`accuracy`
-    take clips ``[B, 3, T, H, W]`` in [-1, 1]."""
+    (:class:`~videoflex.eval.video_classifier.VideoClassifier`'s) take clips ``[B, 3, T, H, W]`` in [-1, 1]."""
 
     def __init__(self, class_names: Sequence[str], config: SilhouetteClassifierConfig = SilhouetteClassifierConfig()
                  ) -> None:
-        super().__init__()
-        if len(class_names) < 2 or len(set(class_names)) != len(class_names):
-            raise ValueError(f"need at least 2 distinct class names, got {list(class_names)}")
-        self.class_names = tuple(class_names)
+        super().__init__(class_names)
         self.config = config
         c = config.width
         self.net = nn.Sequential(
@@ -147,14 +144,6 @@ class SilhouetteClassifier(nn.Module):
             out.append(logp.mean(1).softmax(-1))
         return torch.cat(out)
 
-    def accuracy(self, video: torch.Tensor, labels: torch.Tensor) -> float:
-        """Top-1 accuracy in [0, 1] on ``video [B, 3, T, H, W]`` in [-1, 1] with ``labels [B]`` (int64 class
-        indices), in eval mode. Raises ValueError as :meth:`probabilities`, and for labels of another shape,
-        dtype or range."""
-        check_clip_labels(video, labels, len(self.class_names))
-        return float((self.probabilities(video).argmax(1) == labels.cpu()).float().mean())
-
-
 
 def train_silhouette_classifier(video: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                                 config: SilhouetteClassifierConfig = SilhouetteClassifierConfig(),
@@ -165,10 +154,7 @@ def train_silhouette_classifier(video: torch.Tensor, labels: torch.Tensor, class
 
     Raises ValueError for fewer than 2 clips, a shape or label mismatch, labels outside the classes, or what
     :func:`silhouettes` refuses."""
-    if video.dim() != 5 or video.shape[1] != 3 or len(video) < 2 or labels.shape != (len(video),):
-        raise ValueError(f"need video [M>=2,3,T,H,W] and labels [M], got {list(video.shape)} and "
-                         f"{list(labels.shape)}")
-    check_clip_labels(video, labels, len(class_names))
+    check_training_clips(video, labels, len(class_names))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = SilhouetteClassifier(class_names, config)
