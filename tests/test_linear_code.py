@@ -66,6 +66,30 @@ def test_the_fitted_model_starts_as_a_coarse_to_fine_linear_code(fitted):
     torch.testing.assert_close(model.detokenize(ids, keep=4, generator=gen()), expected, atol=1e-4, rtol=0)
 
 
+def test_with_a_uniform_quantiser_the_start_rounds_a_projection():
+    """``FSQConfig.bound="clip"``: the fitted paths are an orthogonal projection onto the components (encode,
+    decode, encode, decode gives the same values), and each coefficient is rounded to the nearest of its
+    levels spread over +-CLIP_RANGE standard deviations."""
+    from videoflex.tokenizers.flex.pca import CLIP_RANGE
+
+    model = code_path_model()
+    model = VideoFlexTok(dataclasses.replace(model.config, fsq=dataclasses.replace(model.config.fsq, bound="clip")))
+    fit = fit_linear_paths(model.eval(), smooth_clips(96), progress=False)
+    assert fit.kappa == (CLIP_RANGE,) * model.config.fsq.dim
+    assert all(b > a for a, b in pairwise(fit.code_psnr_db.values()))
+    latents = model.encode_video(smooth_clips(4, seed=1).float() / 127.5 - 1)
+    n, grid = model.num_registers, model.decoder.grid
+    with torch.no_grad():
+        values = model.encoder(latents)  # [B,t,N,d] before rounding (the transformers add nothing yet)
+        once = model.decoder.code_path(values, n)
+        twice = model.decoder.code_path(model.encoder(unpatchify(once, 2, grid)), n)
+    torch.testing.assert_close(twice, once, atol=1e-4, rtol=1e-4)
+    codes = model.fsq(values).codes
+    steps = 2 / (torch.tensor(model.config.fsq.levels, dtype=torch.float32) - 1)  # between adjacent levels
+    assert bool(((codes - values.clamp(-1, 1)).abs() <= steps / 2 + 1e-6).all())
+    assert bool((values.abs() < 1).float().mean() > 0.95)  # +-2.5 standard deviations hold nearly every value
+
+
 def test_the_fit_is_deterministic():
     clips = smooth_clips(40)
     a, b = code_path_model(), code_path_model()

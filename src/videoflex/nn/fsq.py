@@ -20,14 +20,19 @@ class FSQOutput:
 class FSQ(nn.Module):
     """Quantises ``[..., d]`` vectors with ``levels[i]`` values on channel i; ids in ``[0, prod(levels))``.
 
-    Codes lie on the grid ``(j - L//2) / (L//2)``, j in [0, L). Ids are mixed-radix with the first
+    With ``bound="tanh"`` (FSQ's) codes lie on the grid ``(j - L//2) / (L//2)``, j in [0, L); with
+    ``bound="clip"`` (a uniform quantiser of [-1, 1], :meth:`bound`) on ``(j - c) / c``, ``c = (L-1)/2``:
+    ``L`` levels from -1 to 1, symmetric about 0. Ids are mixed-radix with the first
     channel varying fastest. Runs in float32 with autocast off; rounding uses a straight-through gradient.
     """
 
-    def __init__(self, levels: tuple[int, ...], eps: float = 1e-3) -> None:
+    def __init__(self, levels: tuple[int, ...], eps: float = 1e-3, bound: str = "tanh") -> None:
         super().__init__()
+        if bound not in ("tanh", "clip"):
+            raise ValueError(f"FSQ: bound must be 'tanh' or 'clip', got {bound!r}")
         self.level_counts = tuple(levels)
         self.eps = eps
+        self.bound_kind = bound
         self.codebook_size = math.prod(levels)
         self.dim = len(levels)
 
@@ -37,9 +42,17 @@ class FSQ(nn.Module):
         basis = torch.cumprod(torch.cat([torch.ones_like(levels[:1]), levels[:-1]]), dim=0)
         return levels, basis
 
+    def _centre(self, levels: torch.Tensor) -> torch.Tensor:
+        """The digit of code 0 per channel, also the codes' scale: ``L//2`` (tanh) or ``(L-1)/2`` (clip)."""
+        return (levels // 2).float() if self.bound_kind == "tanh" else (levels - 1).float() / 2
+
     def bound(self, z: torch.Tensor) -> torch.Tensor:
-        """Squash each channel into ``(-L/2, L/2)`` (shifted by 1/2 for even L) before rounding."""
+        """Squash each channel before rounding: ``"tanh"`` into ``(-L/2, L/2)`` (shifted by 1/2 for even L);
+        ``"clip"``: ``z`` clipped to [-1, 1] times ``(L-1)/2`` (zero gradient outside), so that rounding gives
+        the nearest of ``L`` evenly spaced levels, symmetric about 0 (for even L, 0 lies between two)."""
         levels, _ = self._levels(z.device)
+        if self.bound_kind == "clip":
+            return z.clamp(-1.0, 1.0) * self._centre(levels)
         half = (levels.float() - 1) * (1 + self.eps) / 2
         offset = torch.where(levels % 2 == 0, 0.5, 0.0)
         shift = torch.atanh(offset / half)
@@ -49,22 +62,26 @@ class FSQ(nn.Module):
         """Continuous ``[..., d]`` -> codes ``[..., d]`` on the grid (straight-through gradient)."""
         with torch.autocast(device_type=z.device.type, enabled=False):
             bounded = self.bound(z.float())
-            rounded = bounded + (torch.round(bounded) - bounded).detach()
-            return rounded / (self._levels(z.device)[0] // 2)
+            centre = self._centre(self._levels(z.device)[0])
+            if self.bound_kind == "clip":  # round the digit (bounded + centre), a half-integer grid for even L
+                rounded = bounded + (torch.round(bounded + centre) - centre - bounded).detach()
+            else:
+                rounded = bounded + (torch.round(bounded) - bounded).detach()
+            return rounded / centre
 
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[..., d]`` -> int64 ids ``[...]``."""
         levels, basis = self._levels(codes.device)
-        half = levels // 2
-        digits = torch.round(codes.float() * half + half).long()
+        centre = self._centre(levels)
+        digits = torch.round(codes.float() * centre + centre).long()
         return (digits * basis).sum(dim=-1)
 
     def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
         """int64 ids ``[...]`` -> float32 codes ``[..., d]``."""
         levels, basis = self._levels(ids.device)
-        half = levels // 2
+        centre = self._centre(levels)
         digits = (ids[..., None] // basis) % levels
-        return (digits - half).float() / half
+        return (digits.float() - centre) / centre
 
     def forward(self, z: torch.Tensor) -> FSQOutput:
         """``z [..., d]`` -> :class:`FSQOutput` (codes ``[..., d]``, ids ``[...]``)."""

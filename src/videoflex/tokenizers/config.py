@@ -4,9 +4,9 @@ latent grid) with its checks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from videoflex.utils.dataclass_io import check_positive
+from videoflex.utils.dataclass_io import HASH_SINCE, check_positive
 from videoflex.vae.config import VAEConfig
 
 
@@ -47,13 +47,22 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class FSQConfig:
-    """Finite scalar quantisation levels; the codebook has ``prod(levels)`` entries."""
+    """Finite scalar quantisation levels; the codebook has ``prod(levels)`` entries.
+
+    bound: how a channel's value is squashed into its levels before rounding (:class:`~videoflex.nn.fsq.FSQ`):
+        ``"tanh"`` (FSQ's and the paper's bound) or ``"clip"`` (a uniform quantiser: values in [-1, 1] round
+        to the nearest level; not in the paper, for codes started from a linear code,
+        :mod:`videoflex.tokenizers.flex.pca`).
+    """
 
     levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
+    bound: str = field(default="tanh", metadata={HASH_SINCE: "2026-12"})
 
     def __post_init__(self) -> None:
         if not self.levels or any(level < 2 for level in self.levels):
             raise ValueError(f"FSQConfig: every level must be >= 2, got {self.levels}")
+        if self.bound not in ("tanh", "clip"):
+            raise ValueError(f"FSQConfig: bound must be 'tanh' or 'clip', got {self.bound!r}")
 
     @property
     def dim(self) -> int:
