@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+BOUNDS = ("tanh", "clip")
+"""What :meth:`FSQ.bound` can squash with: FSQ's tanh, or clipping (a uniform quantiser)."""
+
 
 @dataclass(frozen=True)
 class FSQOutput:
@@ -28,8 +31,8 @@ class FSQ(nn.Module):
 
     def __init__(self, levels: tuple[int, ...], eps: float = 1e-3, bound: str = "tanh") -> None:
         super().__init__()
-        if bound not in ("tanh", "clip"):
-            raise ValueError(f"FSQ: bound must be 'tanh' or 'clip', got {bound!r}")
+        if bound not in BOUNDS:
+            raise ValueError(f"FSQ: bound must be one of {BOUNDS}, got {bound!r}")
         self.level_counts = tuple(levels)
         self.eps = eps
         self.bound_kind = bound

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from videoflex.nn.fsq import BOUNDS
 from videoflex.utils.dataclass_io import HASH_SINCE, check_positive
 from videoflex.vae.config import VAEConfig
 
@@ -61,8 +62,8 @@ class FSQConfig:
     def __post_init__(self) -> None:
         if not self.levels or any(level < 2 for level in self.levels):
             raise ValueError(f"FSQConfig: every level must be >= 2, got {self.levels}")
-        if self.bound not in ("tanh", "clip"):
-            raise ValueError(f"FSQConfig: bound must be 'tanh' or 'clip', got {self.bound!r}")
+        if self.bound not in BOUNDS:
+            raise ValueError(f"FSQConfig: bound must be one of {BOUNDS}, got {self.bound!r}")
 
     @property
     def dim(self) -> int:

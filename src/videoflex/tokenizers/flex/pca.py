@@ -162,27 +162,29 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     total_variance = value_square / total - float((value_sum / total).square().sum())
     step_variance = float(step_var.sum()) / max(total_variance, 1e-30)
 
-    # 3. kappa per level count, the decoder's least-squares gains, the code's PSNR per budget
+    # 3. each coefficient's quantiser range (in standard deviations) and the decoder's gain back
     levels = torch.tensor([config.fsq.levels[i % config.fsq.dim] for i in range(n_codes)])
-    coefficients = []
-    for values, weights in _steps(model, clips[:min(len(clips), 1024)], batch, progress, "linear code: gains"):
-        coefficients.append(((reduce(values) - step_mean) @ step_basis / std).reshape(-1, n_codes))
-    standard = torch.cat(coefficients)  # [rows, m]
-    kappa = torch.ones(n_codes, dtype=torch.float64)
-    gains = torch.ones(n_codes, dtype=torch.float64)
-    best_error = {count: float("inf") for count in set(config.fsq.levels)}
     if config.fsq.bound == "clip":  # a uniform quantiser of +-CLIP_RANGE standard deviations, read back as is
-        kappa[:], gains[:], best_error = CLIP_RANGE, CLIP_RANGE, {}
-    for k in KAPPAS if best_error else ():  # tanh: channels of one level count share kappa, each its own gain
-        q = model.fsq.quantize((standard / k).float().view(len(standard), -1, config.fsq.dim)).double()
-        q = q.view(len(standard), n_codes)
-        g = (standard * q).sum(0) / q.square().sum(0).clamp_min(1e-12)
-        error = (standard - g * q).square().mean(0)  # [m]
-        for count, best in list(best_error.items()):
-            channels = levels == count
-            if float(error[channels].mean()) < best:
-                best_error[count] = float(error[channels].mean())
-                kappa[channels], gains[channels] = k, g[channels]
+        kappa = torch.full((n_codes,), CLIP_RANGE, dtype=torch.float64)
+        gains = kappa.clone()
+    else:  # tanh: kappa per level count and each channel's least-squares gain, fitted to the clips' coefficients
+        coefficients = []
+        for values, _ in _steps(model, clips[:min(len(clips), 1024)], batch, progress, "linear code: gains"):
+            coefficients.append(((reduce(values) - step_mean) @ step_basis / std).reshape(-1, n_codes))
+        standard = torch.cat(coefficients)  # [rows, m]
+        kappa = torch.ones(n_codes, dtype=torch.float64)
+        gains = torch.ones(n_codes, dtype=torch.float64)
+        best_error = {count: float("inf") for count in set(config.fsq.levels)}
+        for k in KAPPAS:
+            q = model.fsq.quantize((standard / k).float().view(len(standard), -1, config.fsq.dim)).double()
+            q = q.view(len(standard), n_codes)
+            g = (standard * q).sum(0) / q.square().sum(0).clamp_min(1e-12)
+            error = (standard - g * q).square().mean(0)  # [m]
+            for count, best in list(best_error.items()):
+                channels = levels == count
+                if float(error[channels].mean()) < best:
+                    best_error[count] = float(error[channels].mean())
+                    kappa[channels], gains[channels] = k, g[channels]
 
     # 4. the weights (float32), the transformers' contributions zeroed
     scale = 1.0 / (kappa * std)  # [m]
