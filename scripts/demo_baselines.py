@@ -66,6 +66,8 @@ class FittedCode(NamedTuple):
     tokens: int  # tokens a latent step (the model's registers)
     channels: int  # FSQ channels a token (coefficients a token)
     factor: int  # frames a latent step after the first
+    frames: int  # the recipe's clip length and size, the only ones the code takes
+    size: int
 
 
 def fit_linear_code(recipe: str, model: str, frames: int, size: int) -> FittedCode:
@@ -85,10 +87,13 @@ def fit_linear_code(recipe: str, model: str, frames: int, size: int) -> FittedCo
     firsts, later = frame_groups(clips[pick].float().div_(255), factor)
     components = tokens * len(levels)
     return FittedCode(LinearCode(firsts, components, levels), LinearCode(later, components, levels), tokens,
-                      len(levels), factor)
+                      len(levels), factor, frames, size)
 
 
 def linear_code_rows(x: torch.Tensor, code: FittedCode) -> list[tuple[str, int, torch.Tensor]]:
+    if (x.shape[2], x.shape[3]) != (code.frames, code.size):
+        raise SystemExit(f"error: the linear code takes clips of {code.frames} frames of {code.size}px; this one has "
+                         f"{x.shape[2]} frames of {x.shape[3]}px")
     factor = code.factor
     first, groups = frame_groups(x, factor)
     steps = 1 + (x.shape[2] - 1) // factor
