@@ -4,9 +4,9 @@
 
 Reads each clip (default: the bundled one) as ``make demo`` does (first 17 frames at 8 fps, 64x64) and
 prints, per baseline, the numbers it stores and the PSNR/SSIM of its reconstruction: the clip's mean
-colour, and each frame average-pooled to an s x s thumbnail and upsampled back (bilinear). For comparison, the demo model's
-32 tokens a step are 160 tokens of 16 bits (about 2,600 bits) for the 17 frames, and one token a
-step (k = 1) is 80 bits.
+colour, and each frame average-pooled to an s x s thumbnail and upsampled back (bilinear). For
+comparison, the demo model's 32 tokens a step are 160 tokens of 16 bits (about 2,600 bits) for the 17
+frames, and one token a step (k = 1) is 80 bits.
 
 ``--linear-code RECIPE`` adds a linear code with the model's budget: principal components of the
 recipe's training clips (its clip cache, built first if missing), one basis for the first frame and
@@ -70,7 +70,7 @@ class FittedCode(NamedTuple):
     size: int
 
 
-def fit_linear_code(recipe: str, model: str, frames: int, size: int) -> FittedCode:
+def fit_linear_code(recipe: str, model: str) -> FittedCode:
     """The linear code of ``model``'s budget, fitted on ``recipe``'s training clips (its clip cache)."""
     from videoflex.data.clip_cache import load_or_build_cache
     from videoflex.tokenizers.flex.model import VideoFlexTok
@@ -79,20 +79,19 @@ def fit_linear_code(recipe: str, model: str, frames: int, size: int) -> FittedCo
     config = VideoFlexTok.read_config(model)
     factor, tokens, levels = config.vae.temporal_factor, config.num_registers, config.fsq.levels
     data = load_train_config(recipe).data
-    if (data.frames, data.size) != (frames, size) or (frames - 1) % factor:
-        raise SystemExit(f"error: {recipe} trains on {data.frames} frames of {data.size}px; the clip has "
-                         f"{frames} frames of {size}px (need 1 + {factor}g)")
+    if (data.frames - 1) % factor:
+        raise SystemExit(f"error: {recipe} trains on {data.frames} frames; the linear code needs 1 + {factor}g")
     clips = load_or_build_cache(data, "train").clips
     pick = torch.randperm(len(clips), generator=torch.Generator().manual_seed(0))[:CLIPS_FOR_THE_BASIS]
     firsts, later = frame_groups(clips[pick].float().div_(255), factor)
     components = tokens * len(levels)
     return FittedCode(LinearCode(firsts, components, levels), LinearCode(later, components, levels), tokens,
-                      len(levels), factor, frames, size)
+                      len(levels), factor, data.frames, data.size)
 
 
 def linear_code_rows(x: torch.Tensor, code: FittedCode) -> list[tuple[str, int, torch.Tensor]]:
     if (x.shape[2], x.shape[3]) != (code.frames, code.size):
-        raise SystemExit(f"error: the linear code takes clips of {code.frames} frames of {code.size}px; this one has "
+        raise SystemExit(f"error: the recipe trains on {code.frames} frames of {code.size}px; the clip has "
                          f"{x.shape[2]} frames of {x.shape[3]}px")
     factor = code.factor
     first, groups = frame_groups(x, factor)
@@ -125,7 +124,7 @@ if __name__ == "__main__":
             rows.append((f"{s}x{s} thumbnail per frame", 3 * t * s * s,
                          F.interpolate(thumb, size=x.shape[2:], mode="trilinear", align_corners=False)))
         if args.linear_code:
-            code = code or fit_linear_code(args.linear_code, args.model, x.shape[2], x.shape[3])
+            code = code or fit_linear_code(args.linear_code, args.model)
             rows += linear_code_rows(x, code)
         if len(args.clips) > 1:
             print(clip)
