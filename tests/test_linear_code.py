@@ -20,11 +20,12 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def code_path_model(rank: int = 8) -> VideoFlexTok:
+def code_path_model(rank: int = 8, temporal: bool = False) -> VideoFlexTok:
     config = VideoFlexTok.from_preset("flex-tiny").config
     config = dataclasses.replace(
         config, encoder=dataclasses.replace(config.encoder, linear_path=rank),
-        decoder=dataclasses.replace(config.decoder, prediction="data", linear_path=rank, linear_input="codes"),
+        decoder=dataclasses.replace(config.decoder, prediction="data", linear_path=rank, linear_input="codes",
+                                    linear_temporal=temporal),
         sampler=dataclasses.replace(config.sampler, steps=1, guidance=1.0))
     torch.manual_seed(0)
     return VideoFlexTok(config).eval()
@@ -118,6 +119,51 @@ def test_code_paths_keep_causality_and_the_prefix_property():
                                model.decoder.code_path(zeroed, 16))
     null = model.decoder.code_path(codes, keep, null=torch.tensor([True, False]))
     torch.testing.assert_close(null[0], model.decoder.code_path(torch.zeros_like(codes), 16)[0])
+
+
+def test_the_temporal_mix_is_fitted_and_takes_from_the_step_before():
+    """``DecoderConfig.linear_temporal``: fitted by least squares, it rebuilds smoothly changing clips better than
+    the code alone at every budget, on the fitted clips and on others; it starts at zero; it is causal (step t
+    reads steps t-1 and t), and absent on the first step and after a prefix step."""
+    clips = smooth_clips(96)
+    plain, mixed = code_path_model(), code_path_model(temporal=True)
+    assert not mixed.decoder.linear_temporal.weight.any()  # a new model starts without it
+    fit_plain = fit_linear_paths(plain, clips, progress=False)
+    fit_mixed = fit_linear_paths(mixed, clips, progress=False)
+    for name, x in plain.state_dict().items():  # the same code; the mix is all that differs
+        if ".linear" in name or name.startswith(("encoder.to_codes", "decoder.head.")):
+            assert torch.equal(x, mixed.state_dict()[name]), name
+    assert mixed.decoder.linear_temporal.weight.any()
+    gains = [fit_mixed.code_psnr_db[k] - fit_plain.code_psnr_db[k] for k in fit_plain.code_psnr_db]
+    assert min(gains) > 0, gains
+    video = smooth_clips(4, seed=1).float() / 127.5 - 1
+    ids = plain.tokenize(video)
+    assert torch.equal(ids, mixed.tokenize(video))
+    for k in (1, 4, 16):
+        assert psnr(mixed.detokenize(ids, keep=k, generator=gen()), video) > \
+            psnr(plain.detokenize(ids, keep=k, generator=gen()), video), k
+
+    codes = mixed.fsq.ids_to_codes(ids)
+    base, with_mix = plain.decoder.code_path(codes, 4), mixed.decoder.code_path(codes, 4)
+    torch.testing.assert_close(with_mix[:, 0], base[:, 0])  # nothing before the first step
+    assert not torch.allclose(with_mix[:, 1:], base[:, 1:])
+    changed = codes.clone()
+    changed[:, 2] = -changed[:, 2]
+    after = mixed.decoder.code_path(changed, 4)
+    torch.testing.assert_close(after[:, :2], with_mix[:, :2])  # causal
+    assert not torch.allclose(after[:, 3], with_mix[:, 3])  # step 3 reads step 2
+    prefixed = mixed.decoder.code_path(codes, 4, prefix_steps=1)
+    torch.testing.assert_close(prefixed[:, 1], base[:, 1])  # a prefix step's codes are not read
+    torch.testing.assert_close(prefixed[:, 2:], with_mix[:, 2:])
+    randomize_(mixed)
+    assert_prefix_decodes(mixed, ids, 3)
+
+
+def test_the_temporal_mix_needs_a_path_that_reads_codes():
+    from videoflex.tokenizers.flex.config import DecoderConfig
+
+    with pytest.raises(ValueError, match="linear_temporal mixes the steps of a linear path that reads codes"):
+        DecoderConfig(width=64, depth=1, head_dim=32, prediction="data", linear_path=8, linear_temporal=True)
 
 
 def test_guided_decoding_with_a_code_path_runs():

@@ -69,6 +69,13 @@ class DecoderConfig(TransformerConfig):
         null position reads 0, the code of a zero pre-quantisation value), so that the path can be set
         to the exact inverse of a linear code (``videoflex.tokenizers.flex.pca``) and every prefix of it
         is that code truncated.
+    linear_temporal: add to each step's r values a patch a linear map of those of the step before and its
+        own (``2r -> r`` per patch, shared by all patches; it starts at zero; not in the paper). A linear
+        code rounds each step's coefficients on its own; where a clip changes little from step to step the
+        step before carries part of what the rounding and the truncation lost, and the map learns how much
+        to take from it (:func:`videoflex.tokenizers.flex.pca.fit_linear_paths` fits it by least squares).
+        Causal: step ``t`` reads steps ``t - 1`` and ``t``; not on the first step nor on the step after a
+        prefix (conditioning) step, whose codes the path does not read. Needs ``linear_input="codes"``.
     """
 
     attention: Literal["block_causal", "full"] = "block_causal"
@@ -79,6 +86,7 @@ class DecoderConfig(TransformerConfig):
     linear_path: int = 0
     linear_input: Literal["registers", "codes"] = field(default="registers",
                                                        metadata={HASH_SINCE: "2026-12 (after checkpoints/shapes)"})
+    linear_temporal: bool = field(default=False, metadata={HASH_SINCE: "2026-12 (temporal mix)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +94,10 @@ class DecoderConfig(TransformerConfig):
             raise ValueError(f"DecoderConfig: linear_path must be >= 0, got {self.linear_path}")
         if self.linear_path and self.prediction != "data":
             raise ValueError("DecoderConfig: linear_path adds to the predicted data; it needs prediction='data'")
+        if self.linear_temporal and not (self.linear_path and self.linear_input == "codes"):
+            raise ValueError("DecoderConfig: linear_temporal mixes the steps of a linear path that reads codes; it "
+                             f"needs linear_path > 0 and linear_input='codes', got linear_path={self.linear_path}, "
+                             f"linear_input={self.linear_input!r}")
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ class Decoder(nn.Module):
                 self.linear_in = nn.Linear(d, code_dim)
             self.linear_mix = nn.Linear(num_registers * code_dim, self.grid[0] * self.grid[1] * config.linear_path)
             self.linear_out = nn.Linear(config.linear_path, latent_channels * p * p)
+            if config.linear_temporal:  # see DecoderConfig.linear_temporal
+                self.linear_temporal = nn.Linear(2 * config.linear_path, config.linear_path, bias=False)
 
     def embed_tokens(self, codes: torch.Tensor, keep: int | torch.Tensor, prefix_steps: int | torch.Tensor = 0,
                      null: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,7 +97,7 @@ class Decoder(nn.Module):
         off = dropped[:, None, :] | prefixed[:, :, None]  # [B,t,N]
         if null is not None:
             off = off | null.reshape(b, 1, 1)
-        return self._linear_mix_out(codes.masked_fill(off[..., None], 0.0))
+        return self._linear_mix_out(codes.masked_fill(off[..., None], 0.0), prefixed)
 
     def null_registers(self, batch: int, steps: int) -> torch.Tensor:
         """Registers of the unconditional branch: the null condition everywhere, ``[B,t,N,D]``."""
@@ -151,12 +153,24 @@ class Decoder(nn.Module):
             raise ValueError(f"the decoder's linear path is built for a {self.grid} patch grid, got {grid}")
         return self._linear_mix_out(self.linear_in(registers))
 
-    def _linear_mix_out(self, values: torch.Tensor) -> torch.Tensor:
-        """``[B,t,N,code_dim]`` -> ``[B,t,L,C*p*p]``: a step's values mixed to r per patch, each patch's r
+    def _linear_mix_out(self, values: torch.Tensor, prefixed: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B,t,N,code_dim]`` -> ``[B,t,L,C*p*p]``: a step's values mixed to r per patch (plus the temporal
+        mix, ``DecoderConfig.linear_temporal``, where ``prefixed [B,t]`` marks the prefix steps), each patch's r
         values to its latent values."""
         b, t = values.shape[:2]
-        mixed = self.linear_mix(values.flatten(2))  # [B,t,L*r]
-        return self.linear_out(mixed.view(b, t, self.grid[0] * self.grid[1], -1))
+        mixed = self.linear_mix(values.flatten(2)).view(b, t, self.grid[0] * self.grid[1], -1)  # [B,t,L,r]
+        if self.config.linear_temporal and t > 1:
+            mixed = mixed + self.temporal_term(mixed, prefixed)
+        return self.linear_out(mixed)
+
+    def temporal_term(self, mixed: torch.Tensor, prefixed: torch.Tensor | None) -> torch.Tensor:
+        """What ``DecoderConfig.linear_temporal`` adds to the r values a patch ``mixed [B,t,L,r]`` (t > 1):
+        ``W [mixed_{t-1}; mixed_t]`` on every step after the first, zero on the first step and on a step whose
+        predecessor is a prefix step (``prefixed [B,t]`` bool, or None: none)."""
+        term = self.linear_temporal(torch.cat([mixed[:, :-1], mixed[:, 1:]], dim=-1))  # [B,t-1,L,r]
+        if prefixed is not None:
+            term = term.masked_fill(prefixed[:, :-1, None, None], 0.0)
+        return torch.cat([torch.zeros_like(mixed[:, :1]), term], dim=1)
 
     @property
     def attention_mask_kind(self) -> str:

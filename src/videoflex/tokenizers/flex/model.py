@@ -87,6 +87,8 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         if self.config.decoder.linear_path:  # the readout starts at zero, like the head
             nn.init.zeros_(dec.linear_out.weight)
             nn.init.zeros_(dec.linear_out.bias)
+        if self.config.decoder.linear_temporal:  # the temporal mix too
+            nn.init.zeros_(dec.linear_temporal.weight)
 
     @property
     def num_registers(self) -> int:

@@ -40,6 +40,11 @@ coefficients (1.14-1.21 on training clips), and ranges near the optimum for the 
 1.51 for 5) lost up to 0.7 dB on carphone, 2.2 on cup and 1.4 on vtest at k = 4, 32, 256 against 2.5."""
 
 
+TEMPORAL_CLIPS = 1024
+"""Clips the temporal mix (``DecoderConfig.linear_temporal``) is fitted on: 4 pairs of steps each for 17 frames,
+64 patches a step, at each of the 9 budgets k = 1 ... 256 (ours; its least-squares problem has 2r x r unknowns)."""
+
+
 @dataclass(frozen=True)
 class LinearCodeFit:
     """What :func:`fit_linear_paths` fitted.
@@ -86,6 +91,44 @@ def _principal(sum_: torch.Tensor, outer: torch.Tensor, total: float, keep: int
     vectors = vectors * torch.where(signs == 0, 1.0, signs)
     kept = float(variance[:keep].sum() / variance.sum().clamp_min(1e-30))
     return mean, vectors[:, :keep], variance[:keep], kept
+
+
+@torch.no_grad()
+def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Tensor, patch_basis: torch.Tensor,
+                  batch: int, progress: bool) -> None:
+    """Set the decoder's temporal mix (``DecoderConfig.linear_temporal``) to a blend: each of the r values a
+    patch of step ``t`` moves towards its value in step ``t - 1`` by a fraction ``alpha_j`` (one per value,
+    shared by all patches and budgets), fitted by least squares to what step ``t``'s values miss of the clip's
+    (its patches projected on the r components), over every step after the first of ``clips`` and every budget
+    k = 1, 2, 4, ..., N, each budget's squared error taken relative to its error without the mix (so that the
+    coarse budgets' larger errors do not decide alone). A blend rather than the general ``2r -> r`` map: fitted
+    on the demo recipe's clips, the general map lost up to 0.27 dB at k >= 32 on held-out clips (cup,
+    carphone) where the blend gained up to 0.18 (``checkpoints/demo/README.md``). The linear paths must be
+    fitted already."""
+    config = model.config
+    encoder, decoder, fsq = model.encoder, model.decoder, model.fsq
+    n, dim, rank = config.num_registers, config.fsq.dim, config.encoder.linear_path
+    budgets = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    decoder.linear_temporal.weight.zero_()
+    along = torch.zeros(len(budgets), rank, dtype=torch.float64)  # sum of error * (previous - current)
+    square = torch.zeros(len(budgets), rank, dtype=torch.float64)  # sum of (previous - current)^2
+    energy = torch.zeros(len(budgets), dtype=torch.float64)  # squared error without the mix
+    for values, _ in _steps(model, clips, batch, progress, "linear code: temporal mix"):
+        target = (values - patch_mean) @ patch_basis  # [B,t,L,r]
+        b, t = target.shape[:2]
+        pre = encoder.linear_mix(encoder.linear_patch(values.float()).flatten(2)).view(b, t, n, dim)
+        codes = fsq(pre).codes  # what the encoder gives while its transformer's contribution is zero
+        for i, k in enumerate(budgets):
+            mixed = decoder.linear_mix(codes.masked_fill(torch.arange(n)[:, None] >= k, 0.0).flatten(2))
+            mixed = mixed.view(b, t, -1, rank).double()  # [B,t,L,r]
+            step = (mixed[:, :-1] - mixed[:, 1:]).reshape(-1, rank)
+            error = (target[:, 1:] - mixed[:, 1:]).reshape(-1, rank)
+            along[i] += (error * step).sum(0)
+            square[i] += step.square().sum(0)
+            energy[i] += error.square().sum()
+    weights = 1.0 / energy.clamp_min(1e-30)[:, None]
+    alpha = (along * weights).sum(0) / (square * weights).sum(0).clamp_min(1e-30)  # [r]
+    decoder.linear_temporal.weight.copy_(torch.cat([alpha.diag(), -alpha.diag()], dim=1))  # [r, 2r]
 
 
 def linear_code_problem(config: object) -> str | None:
@@ -200,6 +243,8 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     decoder.linear_out.bias.copy_(patch_mean)
     decoder.head.weight.zero_()
     decoder.head.bias.zero_()
+    if config.decoder.linear_temporal:
+        _fit_temporal(model, clips[:min(len(clips), TEMPORAL_CLIPS)], patch_mean, patch_basis, batch, progress)
 
     # 5. the starting model's code at every budget, on (up to) 64 of the clips
     psnr = {}

@@ -117,9 +117,10 @@ def demo_linear() -> TokenizerConfig:
 
 def demo_256() -> TokenizerConfig:
     """``flex-demo`` with the paper's largest register count, 256 tokens a step (1,280 for 17 frames), and
-    rank-48 linear paths whose decoder side reads the FSQ codes (``DecoderConfig.linear_input``), so that
-    training can start from a linear code of the budget (``linear_code_clips`` in the recipe:
-    principal components, :mod:`videoflex.tokenizers.flex.pca`) and the transformers learn what it misses.
+    rank-48 linear paths whose decoder side reads the FSQ codes (``DecoderConfig.linear_input``) and blends
+    each step with the one before (``DecoderConfig.linear_temporal``), so that training can start from a
+    linear code of the budget (``linear_code_clips`` in the recipe: principal components,
+    :mod:`videoflex.tokenizers.flex.pca`) and the transformers learn what it misses.
     Its FSQ rounds to evenly spaced levels (``FSQConfig.bound="clip"``), so that the starting code rounds each
     coefficient to its nearest level as the linear code it is compared with does.
     Not in the paper; a candidate for the CPU demo model, not shipped (its measured starting point and why
@@ -128,7 +129,7 @@ def demo_256() -> TokenizerConfig:
     return dataclasses.replace(
         base, name="flex-demo-256", num_registers=256,
         encoder=dataclasses.replace(base.encoder, linear_path=48),
-        decoder=dataclasses.replace(base.decoder, linear_path=48, linear_input="codes"),
+        decoder=dataclasses.replace(base.decoder, linear_path=48, linear_input="codes", linear_temporal=True),
         fsq=dataclasses.replace(base.fsq, bound="clip"),
     )
 
