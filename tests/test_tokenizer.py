@@ -149,7 +149,7 @@ def test_save_load_round_trip_is_bit_identical(tiny_model, video, tmp_path):
 def test_int8_checkpoint_is_a_quarter_and_loads_within_half_a_step(tiny_model, video, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from videoflex.utils.int8 import SCALE_SUFFIX
+    from videoflex.utils.int8 import COLUMN_SCALE_SUFFIX, SCALE_SUFFIX
 
     full = tiny_model.save_pretrained(tmp_path / "fp32") / "model.safetensors"
     small = tiny_model.save_pretrained(tmp_path / "int8", dtype=torch.int8) / "model.safetensors"
@@ -159,9 +159,9 @@ def test_int8_checkpoint_is_a_quarter_and_loads_within_half_a_step(tiny_model, v
     loaded = VideoFlexTok.from_pretrained(small)
     for name, value in tiny_model.state_dict().items():
         error = (loaded.state_dict()[name] - value).abs()
-        if value.dim() >= 2:  # int8 rows: at most half a step of max|row| / 127
-            half_step = value.reshape(value.shape[0], -1).abs().amax(1) / 254
-            assert torch.all(error.reshape(value.shape[0], -1) <= half_step[:, None] * 1.001 + 1e-12), name
+        if value.dim() >= 2:  # int8 rows: at most half a step (the row's scale, times the column's if stored)
+            step = stored[name + SCALE_SUFFIX][:, None] * stored.get(name + COLUMN_SCALE_SUFFIX, torch.ones(1))
+            assert torch.all(error.reshape(value.shape[0], -1) <= step / 2 * 1.001 + 1e-12), name
         else:
             assert torch.equal(loaded.state_dict()[name], value), name
     ids = tiny_model.tokenize(video)
@@ -172,6 +172,37 @@ def test_int8_checkpoint_is_a_quarter_and_loads_within_half_a_step(tiny_model, v
     save_file(stored, str(small), metadata={"format": "videoflex-tokenizer", "config": to_json(tiny_model.config)})
     with pytest.raises(ValueError, match="int8 tensors without a scale.*decoder.head.weight"):
         VideoFlexTok.from_pretrained(small)
+
+
+def test_int8_scales_columns_of_unequal_size():
+    """A matrix whose columns differ in size (a principal-component decoder's, scaled by each component's
+    standard deviation) gets a scale per column too, and keeps its small columns' digits; any other matrix
+    round-trips no worse than with row scales alone."""
+    from videoflex.utils.int8 import COLUMN_SCALE_SUFFIX, SCALE_SUFFIX, dequantize_int8, quantize_int8
+
+    basis = torch.linalg.qr(torch.randn(64, 32, generator=gen()))[0]
+    decoder = basis * torch.logspace(0, -3, 32)  # [64, 32]: columns from 1 down to 0.001
+    plain = torch.randn(48, 24, generator=gen(1))
+    stored = quantize_int8({"decoder": decoder, "plain": plain})
+    assert decoder.shape == stored["decoder"].shape and stored["decoder"].dtype == torch.int8
+    assert stored["decoder" + COLUMN_SCALE_SUFFIX].shape == (32,)
+    back = dequantize_int8(stored)
+    column_error = (back["decoder"] - decoder).abs().amax(0) / decoder.abs().amax(0)
+    assert float(column_error.max()) < 1 / 127  # every column within half a step of its own size (x2)
+    rows_only = decoder.abs().amax(1, keepdim=True) / 127
+    assert float((torch.round(decoder / rows_only) * rows_only - decoder)[:, -1].abs().amax()) > \
+        10 * float((back["decoder"] - decoder)[:, -1].abs().amax())  # the smallest column kept its digits
+    q = plain.abs().amax(1, keepdim=True) / 127
+    assert (back["plain"] - plain).square().sum() <= (torch.round(plain / q) * q - plain).square().sum()
+    bad = dict(stored)
+    bad["decoder" + COLUMN_SCALE_SUFFIX] = torch.ones(31)
+    with pytest.raises(ValueError, match="column scale 'decoder.int8_column_scale' \\(31,\\) does not fit"):
+        dequantize_int8(bad)
+    bad = {k: v for k, v in stored.items() if k != "decoder" + SCALE_SUFFIX}
+    with pytest.raises(ValueError, match="without a scale"):
+        dequantize_int8(bad)
+    with pytest.raises(ValueError, match="reserved suffix"):
+        quantize_int8({"x" + COLUMN_SCALE_SUFFIX: plain})
 
 
 def test_loading_refuses_mismatched_weights(tiny_model, tmp_path):
