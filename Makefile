@@ -24,9 +24,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-# Reconstruct the bundled held-out clip with the shipped demo model at k = 1, 2, 4, ..., 32 tokens a step.
+# Reconstruct the bundled held-out clip with the shipped demo model at k = 1, 2, 4, ..., 256 tokens a step.
 demo: $(STAMP)
-	$(BIN)/videoflex reconstruct assets/carphone.mp4 --model checkpoints/demo --keep 1,2,4,8,16,32 -o outputs/demo --html
+	$(BIN)/videoflex reconstruct assets/carphone.mp4 --model checkpoints/demo --keep 1,2,4,8,16,32,64,128,256 -o outputs/demo --html
 
 # Sample the shipped generators (synthetic shapes): mp4s and a PNG grid for four motion classes and four
 # prompts whose shape-colour-motion combinations were held out of the text model's training.

@@ -1,13 +1,13 @@
-"""Export the trained demo model to ``checkpoints/demo`` (int8 weights, the preset's sampler defaults).
+"""Export the trained demo model to ``checkpoints/demo`` (int8 weights, named ``demo``, the preset's sampler).
 
-    python scripts/export_demo.py [runs/demo_stills/model]
+    python scripts/export_demo.py [runs/demo_256/model]
 
-The demo recipes (``configs/demo.yaml``, then ``configs/demo_stills.yaml``) write the EMA weights to
-``runs/demo_stills/model`` (float32, 27 MB, with the sampler settings of the preset when training
-started). This stores every weight matrix as int8 rows with a float32 scale each (7 MB; loaded back as
-float32; on the held-out clip the PSNR/SSIM table of ``make demo`` matched the bfloat16 export's to
-0.01 dB and 0.001) with the current ``flex-demo`` preset's sampler (one Euler step, no guidance; see the
-preset's docstring).
+``videoflex train tokenizer --config configs/demo_256.yaml`` writes the EMA weights to ``runs/demo_256/model``
+(float32, with the sampler settings of the ``flex-demo-256`` preset when training started). This stores every
+weight matrix as int8 rows with a float32 scale each (loaded back as float32; the PSNR/SSIM table of ``make
+demo`` of both is in ``checkpoints/demo/README.md``), names the model ``demo`` (``videoflex inspect`` shows it;
+a preset's name is never a shipped model's) and takes the current ``flex-demo-256`` preset's sampler (one Euler
+step, no guidance; see the preset's docstring).
 """
 
 import dataclasses
@@ -21,8 +21,10 @@ from videoflex import VideoFlexTok, get_preset
 ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "demo_stills" / "model"
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "demo_256" / "model"
     model = VideoFlexTok.from_pretrained(source)
-    model.config = dataclasses.replace(model.config, sampler=get_preset("flex-demo").sampler)
+    if model.config.num_registers != get_preset("flex-demo-256").num_registers:
+        raise SystemExit(f"error: {source} is not a flex-demo-256 model ({model.config.num_registers} tokens a step)")
+    model.config = dataclasses.replace(model.config, name="demo", sampler=get_preset("flex-demo-256").sampler)
     out = model.save_pretrained(ROOT / "checkpoints" / "demo", dtype=torch.int8)
     print(f"wrote {out} ({(out / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")

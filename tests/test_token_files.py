@@ -169,24 +169,24 @@ def test_version_1_files_are_refused_with_a_request_to_retokenize(token_file):
 
 
 def test_tokens_of_the_random_demo_preset_are_refused_by_the_trained_demo(tmp_path, capsys):
-    """The acceptance check of issue 15: ids made by the random-weight preset flex-demo (the demo's
+    """The acceptance check of issue 15: ids made by the random-weight preset flex-demo-256 (the demo's
     architecture) are not decoded by the trained checkpoints/demo, through the API and the CLI."""
     out = tmp_path / "tokens"
-    assert main(["tokenize", str(CLIP), "--model", "flex-demo", "--max-frames", "5", "-o", str(out),
+    assert main(["tokenize", str(CLIP), "--model", "flex-demo-256", "--max-frames", "5", "-o", str(out),
                  "--quiet"]) == 0
     path = out / "carphone.tokens.safetensors"
-    preset = load_model("flex-demo")
+    preset = load_model("flex-demo-256")
     assert read_token_header(path).metadata.model == preset.identity
     trained = load_model(DEMO)
-    with pytest.raises(TokenModelMismatch, match="made by flex-tokenizer 'flex-demo'.*not by the model given, "
+    with pytest.raises(TokenModelMismatch, match="made by flex-tokenizer 'flex-demo-256'.*not by the model given, "
                                                  "flex-tokenizer 'demo'"):
         load_tokens(path, model=trained)
     capsys.readouterr()
     code = main(["detokenize", str(path), "--model", str(DEMO), "-o", str(tmp_path / "out.mp4"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "made by flex-tokenizer 'flex-demo'" in err
+    assert code == 2 and err.count("\n") == 1 and "made by flex-tokenizer 'flex-demo-256'" in err
     assert not (tmp_path / "out.mp4").exists()
-    assert main(["detokenize", str(path), "--model", "flex-demo", "-o", str(tmp_path / "ok.mp4"), "--quiet"]) == 0
+    assert main(["detokenize", str(path), "--model", "flex-demo-256", "-o", str(tmp_path / "ok.mp4"), "--quiet"]) == 0
 
 
 def test_bad_contents_are_refused(token_file, tiny_model):

@@ -27,7 +27,7 @@ class EncoderConfig(TransformerConfig):
         of a step is projected to r values and all of them mapped linearly to the step's N x code_dim
         values before quantisation, added to the transformer's. With the decoder's (``DecoderConfig``)
         it gives a small model what a linear code of its token budget already reaches (principal
-        components beat the CPU demo model from k = 8 on held-out clips; see ``checkpoints/demo``).
+        components beat the earlier 32-token CPU demo model from k = 8 on held-out clips; see ``checkpoints/demo``).
         It is built for the full latent grid of ``image_size``.
     """
 

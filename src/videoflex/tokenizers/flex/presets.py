@@ -71,7 +71,7 @@ def panda_d18_d28() -> TokenizerConfig:
 
 
 def demo() -> TokenizerConfig:
-    """The architecture of the shipped CPU demo model (``checkpoints/demo``): 64x64 pixels folded 4x8x8
+    """The architecture of the earlier CPU demo model (``checkpoints/demo`` before its ``flex-demo-256`` revision): 64x64 pixels folded 4x8x8
     into 768 channels (no learned VAE), d2 encoder and d6 decoder of width 192, 32 tokens a step (160 for 17 frames). Trained with the
     encoder at 0.3x the learning rate, it fitted 512 real crops 0.9 dB better at k = 32 after 600 steps
     from scratch than d4 + d4 at 1x (16.5 against 15.6 dB; the same cost a step), and the held-out clip
@@ -123,8 +123,8 @@ def demo_256() -> TokenizerConfig:
     :mod:`videoflex.tokenizers.flex.pca`) and the transformers learn what it misses.
     Its FSQ rounds to evenly spaced levels (``FSQConfig.bound="clip"``), so that the starting code rounds each
     coefficient to its nearest level as the linear code it is compared with does.
-    Not in the paper; a candidate for the CPU demo model, not shipped (its measured starting point and why
-    it is not shipped: ``checkpoints/demo/README.md``)."""
+    Not in the paper; the architecture of the shipped CPU demo model (``checkpoints/demo``, trained by
+    ``configs/demo_256.yaml``; its model card has the measurements)."""
     base = demo()
     return dataclasses.replace(
         base, name="flex-demo-256", num_registers=256,
@@ -184,7 +184,7 @@ PRESETS: dict[str, Callable[[], TokenizerConfig]] = {
     "flex-panda-d18-d28": panda_d18_d28,
 }
 """The flex tokenizer's presets by name; each config's ``name`` is its preset name. No preset shares a name
-with a shipped trained model (``checkpoints/demo`` is named ``demo``; its architecture is ``flex-demo``)."""
+with a shipped trained model (``checkpoints/demo`` is named ``demo``; its architecture is ``flex-demo-256``)."""
 
 
 def get_preset(name: str) -> TokenizerConfig:
