@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from videoflex.eval.fvd import MIN_SAMPLES as MIN_FVD_CLIPS
 from videoflex.eval.fvd import fvd
 from videoflex.eval.metrics import video_metrics
+from videoflex.nn.flow import nested_budgets
 from videoflex.tokenizers.base import Tokenizer
 
 
@@ -64,9 +65,8 @@ class SweepResult:
 
 
 def default_keeps(num_registers: int) -> tuple[int, ...]:
-    """1, 2, 4, ... up to N (N included)."""
-    keeps = [1 << i for i in range(num_registers.bit_length()) if (1 << i) <= num_registers]
-    return tuple(keeps if keeps[-1] == num_registers else [*keeps, num_registers])
+    """1, 2, 4, ... up to N (N included): :func:`~videoflex.nn.flow.nested_budgets`."""
+    return nested_budgets(num_registers)
 
 
 @torch.no_grad()

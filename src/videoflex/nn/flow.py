@@ -59,13 +59,17 @@ def data_to_velocity(x_s: torch.Tensor, x0: torch.Tensor, s: torch.Tensor) -> to
     return (x_s - x0) / s.clamp_min(MIN_DATA_PREDICTION_TIME)[:, None, :, None, None]
 
 
+def nested_budgets(num_registers: int) -> tuple[int, ...]:
+    """The token budgets of nested dropout: ``1, 2, 4, ...`` (powers of two) up to ``num_registers``, which is
+    included if it is not one."""
+    choices = [1 << i for i in range(num_registers.bit_length()) if (1 << i) <= num_registers]
+    return tuple(choices if choices[-1] == num_registers else [*choices, num_registers])
+
+
 def nested_keep(batch: int, num_registers: int, generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Per-clip token budgets drawn uniformly from ``{1, 2, 4, ..., num_registers}`` (powers of two,
-    plus ``num_registers`` itself if it is not one), ``[B]`` int64."""
-    choices = [1 << i for i in range(num_registers.bit_length()) if (1 << i) <= num_registers]
-    if choices[-1] != num_registers:
-        choices.append(num_registers)
+    """Per-clip token budgets drawn uniformly from :func:`nested_budgets`, ``[B]`` int64."""
+    choices = nested_budgets(num_registers)
     table = torch.tensor(choices, device=device)
     return table[torch.randint(len(choices), (batch,), generator=generator, device=device)]
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from videoflex.nn.flow import nested_budgets
 from videoflex.nn.positions import patchify
 from videoflex.tokenizers.flex.model import VideoFlexTok
 
@@ -42,7 +43,7 @@ coefficients (1.14-1.21 on training clips), and ranges near the optimum for the 
 
 TEMPORAL_CLIPS = 1024
 """Clips the temporal mix (``DecoderConfig.linear_temporal``) is fitted on: 4 pairs of steps each for 17 frames,
-64 patches a step, at each of the 9 budgets k = 1 ... 256 (ours; its least-squares problem has 2r x r unknowns)."""
+64 patches a step, at each of the 9 budgets k = 1 ... 256 (ours; the blend it fits has r unknowns)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Te
     config = model.config
     encoder, decoder, fsq = model.encoder, model.decoder, model.fsq
     n, dim, rank = config.num_registers, config.fsq.dim, config.encoder.linear_path
-    budgets = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    budgets = nested_budgets(n)
     decoder.linear_temporal.weight.zero_()
     along = torch.zeros(len(budgets), rank, dtype=torch.float64)  # sum of error * (previous - current)
     square = torch.zeros(len(budgets), rank, dtype=torch.float64)  # sum of (previous - current)^2
@@ -251,14 +252,12 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     sample = clips[:min(len(clips), 64)].float() / 127.5 - 1.0
     latents = model.encode_video(sample)
     codes = model.fsq(model.encoder(latents)).codes
-    k = 1
-    while k <= config.num_registers:
+    for k in nested_budgets(config.num_registers):
         linear = decoder.code_path(codes, k)  # [B,t,L,P]
         error = (linear - patchify(latents, enc.patch_size)).square().mean((0, 2, 3))  # per step
         weights = torch.ones(len(error))
         weights[0] = 1.0 / config.vae.temporal_factor
         mse = float((error * weights).sum() / weights.sum())
         psnr[k] = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
-        k *= 2
     return LinearCodeFit(patch_variance, step_variance, tuple(float(kappa[levels == c][0]) for c in
                                                                config.fsq.levels), psnr)

@@ -31,6 +31,7 @@ from videoflex.generators.ar.model import ARGenerator
 from videoflex.generators.text_encoder import TextEncoder, TextFeatures
 from videoflex.models.identity import ModelIdentity
 from videoflex.models.pretrained import PretrainedModel
+from videoflex.nn.flow import nested_budgets
 from videoflex.train.errors import CheckpointMismatch, RecipeError
 from videoflex.train.sampler import seeded
 from videoflex.train.task import StepOutput, Task, TaskModules, TrainData
@@ -284,9 +285,7 @@ class GeneratorTask(Task):
         drop = torch.rand(batch_size, generator=seeded(self.config.seed, step, DROP_STREAM)) < c.guidance_dropout
         budget = c.tokens_per_step
         if self.config.nested:
-            choices = [1 << i for i in range(budget.bit_length()) if 1 << i <= budget]
-            if choices[-1] != budget:
-                choices.append(budget)
+            choices = nested_budgets(budget)
             pick = torch.randint(len(choices), (1,), generator=seeded(self.config.seed, step, BUDGET_STREAM))
             budget = choices[int(pick)]
         return GeneratorDraws(drop, budget)
