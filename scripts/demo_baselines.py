@@ -131,4 +131,4 @@ if __name__ == "__main__":
         print(f"{'baseline':28s} {'numbers':>8s} {'PSNR dB':>8s} {'SSIM':>7s}")
         for name, count, y in rows:
             m = video_metrics(y.clamp(0, 1), x)
-            print(f"{name:28s} {count:8d} {float(m.psnr[0]):8.2f} {float(m.ssim[0]):7.3f}")
+            print(f"{name:28s} {count:8d} {float(m.psnr[0]):8.4f} {float(m.ssim[0]):7.3f}")

@@ -62,3 +62,40 @@ def test_unknown_bound_is_refused():
 
     with pytest.raises(ValueError, match="bound"):
         FSQConfig(bound="round")
+
+
+def test_residual_tokens_refine_their_source_at_finer_steps():
+    """``residuals``: a residual token holds its source's rounding error at (L-1)x finer steps; a residual of a
+    residual refines again; the other tokens are rounded as without residuals; ids round-trip the codes."""
+    import pytest
+
+    levels = (8, 8, 8, 5, 5, 5)
+    plain, fsq = FSQ(levels, bound="clip"), FSQ(levels, bound="clip", residuals=((3, 2), (2, 0)))
+    assert fsq.residuals == ((2, 0), (3, 2))  # applied in order of token
+    z = torch.rand(64, 5, 6, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2  # some beyond [-1, 1]
+    codes, gain = fsq.quantize(z), fsq.residual_gain()
+    torch.testing.assert_close(gain, 1 / (torch.tensor(levels, dtype=torch.float32) - 1))
+    expected = plain.quantize(z)
+    for token in (0, 1, 4):
+        assert torch.equal(codes[:, token], expected[:, token])
+    half_step = 1 / (torch.tensor(levels, dtype=torch.float32) - 1)  # half a step, in code units
+    target = z[:, 0].clamp(-1, 1)
+    once = codes[:, 0] + codes[:, 2] * gain
+    twice = once + codes[:, 3] * gain * gain
+    assert bool(((target - codes[:, 0]).abs() <= half_step + 1e-6).all())
+    assert bool(((target - once).abs() <= half_step * gain + 1e-6).all())
+    assert bool(((target - twice).abs() <= half_step * gain * gain + 1e-6).all())
+    assert float((target - twice).abs().max()) < float((target - codes[:, 0]).abs().max()) / 12
+    assert torch.equal(fsq.ids_to_codes(fsq(z).ids), codes)
+    # gradients pass (straight through) to the sources and to the residual tokens' inputs alike
+    zg = z.clone().requires_grad_()
+    fsq.quantize(zg).sum().backward()
+    assert bool(torch.isfinite(zg.grad).all()) and float(zg.grad[:, 0].abs().sum()) > 0
+    with pytest.raises(ValueError, match="need \\[..., N, d\\] inputs with N > 3, got \\[64, 3, 6\\]"):
+        fsq.quantize(z[:, :3])
+    with pytest.raises(ValueError, match="uniform bound"):
+        FSQ(levels, residuals=((1, 0),))
+    with pytest.raises(ValueError, match="0 <= source < token, got \\[\\[1, 1\\]\\]"):
+        FSQ(levels, bound="clip", residuals=((1, 1),))
+    with pytest.raises(ValueError, match="one source, got tokens \\[2, 2\\]"):
+        FSQ(levels, bound="clip", residuals=((2, 0), (2, 1)))

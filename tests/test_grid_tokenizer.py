@@ -166,6 +166,9 @@ def test_config_errors_are_one_line():
                             chunk_frames=16)
     with pytest.raises(ValueError, match="code_init_std must be >= 0"):
         GridEncoderConfig(width=64, depth=1, head_dim=32, code_init_std=-1.0)
+    with pytest.raises(ValueError, match="residual tokens \\(fsq.residuals\\) refine a flex tokenizer's registers"):
+        GridTokenizerConfig(name="x", image_size=(32, 32), vae=vae, encoder=base.encoder, decoder=base.decoder,
+                            fsq=type(base.fsq)(bound="clip", residuals=((1, 0),)))
 
 
 def test_save_load_round_trip_keeps_identity_and_ids(grid_model, video, tmp_path):

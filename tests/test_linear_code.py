@@ -67,6 +67,11 @@ def test_the_fitted_model_starts_as_a_coarse_to_fine_linear_code(fitted):
     torch.testing.assert_close(model.detokenize(ids, keep=4, generator=gen()), expected, atol=1e-4, rtol=0)
 
 
+def clip_model() -> VideoFlexTok:
+    model = code_path_model()
+    return VideoFlexTok(dataclasses.replace(model.config, fsq=dataclasses.replace(model.config.fsq, bound="clip")))
+
+
 def test_with_a_uniform_quantiser_the_start_rounds_a_projection():
     """``FSQConfig.bound="clip"``: the fitted paths are an orthogonal projection onto the components (encode,
     decode, encode, decode gives the same values), and each coefficient is rounded to the nearest of its
@@ -89,6 +94,46 @@ def test_with_a_uniform_quantiser_the_start_rounds_a_projection():
     steps = 2 / (torch.tensor(model.config.fsq.levels, dtype=torch.float32) - 1)  # between adjacent levels
     assert bool(((codes - values.clamp(-1, 1)).abs() <= steps / 2 + 1e-6).all())
     assert bool((values.abs() < 1).float().mean() > 0.95)  # +-2.5 standard deviations hold nearly every value
+
+
+def test_residual_tokens_refine_the_first_coefficients_of_the_code():
+    """``FSQConfig.residuals`` with a fitted code: budgets below the first residual token rebuild what the code
+    without residual tokens does; from it on, the refined rounding of the first tokens rebuilds clips better
+    than the extra coefficients it displaces; any prefix decodes as the whole with the rest dropped."""
+    from videoflex.tokenizers.config import FSQConfig
+
+    def with_residuals(residuals):
+        model = clip_model()
+        config = dataclasses.replace(model.config, fsq=dataclasses.replace(model.config.fsq, residuals=residuals))
+        return VideoFlexTok(config).eval()
+
+    def lit_clips(count: int, seed: int) -> torch.Tensor:
+        """Smooth clips with a strong colour cast each (as natural footage: the first components dominate)."""
+        cast = torch.rand(count, 3, 1, 1, 1, generator=gen(seed + 100))
+        return (smooth_clips(count, seed).float() * 0.3 + cast * 178).round().to(torch.uint8)
+
+    clips, video = lit_clips(96, 0), lit_clips(4, 1).float() / 127.5 - 1
+    models = {residuals: with_residuals(residuals) for residuals in ((), ((2, 0), (4, 1)))}
+    fits = {key: fit_linear_paths(model, clips, progress=False) for key, model in models.items()}
+    plain, refined = models[()], models[(2, 0), (4, 1)]
+    assert [fits[()].code_psnr_db[k] for k in (1, 2)] == [fits[(2, 0), (4, 1)].code_psnr_db[k] for k in (1, 2)]
+    with torch.no_grad():
+        latents = plain.encode_video(video)
+        a = plain.decoder.code_path(plain.fsq(plain.encoder(latents)).codes, 2)
+        b = refined.decoder.code_path(refined.fsq(refined.encoder(latents)).codes, 2)
+    torch.testing.assert_close(a, b)
+    ids = {key: model.tokenize(video) for key, model in models.items()}
+    scores = {key: [psnr(model.detokenize(ids[key], keep=k, generator=gen()), video) for k in (4, 8, 16)]
+              for key, model in models.items()}
+    assert all(r > p for p, r in zip(scores[()], scores[(2, 0), (4, 1)], strict=True)), scores
+    assert_prefix_decodes(refined, ids[(2, 0), (4, 1)], 3)
+    # the residual token's slot in the decoder's mix is its source's, scaled to the finer step
+    dim, weight = refined.config.fsq.dim, refined.decoder.linear_mix.weight
+    torch.testing.assert_close(weight[:, 2 * dim:3 * dim], weight[:, :dim] * refined.fsq.residual_gain())
+    with pytest.raises(ValueError, match="residual tokens must be below num_registers=16"):
+        dataclasses.replace(plain.config, fsq=FSQConfig(bound="clip", residuals=((16, 0),)))
+    with pytest.raises(ValueError, match="FSQConfig: residual tokens need the uniform bound"):
+        FSQConfig(residuals=((1, 0),))
 
 
 def test_the_fit_is_deterministic():

@@ -20,6 +20,21 @@ class FSQOutput:
     ids: torch.Tensor  # [...] int64 in [0, codebook_size)
 
 
+def residual_problem(residuals: tuple[tuple[int, int], ...], bound: str) -> str | None:
+    """Why ``residuals`` (pairs ``(token, source)``, see :class:`FSQ`) cannot be used, or ``None``."""
+    if not residuals:
+        return None
+    if bound != "clip":
+        return f"residual tokens need the uniform bound (bound='clip'), got bound={bound!r}"
+    pairs = [tuple(pair) for pair in residuals]
+    if any(len(pair) != 2 or not 0 <= pair[1] < pair[0] for pair in pairs):
+        return f"residuals must be pairs (token, source) with 0 <= source < token, got {[list(p) for p in pairs]}"
+    targets = [pair[0] for pair in pairs]
+    if len(set(targets)) != len(targets):
+        return f"each residual token may refine one source, got tokens {targets}"
+    return None
+
+
 class FSQ(nn.Module):
     """Quantises ``[..., d]`` vectors with ``levels[i]`` values on channel i; ids in ``[0, prod(levels))``.
 
@@ -27,12 +42,26 @@ class FSQ(nn.Module):
     ``bound="clip"`` (a uniform quantiser of [-1, 1], :meth:`bound`) on ``(j - c) / c``, ``c = (L-1)/2``:
     ``L`` levels from -1 to 1, symmetric about 0. Ids are mixed-radix with the first
     channel varying fastest. Runs in float32 with autocast off; rounding uses a straight-through gradient.
+
+    residuals: pairs ``(token, source)`` along axis -2 of the input (``[..., N, d]``; ``source < token``,
+        each token at most once; ``bound="clip"`` only): token ``token`` ignores its own values and holds the
+        rounding error of token ``source`` (in code units, ``clip(z) - code``, within half a step
+        ``1/(L-1)``), scaled by ``L - 1`` to [-1, 1] and rounded again, so that ``code + residual / (L - 1)``
+        gives the source's value at ``L - 1`` times finer steps (7x for 8 levels). Pairs apply in order of
+        ``token``: a source may itself be a residual token (a second refinement). Residual quantisation in
+        the manner of RVQ (Zeghidour et al., 2021), on FSQ's scalar channels; not in the paper (ours, for
+        codes started from a linear code, :mod:`videoflex.tokenizers.flex.pca`).
     """
 
-    def __init__(self, levels: tuple[int, ...], eps: float = 1e-3, bound: str = "tanh") -> None:
+    def __init__(self, levels: tuple[int, ...], eps: float = 1e-3, bound: str = "tanh",
+                 residuals: tuple[tuple[int, int], ...] = ()) -> None:
         super().__init__()
         if bound not in BOUNDS:
             raise ValueError(f"FSQ: bound must be one of {BOUNDS}, got {bound!r}")
+        problem = residual_problem(residuals, bound)
+        if problem is not None:
+            raise ValueError(f"FSQ: {problem}")
+        self.residuals = tuple(sorted((int(t), int(s)) for t, s in residuals))
         self.level_counts = tuple(levels)
         self.eps = eps
         self.bound_kind = bound
@@ -62,15 +91,35 @@ class FSQ(nn.Module):
         return torch.tanh(z + shift) * half - offset
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
-        """Continuous ``[..., d]`` -> codes ``[..., d]`` on the grid (straight-through gradient)."""
+        """Continuous ``[..., d]`` (``[..., N, d]`` with residuals) -> codes of the same shape on the grid
+        (straight-through gradient). Raises ValueError when a residual pair's token is not on axis -2."""
         with torch.autocast(device_type=z.device.type, enabled=False):
-            bounded = self.bound(z.float())
-            centre = self._centre(self._levels(z.device)[0])
-            if self.bound_kind == "clip":  # round the digit (bounded + centre), a half-integer grid for even L
-                rounded = bounded + (torch.round(bounded + centre) - centre - bounded).detach()
-            else:
-                rounded = bounded + (torch.round(bounded) - bounded).detach()
-            return rounded / centre
+            codes = self._round(z.float())
+            if not self.residuals:
+                return codes
+            if z.dim() < 2 or z.shape[-2] <= self.residuals[-1][0]:
+                raise ValueError(f"FSQ: residual tokens up to {self.residuals[-1][0]} need [..., N, d] inputs with "
+                                 f"N > {self.residuals[-1][0]}, got {list(z.shape)}")
+            steps = torch.tensor(self.level_counts, dtype=torch.float32, device=z.device) - 1  # L - 1
+            inputs, parts = list(z.float().unbind(-2)), list(codes.unbind(-2))
+            for token, source in self.residuals:  # in order of token: a source is final when it is read
+                inputs[token] = (inputs[source].clamp(-1.0, 1.0) - parts[source].detach()) * steps
+                parts[token] = self._round(inputs[token])
+            return torch.stack(parts, dim=-2)
+
+    def _round(self, z: torch.Tensor) -> torch.Tensor:
+        """Float32 ``[..., d]`` -> codes on the grid, each channel on its own (straight-through gradient)."""
+        bounded = self.bound(z)
+        centre = self._centre(self._levels(z.device)[0])
+        if self.bound_kind == "clip":  # round the digit (bounded + centre), a half-integer grid for even L
+            rounded = bounded + (torch.round(bounded + centre) - centre - bounded).detach()
+        else:
+            rounded = bounded + (torch.round(bounded) - bounded).detach()
+        return rounded / centre
+
+    def residual_gain(self, device: torch.device | None = None) -> torch.Tensor:
+        """``[d]``: what a residual token's code is worth in its source's code units, ``1 / (L - 1)``."""
+        return 1.0 / (torch.tensor(self.level_counts, dtype=torch.float32, device=device) - 1)
 
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[..., d]`` -> int64 ids ``[...]``."""

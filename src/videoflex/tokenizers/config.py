@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from videoflex.nn.fsq import BOUNDS
+from videoflex.nn.fsq import BOUNDS, residual_problem
 from videoflex.utils.dataclass_io import HASH_SINCE, check_positive
 from videoflex.vae.config import VAEConfig
 
@@ -54,16 +54,23 @@ class FSQConfig:
         ``"tanh"`` (FSQ's and the paper's bound) or ``"clip"`` (a uniform quantiser: values in [-1, 1] round
         to the nearest level; not in the paper, for codes started from a linear code,
         :mod:`videoflex.tokenizers.flex.pca`).
+    residuals: pairs ``(token, source)``: token ``token`` holds token ``source``'s rounding error, rounded
+        again at ``L - 1`` times finer steps (residual tokens, :class:`~videoflex.nn.fsq.FSQ`); needs
+        ``bound="clip"``; ``()``: none (the paper's FSQ).
     """
 
     levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     bound: str = field(default="tanh", metadata={HASH_SINCE: "2026-12"})
+    residuals: tuple[tuple[int, int], ...] = field(default=(), metadata={HASH_SINCE: "2026-12-07"})
 
     def __post_init__(self) -> None:
         if not self.levels or any(level < 2 for level in self.levels):
             raise ValueError(f"FSQConfig: every level must be >= 2, got {self.levels}")
         if self.bound not in BOUNDS:
             raise ValueError(f"FSQConfig: bound must be one of {BOUNDS}, got {self.bound!r}")
+        problem = residual_problem(self.residuals, self.bound)
+        if problem is not None:
+            raise ValueError(f"FSQConfig: {problem}")
 
     @property
     def dim(self) -> int:

@@ -129,4 +129,7 @@ class TokenizerConfig(ChunkGeometry):
 
     def __post_init__(self) -> None:
         check_positive("TokenizerConfig", num_registers=self.num_registers)
+        if self.fsq.residuals and max(token for token, _ in self.fsq.residuals) >= self.num_registers:
+            raise ValueError(f"TokenizerConfig: residual tokens must be below num_registers={self.num_registers}, "
+                             f"got fsq.residuals={[list(p) for p in self.fsq.residuals]}")
         self.check_geometry("TokenizerConfig", (self.encoder.patch_size, self.decoder.patch_size))

@@ -59,7 +59,7 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         self.config = config
         latent_channels, steps = config.vae.latent_channels, config.chunk_steps
         self.vae = build_vae(config.vae)
-        self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound)
+        self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound, residuals=config.fsq.residuals)
         self.encoder = Encoder(config.encoder, latent_channels, steps, config.latent_size,
                                config.num_registers, config.fsq.dim)
         self.decoder = Decoder(config.decoder, latent_channels, steps, config.latent_size,

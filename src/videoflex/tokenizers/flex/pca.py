@@ -12,7 +12,9 @@ of their budget on held-out clips (see ``checkpoints/demo/README.md``).
 The paths are factorised as the model builds them (patch values -> r values per patch -> the step's
 ``N x d`` codes, and back), so the code is fitted in two stages: principal components of single patches
 (r kept), then of a step's ``L x r`` reduced values (``N x d`` kept, ordered by variance), coefficient
-``i`` going to token ``i // d``, FSQ channel ``i % d``. With FSQ's tanh bound (``FSQConfig.bound="tanh"``) each
+``i`` going to token ``i // d``, FSQ channel ``i % d``. With residual tokens (``FSQConfig.residuals``) the
+coefficients skip them: a residual token's slot in the decoder is its source's scaled to the finer step
+(:meth:`~videoflex.nn.fsq.FSQ.residual_gain`), and its encoder slot is zero (FSQ fills it). With FSQ's tanh bound (``FSQConfig.bound="tanh"``) each
 coefficient is divided by ``kappa`` times its standard deviation before the bound (``kappa`` chosen per level
 count to minimise the quantisation error on the fitted clips), and the decoder multiplies each code by the
 least-squares gain back. With the uniform bound (``"clip"``) each coefficient is divided by
@@ -104,12 +106,16 @@ def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Te
     k = 1, 2, 4, ..., N, each budget's squared error taken relative to its error without the mix (so that the
     coarse budgets' larger errors do not decide alone). A blend rather than the general ``2r -> r`` map: fitted
     on the demo recipe's clips, the general map lost up to 0.27 dB at k >= 32 on held-out clips (cup,
-    carphone) where the blend gained up to 0.18 (``checkpoints/demo/README.md``). The linear paths must be
-    fitted already."""
+    carphone) where the blend gained up to 0.18 (``checkpoints/demo/README.md``). With residual tokens
+    (``FSQConfig.residuals``) only the budgets that read none of them count (k up to the first residual
+    token): the finer budgets' rounding is then nearly exact and wants less of the step before, and fitted
+    over them too the blend gave up 0.01 dB at k = 4 on carphone (``flex-demo-256``'s start; ours). The
+    linear paths must be fitted already."""
     config = model.config
     encoder, decoder, fsq = model.encoder, model.decoder, model.fsq
     n, dim, rank = config.num_registers, config.fsq.dim, config.encoder.linear_path
-    budgets = nested_budgets(n)
+    first_residual = min((token for token, _ in config.fsq.residuals), default=n)
+    budgets = tuple(k for k in nested_budgets(n) if k <= first_residual)
     decoder.linear_temporal.weight.zero_()
     along = torch.zeros(len(budgets), rank, dtype=torch.float64)  # sum of error * (previous - current)
     square = torch.zeros(len(budgets), rank, dtype=torch.float64)  # sum of (previous - current)^2
@@ -152,7 +158,8 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
 
     model: a flex tokenizer with ``encoder.linear_path = decoder.linear_path = r`` and the decoder's path
         reading codes (``DecoderConfig.linear_input="codes"``, ``prediction="data"``). Its encoder's code
-        projection and decoder's head are zeroed, so its one-step reconstruction is the linear code's.
+        projection and decoder's head are zeroed, so its one-step reconstruction is the linear code's. Its
+        residual tokens (``FSQConfig.residuals``) take no coefficient of their own: they refine their sources'.
     clips: uint8 ``[n,3,T,H,W]`` training clips of the model's frame size, ``1 + tf*m`` frames (n >= 2).
     Returns a :class:`LinearCodeFit`. Deterministic: the same clips give the same weights, bit for bit.
 
@@ -168,7 +175,11 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     if tuple(clips.shape[3:]) != tuple(config.image_size) or (clips.shape[2] - 1) % config.vae.temporal_factor:
         raise ValueError(f"{config.name} takes {config.image_size[0]}x{config.image_size[1]} clips of 1 + "
                          f"{config.vae.temporal_factor}*m frames; got {list(clips.shape[2:])}")
-    rank, n_codes = enc.linear_path, config.num_registers * config.fsq.dim
+    dim, residuals = config.fsq.dim, config.fsq.residuals
+    residual_tokens = {token for token, _ in residuals}
+    slots = torch.tensor([token * dim + channel for token in range(config.num_registers) if token not in residual_tokens
+                          for channel in range(dim)])  # the code slot of each coefficient, in order
+    rank, n_codes = enc.linear_path, len(slots)
     encoder, decoder = model.encoder, model.decoder
     if decoder.grid[0] * decoder.grid[1] * rank < n_codes:
         raise ValueError(f"rank {rank} per patch gives {decoder.grid[0] * decoder.grid[1] * rank} values a step, "
@@ -207,7 +218,7 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     step_variance = float(step_var.sum()) / max(total_variance, 1e-30)
 
     # 3. each coefficient's quantiser range (in standard deviations) and the decoder's gain back
-    levels = torch.tensor([config.fsq.levels[i % config.fsq.dim] for i in range(n_codes)])
+    levels = torch.tensor([config.fsq.levels[i % dim] for i in range(n_codes)])
     if config.fsq.bound == "clip":  # a uniform quantiser of +-CLIP_RANGE standard deviations, read back as is
         kappa = torch.full((n_codes,), CLIP_RANGE, dtype=torch.float64)
         gains = kappa.clone()
@@ -234,11 +245,18 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     scale = 1.0 / (kappa * std)  # [m]
     encoder.linear_patch.weight.copy_(patch_basis.T)
     encoder.linear_patch.bias.copy_(-(patch_mean @ patch_basis))
-    encoder.linear_mix.weight.copy_((step_basis * scale).T)
-    encoder.linear_mix.bias.copy_(-(step_mean @ step_basis) * scale)
+    encoder.linear_mix.weight.zero_()  # a residual token's own values are not read (FSQ replaces them)
+    encoder.linear_mix.bias.zero_()
+    encoder.linear_mix.weight[slots] = (step_basis * scale).T.float()
+    encoder.linear_mix.bias[slots] = (-(step_mean @ step_basis) * scale).float()
     encoder.to_codes.weight.zero_()
     encoder.to_codes.bias.zero_()
-    decoder.linear_mix.weight.copy_(step_basis * (gains * std))
+    decoder.linear_mix.weight.zero_()
+    decoder.linear_mix.weight[:, slots] = (step_basis * (gains * std)).float()
+    gain = model.fsq.residual_gain()
+    for token, source in residuals:  # in order of token: a source's columns are set when it is read
+        columns = decoder.linear_mix.weight[:, source * dim:(source + 1) * dim]
+        decoder.linear_mix.weight[:, token * dim:(token + 1) * dim] = columns * gain
     decoder.linear_mix.bias.copy_(step_mean)
     decoder.linear_out.weight.copy_(patch_basis)
     decoder.linear_out.bias.copy_(patch_mean)

@@ -92,6 +92,9 @@ class GridTokenizerConfig(ChunkGeometry):
     loss: LossConfig = field(default_factory=default_loss)
 
     def __post_init__(self) -> None:
+        if self.fsq.residuals:
+            raise ValueError("GridTokenizerConfig: residual tokens (fsq.residuals) refine a flex tokenizer's "
+                             "registers; a grid tokenizer's tokens are its patches")
         if self.encoder.patch_size != self.decoder.patch_size:
             raise ValueError(f"GridTokenizerConfig: encoder and decoder patch sizes must be equal (one token per "
                              f"patch), got {self.encoder.patch_size} and {self.decoder.patch_size}")
