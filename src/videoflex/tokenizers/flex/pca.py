@@ -14,10 +14,10 @@ The paths are factorised as the model builds them (patch values -> r values per 
 (r kept), then of a step's ``L x r`` reduced values (``N x d`` kept, ordered by variance), coefficient
 ``i`` going to token ``i // d``, FSQ channel ``i % d``. With residual tokens (``FSQConfig.residuals``) the
 coefficients skip them: a residual token's slot in the decoder is its source's scaled to the finer step
-(:meth:`~videoflex.nn.fsq.FSQ.residual_gain`), and its encoder slot is zero (FSQ fills it). With FSQ's tanh bound (``FSQConfig.bound="tanh"``) each
-coefficient is divided by ``kappa`` times its standard deviation before the bound (``kappa`` chosen per level
-count to minimise the quantisation error on the fitted clips), and the decoder multiplies each code by the
-least-squares gain back. With the uniform bound (``"clip"``) each coefficient is divided by
+(:meth:`~videoflex.nn.fsq.FSQ.residual_gain`), and its encoder slot is zero (FSQ fills it). With FSQ's tanh
+bound (``FSQConfig.bound="tanh"``) each coefficient is divided by ``kappa`` times its standard deviation
+before the bound (``kappa`` chosen per level count to minimise the quantisation error on the fitted clips),
+and the decoder multiplies each code by the least-squares gain back. With the uniform bound (``"clip"``) each coefficient is divided by
 :data:`CLIP_RANGE` standard deviations and the decoder multiplies the code by the same: every coefficient is
 rounded to the nearest of its levels, spread evenly over +-2.5 standard deviations.
 """

@@ -57,7 +57,7 @@ class GridTokenizer(ChunkedFlowTokenizer):
         self.config = config
         latent_channels, steps = config.vae.latent_channels, config.chunk_steps
         self.vae = build_vae(config.vae)
-        self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound, residuals=config.fsq.residuals)
+        self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound)
         self.encoder = GridEncoder(config.encoder, latent_channels, steps, config.latent_size, config.fsq.dim)
         self.decoder = GridDecoder(config.decoder, latent_channels, steps, config.latent_size, config.fsq.dim)
         self.init_weights()
