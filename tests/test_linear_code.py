@@ -78,9 +78,8 @@ def test_with_a_uniform_quantiser_the_start_rounds_a_projection():
     levels spread over +-CLIP_RANGE standard deviations."""
     from videoflex.tokenizers.flex.pca import CLIP_RANGE
 
-    model = code_path_model()
-    model = VideoFlexTok(dataclasses.replace(model.config, fsq=dataclasses.replace(model.config.fsq, bound="clip")))
-    fit = fit_linear_paths(model.eval(), smooth_clips(96), progress=False)
+    model = clip_model().eval()
+    fit = fit_linear_paths(model, smooth_clips(96), progress=False)
     assert fit.kappa == (CLIP_RANGE,) * model.config.fsq.dim
     assert all(b > a for a, b in pairwise(fit.code_psnr_db.values()))
     latents = model.encode_video(smooth_clips(4, seed=1).float() / 127.5 - 1)
