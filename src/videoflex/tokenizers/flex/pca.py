@@ -53,7 +53,8 @@ class LinearCodeFit:
     """What :func:`fit_linear_paths` fitted.
 
     patch_variance: fraction of the variance of single patches that the r patch components keep (0..1).
-    step_variance: fraction of the variance of whole steps that the ``N x d`` step components keep (0..1).
+    step_variance: fraction of the variance of whole steps that the step components keep (0..1; ``d`` per token
+        that is not a residual token).
     kappa: per FSQ channel, the quantiser's range in standard deviations of the coefficient (the tanh bound's
         scale, or the uniform quantiser's half-range :data:`CLIP_RANGE`).
     code_psnr_db: PSNR (dB, on latents in [-1, 1]) of the fitted clips' latents rebuilt by the quantised
