@@ -203,6 +203,32 @@ def test_the_temporal_mix_is_fitted_and_takes_from_the_step_before():
     assert_prefix_decodes(mixed, ids, 3)
 
 
+def test_with_residual_tokens_the_temporal_mix_is_fitted_on_the_budgets_before_them():
+    """The blend is fitted over the budgets that read no residual token (k up to the first one): two models
+    whose residual tokens differ only after that get the same blend, and it helps each of those budgets."""
+    from videoflex.tokenizers.config import FSQConfig
+
+    def model_with(residuals):
+        config = code_path_model(temporal=True).config
+        config = dataclasses.replace(config, fsq=FSQConfig(bound="clip", residuals=residuals))
+        return VideoFlexTok(config).eval()
+
+    clips = smooth_clips(64)
+    first, second, unmixed = model_with(((8, 0),)), model_with(((8, 0), (12, 1))), model_with(((8, 0),))
+    fits = [fit_linear_paths(model, clips, progress=False) for model in (first, second)]
+    assert torch.equal(first.decoder.linear_temporal.weight, second.decoder.linear_temporal.weight)
+    assert first.decoder.linear_temporal.weight.any()
+    assert fits[0].code_psnr_db[16] != fits[1].code_psnr_db[16]  # the budgets past token 12 do differ
+    unmixed.load_state_dict(first.state_dict())
+    with torch.no_grad():
+        unmixed.decoder.linear_temporal.weight.zero_()
+    video = smooth_clips(4, seed=1).float() / 127.5 - 1
+    ids = first.tokenize(video)
+    for k in (1, 2, 4, 8):
+        assert psnr(first.detokenize(ids, keep=k, generator=gen()), video) > \
+            psnr(unmixed.detokenize(ids, keep=k, generator=gen()), video), k
+
+
 def test_the_temporal_mix_needs_a_path_that_reads_codes():
     from videoflex.tokenizers.flex.config import DecoderConfig
 
