@@ -100,7 +100,7 @@ class FSQ(nn.Module):
             if z.dim() < 2 or z.shape[-2] <= self.residuals[-1][0]:
                 raise ValueError(f"FSQ: residual tokens up to {self.residuals[-1][0]} need [..., N, d] inputs with "
                                  f"N > {self.residuals[-1][0]}, got {list(z.shape)}")
-            steps = torch.tensor(self.level_counts, dtype=torch.float32, device=z.device) - 1  # L - 1
+            steps = self._levels(z.device)[0].float() - 1  # L - 1
             inputs, parts = list(z.float().unbind(-2)), list(codes.unbind(-2))
             for token, source in self.residuals:  # in order of token: a source is final when it is read
                 inputs[token] = (inputs[source].clamp(-1.0, 1.0) - parts[source].detach()) * steps
@@ -119,7 +119,7 @@ class FSQ(nn.Module):
 
     def residual_gain(self, device: torch.device | None = None) -> torch.Tensor:
         """``[d]``: what a residual token's code is worth in its source's code units, ``1 / (L - 1)``."""
-        return 1.0 / (torch.tensor(self.level_counts, dtype=torch.float32, device=device) - 1)
+        return 1.0 / (self._levels(device or torch.device("cpu"))[0].float() - 1)
 
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[..., d]`` -> int64 ids ``[...]``."""

@@ -17,9 +17,9 @@ coefficients skip them: a residual token's slot in the decoder is its source's s
 (:meth:`~videoflex.nn.fsq.FSQ.residual_gain`), and its encoder slot is zero (FSQ fills it). With FSQ's tanh
 bound (``FSQConfig.bound="tanh"``) each coefficient is divided by ``kappa`` times its standard deviation
 before the bound (``kappa`` chosen per level count to minimise the quantisation error on the fitted clips),
-and the decoder multiplies each code by the least-squares gain back. With the uniform bound (``"clip"``) each coefficient is divided by
-:data:`CLIP_RANGE` standard deviations and the decoder multiplies the code by the same: every coefficient is
-rounded to the nearest of its levels, spread evenly over +-2.5 standard deviations.
+and the decoder multiplies each code by the least-squares gain back. With the uniform bound (``"clip"``) each
+coefficient is divided by :data:`CLIP_RANGE` standard deviations and the decoder multiplies the code by the
+same: every coefficient is rounded to the nearest of its levels, spread evenly over +-2.5 standard deviations.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ coefficients (1.14-1.21 on training clips), and ranges near the optimum for the 
 
 TEMPORAL_CLIPS = 1024
 """Clips the temporal mix (``DecoderConfig.linear_temporal``) is fitted on: 4 pairs of steps each for 17 frames,
-64 patches a step, at each of the 9 budgets k = 1 ... 256 (ours; the blend it fits has r unknowns)."""
+64 patches a step, at each budget it is fitted over (k = 1 ... 256 for ``flex-demo-256`` without residual
+tokens, k = 1, 2, 4 with them; ours; the blend it fits has r unknowns)."""
 
 
 @dataclass(frozen=True)
