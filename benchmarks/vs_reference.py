@@ -1,6 +1,7 @@
 """videoflex against the reference implementation, side by side in one process: parity, then speed.
 
     python benchmarks/vs_reference.py [--reference PATH] [--sizes S L] [--repeats 5] [--quick] [--threads 1]
+        [--keep-freed-memory]
 
 ``--reference PATH``: a checkout of the released VideoFlexTok code (``apple/ml-videoflextok`` at commit
 ``4fd72ec0c0c8c05f879012cce285d5a14c81920f``, e.g. from the fork ``stipefrkovic/ml-videoflextok``); nothing
@@ -22,6 +23,9 @@ repeat), ``--repeats`` times: the minimum and median seconds of each and the rat
 Without ``--reference`` videoflex is timed alone (random weights of the same recipe).
 
 Prints one JSON object. Benchmark with ``OMP_NUM_THREADS=1`` (or ``--threads 1``) on a shared machine.
+``--keep-freed-memory`` runs both with freed memory kept in the process (what the ``videoflex`` command does,
+:mod:`videoflex.utils.memory`); by default both run under the C library's defaults, as a plain Python
+process would.
 """
 
 from __future__ import annotations
@@ -314,12 +318,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a reduced run: size S, 17 frames, 2 repeats (checks the harness, not the claim)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="keep freed memory in the process for both implementations, as the videoflex "
+                             "command does (videoflex.utils.memory); default: the C library's defaults")
     args = parser.parse_args()
     if args.reference is not None and not (args.reference / "videoflextok" / "wrappers.py").is_file():
         parser.error(f"--reference {args.reference}: no videoflextok/wrappers.py there (a checkout of the "
                      "reference code is expected)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = False
+    if args.keep_freed_memory:
+        from videoflex.utils.memory import keep_freed_memory
+
+        kept = keep_freed_memory()
+        if not kept:
+            parser.error("--keep-freed-memory: this C library is not glibc (set nothing)")
     sizes, operations, repeats = args.sizes, OPERATIONS, args.repeats
     if args.quick:
         sizes, operations, repeats = ["S"], tuple(op for op in OPERATIONS if op.frames == 17), 2
@@ -329,6 +343,7 @@ def main() -> None:
         results = [run_size(SIZES[s], args.reference, operations, repeats, Path(folder)) for s in sizes]
     print(json.dumps({"benchmark": "vs_reference", "reference": str(args.reference) if args.reference else None,
                       "threads": torch.get_num_threads(), "repeats": repeats, "torch": torch.__version__,
+                      "keep_freed_memory": kept,
                       "results": results}, indent=2, allow_nan=False))
 
 

@@ -52,9 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. A user error (:func:`user_errors`) is ONE stderr line, exit status 2: the warnings the
     command gave before it are folded into that line (``... [warnings: A; B]``); when the command succeeds
     they are printed after it, one ``warning:`` line each. Bad options stop the parser (exit status 2) before
-    any work. Returns the exit status (also for ``--help`` and bad options: it never raises ``SystemExit``)."""
-    from videoflex.cli.common import held_warnings, one_line
+    any work. Returns the exit status (also for ``--help`` and bad options: it never raises ``SystemExit``).
 
+    Freed memory stays in the process for reuse (:func:`videoflex.utils.memory.keep_freed_memory`; off with
+    ``VIDEOFLEX_KEEP_FREED_MEMORY=0``)."""
+    from videoflex.cli.common import held_warnings, one_line
+    from videoflex.utils.memory import keep_freed_memory_unless_disabled
+
+    keep_freed_memory_unless_disabled()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
