@@ -34,8 +34,8 @@ def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds to 2 GiB for this process (``mallopt``), so that freed tensor
     memory is reused instead of returned to the OS and faulted in again (see the module docstring).
 
-    Returns True when both were set; False, changing nothing, where the C library is not glibc (macOS,
-    Windows, musl) or refuses them. Safe to call more than once. Process-wide: it affects every allocation
+    Returns True when both were set; False where the C library is not glibc (macOS, Windows, musl: nothing
+    changed) or glibc refused one of them. Safe to call more than once. Process-wide: it affects every allocation
     of the process, not only videoflex's.
     """
     if not sys.platform.startswith("linux"):
