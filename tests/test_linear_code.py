@@ -129,6 +129,13 @@ def test_residual_tokens_refine_the_first_coefficients_of_the_code():
     # the residual token's slot in the decoder's mix is its source's, scaled to the finer step
     dim, weight = refined.config.fsq.dim, refined.decoder.linear_mix.weight
     torch.testing.assert_close(weight[:, 2 * dim:3 * dim], weight[:, :dim] * refined.fsq.residual_gain())
+    # a residual of a residual listed before its source: the same fit as the pairs in order of token
+    chained, unordered = with_residuals(((2, 0), (5, 2))), with_residuals(((5, 2), (2, 0)))
+    for model in (chained, unordered):
+        fit_linear_paths(model, clips, progress=False)
+    torch.testing.assert_close(unordered.decoder.linear_mix.weight, chained.decoder.linear_mix.weight, rtol=0, atol=0)
+    torch.testing.assert_close(chained.decoder.linear_mix.weight[:, 5 * dim:6 * dim],
+                               weight[:, :dim] * refined.fsq.residual_gain() ** 2)
     with pytest.raises(ValueError, match="residual tokens must be below num_registers=16"):
         dataclasses.replace(plain.config, fsq=FSQConfig(bound="clip", residuals=((16, 0),)))
     with pytest.raises(ValueError, match="FSQConfig: residual tokens need the uniform bound"):

@@ -177,7 +177,7 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     if tuple(clips.shape[3:]) != tuple(config.image_size) or (clips.shape[2] - 1) % config.vae.temporal_factor:
         raise ValueError(f"{config.name} takes {config.image_size[0]}x{config.image_size[1]} clips of 1 + "
                          f"{config.vae.temporal_factor}*m frames; got {list(clips.shape[2:])}")
-    dim, residuals = config.fsq.dim, config.fsq.residuals
+    dim, residuals = config.fsq.dim, model.fsq.residuals  # FSQ's pairs: sorted by token
     residual_tokens = {token for token, _ in residuals}
     slots = torch.tensor([token * dim + channel for token in range(config.num_registers) if token not in residual_tokens
                           for channel in range(dim)])  # the code slot of each coefficient, in order
