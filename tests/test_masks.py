@@ -53,3 +53,17 @@ def test_full_mask_is_none_and_masks_are_cached():
     assert dense_mask("full", 2, 3, 4, torch.device("cpu")) is None
     a = dense_mask("time_block_causal", 2, 3, 4, torch.device("cpu"))
     assert a is dense_mask("time_block_causal", 2, 3, 4, torch.device("cpu"))
+
+
+def test_attention_mask_gives_time_block_causal_as_structure():
+    from videoflex.nn.masks import StepCausal, attention_mask
+
+    mask = attention_mask("time_block_causal", 3, 4, 5, torch.device("cpu"))
+    assert mask == StepCausal(3, 9)
+    assert torch.equal(mask.dense(), reference("time_block_causal", 3, 4, 5))
+    for kind in ("time_block_causal_last", "causal"):
+        got = attention_mask(kind, 2, 3, 4, torch.device("cpu"))
+        assert torch.equal(got, dense_mask(kind, 2, 3, 4, torch.device("cpu")))
+    assert attention_mask("full", 2, 3, 4, torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="unknown mask"):
+        attention_mask("diagonal", 1, 2, 2, torch.device("cpu"))

@@ -50,3 +50,34 @@ def test_rope_scores_depend_only_on_the_offset():
 def test_attention_width_must_split_into_heads():
     with pytest.raises(ValueError, match="multiple of head_dim"):
         Attention(30, 8)
+
+
+@pytest.mark.parametrize("steps,per_step", [(1, 5), (3, 4), (5, 7)])
+def test_step_causal_attention_equals_the_dense_mask_with_gradients(steps, per_step):
+    """Attention step by step over the keys so far (StepCausal) is the dense time-block-causal attention."""
+    from videoflex.nn.masks import StepCausal
+
+    torch.manual_seed(0)
+    attention = Attention(32, 8, qk_norm=True, scale=1.0)
+    x = torch.randn(2, steps * per_step, 32, requires_grad=True)
+    mask = StepCausal(steps, per_step)
+    split = attention(x, mask)
+    dense = attention(x, dense_mask("time_block_causal", steps, per_step, 0, x.device))
+    torch.testing.assert_close(split, dense, atol=1e-5, rtol=1e-5)
+    (g_split,) = torch.autograd.grad(split.square().sum(), x)
+    (g_dense,) = torch.autograd.grad(dense.square().sum(), x)
+    torch.testing.assert_close(g_split, g_dense, atol=1e-4, rtol=1e-4)
+    if steps > 1:  # causal between steps: the last step's tokens do not move the first step's outputs
+        changed = x.detach().clone()
+        changed[:, -per_step:] += 1.0
+        torch.testing.assert_close(attention(changed, mask)[:, :per_step], split[:, :per_step], atol=1e-6, rtol=0)
+
+
+def test_step_causal_attention_refuses_a_mismatched_sequence():
+    from videoflex.nn.masks import StepCausal
+
+    attention = Attention(16, 8)
+    with pytest.raises(ValueError, match="does not fit"):
+        attention(torch.randn(1, 10, 16), StepCausal(3, 4))
+    with pytest.raises(ValueError, match="does not fit"):  # a KV cache is not for StepCausal
+        attention(torch.randn(1, 4, 16), StepCausal(1, 4), cache=KVCache(1, 2, 8, 8), positions=torch.arange(4))

@@ -17,6 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from videoflex.nn.fused import JoinedWeights
+from videoflex.nn.masks import StepCausal
 from videoflex.nn.rope import apply_rope
 
 
@@ -50,6 +51,20 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
+def step_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: StepCausal,
+                          scale: float | None) -> torch.Tensor:
+    """Attention under :class:`videoflex.nn.masks.StepCausal`: ``q, k, v [B,H,S,d]`` with ``S = steps *
+    per_step`` -> ``[B,H,S,d]``, the queries of each step over the keys and values of the steps so far.
+    Raises ``ValueError`` when ``S`` does not match the mask."""
+    s, n = q.shape[2], mask.per_step
+    if s != mask.steps * n or k.shape[2] != s:
+        raise ValueError(f"a StepCausal mask of {mask.steps} steps x {n} tokens does not fit {s} queries and "
+                         f"{k.shape[2]} keys")
+    return torch.cat([F.scaled_dot_product_attention(q[:, :, i * n:(i + 1) * n], k[:, :, :(i + 1) * n],
+                                                     v[:, :, :(i + 1) * n], scale=scale)
+                      for i in range(mask.steps)], dim=2)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention without biases.
 
@@ -71,12 +86,12 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width, bias=False)
         self.joined_qkv = JoinedWeights()  # [wq; wk; wv]: one product for the three projections
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | StepCausal | None, rope: torch.Tensor | None = None,
                 cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B,S,D]`` -> ``[B,S,D]``.
 
-        mask: bool ``[S, S_keys]`` (True = attend) or None (every key). Without a cache ``S_keys = S``;
-            with one it is ``cache.max_positions``.
+        mask: bool ``[S, S_keys]`` (True = attend), a :class:`videoflex.nn.masks.StepCausal` (step by step, no
+            cache), or None (every key). Without a cache ``S_keys = S``; with one it is ``cache.max_positions``.
         rope: rotary angles ``[S, head_dim/2]`` of the S positions (:func:`videoflex.nn.rope.rope_angles`).
         cache, positions: write this call's keys and values at ``positions [S]`` of ``cache`` and attend
             over the whole cache (prefill and one-token decoding are the same call).
@@ -93,7 +108,10 @@ class Attention(nn.Module):
                 raise ValueError("a KV cache needs the positions of the tokens being computed")
             k, v = cache.update(positions, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        if isinstance(mask, StepCausal):
+            out = step_causal_attention(q, k, v, mask, self.scale)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         return self.proj(rearrange(out, "b h s d -> b s (h d)"))
 
 

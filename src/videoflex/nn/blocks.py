@@ -12,6 +12,7 @@ from einops import rearrange
 from torch import nn
 
 from videoflex.nn.attention import Attention, CrossAttention, CrossKV, KVCache, layer_norm
+from videoflex.nn.masks import StepCausal
 from videoflex.nn.mlp import SwiGLU
 from videoflex.nn.norm import RMSNorm
 
@@ -46,7 +47,7 @@ class Block(nn.Module):
             self.cross_attn = CrossAttention(width, head_dim, cross_dim, scale=scale)
             self.cross_norm = RMSNorm(width) if norm == "rms" else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | StepCausal | None, rope: torch.Tensor | None = None,
                 cache: KVCache | None = None, positions: torch.Tensor | None = None,
                 cross: CrossKV | None = None) -> torch.Tensor:
         """``[B,S,D] -> [B,S,D]``; ``mask``, ``rope``, ``cache``, ``positions`` as :meth:`Attention.forward`.
@@ -112,7 +113,7 @@ class AdaLNBlock(nn.Module):
         self.modulation = GroupModulation(width, groups, chunks=6)
 
     def forward(self, parts: Sequence[torch.Tensor], c: torch.Tensor, groups: Sequence[int],
-                mask: torch.Tensor | None) -> list[torch.Tensor]:
+                mask: torch.Tensor | StepCausal | None) -> list[torch.Tensor]:
         """``parts``: the groups of every step in sequence order, ``[B,t,P_i,D]`` each, part i in modulation
         group ``groups[i]``; ``c [B,t|1,D]``; ``mask`` over the packed ``t * sum(P_i)`` tokens (step-major).
         Returns the parts after the block, same shapes."""

@@ -18,7 +18,7 @@ from torch import nn
 
 from videoflex.nn.attention import layer_norm
 from videoflex.nn.blocks import Block
-from videoflex.nn.masks import dense_mask
+from videoflex.nn.masks import attention_mask
 from videoflex.train.tasks.tokenizer_config import RepaConfig
 
 
@@ -32,7 +32,7 @@ class RepaHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         b, t, n, d = features.shape
-        mask = dense_mask("time_block_causal", t, 0, n, features.device)
+        mask = attention_mask("time_block_causal", t, 0, n, features.device)
         x = features.reshape(b, t * n, d)
         for block in self.blocks:
             x = block(x, mask)

@@ -8,7 +8,7 @@ from torch import nn
 from videoflex.nn.attention import layer_norm
 from videoflex.nn.blocks import AdaLNBlock, GroupModulation, modulate
 from videoflex.nn.flow import data_to_velocity
-from videoflex.nn.masks import dense_mask
+from videoflex.nn.masks import attention_mask
 from videoflex.nn.positions import PositionTable3D, patchify, unpatchify
 from videoflex.nn.timestep import TimestepEmbedder
 from videoflex.tokenizers.flex.config import DecoderConfig
@@ -127,7 +127,7 @@ class Decoder(nn.Module):
         n_reg, n_patch = registers.shape[2], patches.shape[2]
         c = self.time_embed(s if s.dim() == 2 else s[:, None])  # [B,t|1,D]
         parts = [registers.to(patches.dtype), patches]  # each step: [registers (N) | patches (L)]
-        mask = dense_mask(self.attention_mask_kind, t, n_reg, n_patch, x.device)
+        mask = attention_mask(self.attention_mask_kind, t, n_reg, n_patch, x.device)
         features = None
         for i, block in enumerate(self.blocks, start=1):
             parts = block(parts, c, SEQUENCE_GROUPS, mask)

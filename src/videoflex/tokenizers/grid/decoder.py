@@ -8,7 +8,7 @@ from torch import nn
 from videoflex.nn.attention import layer_norm
 from videoflex.nn.blocks import AdaLNBlock, GroupModulation, modulate
 from videoflex.nn.flow import data_to_velocity
-from videoflex.nn.masks import dense_mask
+from videoflex.nn.masks import attention_mask
 from videoflex.nn.positions import PositionTable3D, patchify, unpatchify
 from videoflex.nn.timestep import TimestepEmbedder
 from videoflex.tokenizers.grid.config import GridDecoderConfig
@@ -85,7 +85,7 @@ class GridDecoder(nn.Module):
                              f"{tuple(patches.shape[1:3])} (steps, patches)")
         parts = [patches + tokens.to(patches.dtype)]
         c = self.time_embed(s if s.dim() == 2 else s[:, None])  # [B,t|1,D]
-        mask = dense_mask(self.attention_mask_kind, t, patches.shape[2], 0, x.device)
+        mask = attention_mask(self.attention_mask_kind, t, patches.shape[2], 0, x.device)
         features = None
         for i, block in enumerate(self.blocks, start=1):
             parts = block(parts, c, (PATCH_GROUP,), mask)

@@ -7,7 +7,7 @@ from torch import nn
 
 from videoflex.nn.attention import layer_norm
 from videoflex.nn.blocks import Block
-from videoflex.nn.masks import dense_mask
+from videoflex.nn.masks import attention_mask
 from videoflex.nn.positions import PositionTable3D, patchify
 from videoflex.tokenizers.grid.config import GridEncoderConfig
 
@@ -44,7 +44,7 @@ class GridEncoder(nn.Module):
         patches = self.patch_embed(patchify(latents, p)) + self.positions(t, h // p, w // p)  # [B,t,L,D]
         n_patch = patches.shape[2]
         x = patches.flatten(1, 2)  # [B, t*L, D]
-        mask = dense_mask("time_block_causal", t, n_patch, 0, x.device)
+        mask = attention_mask("time_block_causal", t, n_patch, 0, x.device)
         for block in self.blocks:
             x = block(x, mask)
         return self.to_codes(layer_norm(x)).view(b, t, n_patch, -1)
