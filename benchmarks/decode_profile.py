@@ -8,7 +8,7 @@ step's forward), the VAE decoder, the VAE encoder (the overlap frames of later c
 (sampler, guidance, token embedding); the VAE decoder's time is split further by its modules
 (:data:`VAE_PARTS`; the rest is its input and output convolutions and norm). Operator kinds, from each
 operator's self CPU time: matrix products, attention, convolutions, norms, element-wise, copies and layout
-(``copy_``, ``cat``, ``index``, ...), other. Prints one JSON object.
+(``copy_``, ``cat``, ``index``, ...), videoflex's compiled CPU kernels, other. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ KINDS: dict[str, tuple[str, ...]] = {  # operator name fragments (aten::...), fi
 
 
 def kind_of(op: str) -> str:
+    if op.startswith("videoflex::"):  # the compiled CPU kernels (videoflex.nn.cpu_kernels)
+        return "compiled kernels"
     for kind, fragments in KINDS.items():
         if any(f in op for f in fragments):
             return kind
@@ -97,7 +99,7 @@ def main() -> None:
                  for p in VAE_PARTS.values()}
     vae_parts["input/output convolutions and norm"] = 1.0 - sum(vae_parts.values())
     kinds: dict[str, float] = defaultdict(float)
-    ops = [e for e in events if e.key.startswith("aten::")]
+    ops = [e for e in events if e.key.startswith(("aten::", "videoflex::"))]
     for e in ops:
         kinds[kind_of(e.key)] += e.self_cpu_time_total / total
     top = sorted(ops, key=lambda e: -e.self_cpu_time_total)[: args.top]

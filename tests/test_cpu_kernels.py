@@ -38,6 +38,16 @@ def test_channel_norm_swish_equals_eager(kernels, shape):
     torch.testing.assert_close(out, eager_norm_swish(x, weight, bias), atol=3e-6, rtol=1e-5)
 
 
+def test_channel_norm_swish_in_place_overwrites_its_input(kernels):
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 32)
+    weight, bias = torch.rand(32) + 0.5, torch.randn(32)
+    expected = cpu_kernels.channel_norm_swish(x, weight, bias, 1e-6)
+    out = cpu_kernels.channel_norm_swish(x, weight, bias, 1e-6, inplace=True)
+    assert out.data_ptr() == x.data_ptr()
+    assert torch.equal(x, expected)
+
+
 def test_channel_norm_swish_extremes_and_nan(kernels):
     """Large activations saturate swish as the eager path does; a NaN or infinity in a row gives NaN for the
     row (as layer_norm), never a finite made-up value."""

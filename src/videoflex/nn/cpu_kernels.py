@@ -103,7 +103,8 @@ def build_directory() -> Path:
 
 def load() -> bool:
     """Whether the compiled kernels are loaded (built on first use, see the module docstring) as the operators
-    ``torch.ops.videoflex.channel_norm_swish`` and ``torch.ops.videoflex.time_upsample_sums``: False when
+    ``torch.ops.videoflex.channel_norm_swish`` (``channel_norm_swish_`` in place) and
+    ``torch.ops.videoflex.time_upsample_sums``: False when
     turned off by ``VIDEOFLEX_CPU_KERNELS=0`` or when the build failed (with a warning, once per process)."""
     if not enabled():
         return False
@@ -135,13 +136,15 @@ def _build() -> bool:
         return False
 
 
-def channel_norm_swish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor | None:
+def channel_norm_swish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                       inplace: bool = False) -> torch.Tensor | None:
     """``swish(layer_norm(x, [C], weight, bias, eps))`` over the last axis of ``x`` ``[..., C]``, in one pass of
     the compiled kernel; None where it does not apply, for the caller to take its eager path: not float32 on
     the CPU, ``x`` not contiguous, autograd needed (the kernel has no backward), or the kernels off or
     unavailable (:func:`load`).
 
-    ``weight`` and ``bias`` are float32 ``[C]``; returns a new float32 tensor shaped like ``x``."""
+    ``weight`` and ``bias`` are float32 ``[C]``; returns a new float32 tensor shaped like ``x``, or with
+    ``inplace`` ``x`` itself, overwritten (no new buffer: for a temporary the caller no longer needs)."""
     if (x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous() or x.numel() == 0
             or weight.dtype != torch.float32 or bias.dtype != torch.float32):
         return None
@@ -149,7 +152,8 @@ def channel_norm_swish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         return None
     if not load():
         return None
-    return torch.ops.videoflex.channel_norm_swish(x, weight, bias, float(eps))
+    op = torch.ops.videoflex.channel_norm_swish_ if inplace else torch.ops.videoflex.channel_norm_swish
+    return op(x, weight, bias, float(eps))
 
 
 def time_upsample_sums(y: torch.Tensor, batch: int) -> torch.Tensor | None:

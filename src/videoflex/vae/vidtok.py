@@ -73,13 +73,18 @@ class ChannelNorm(nn.Module):
             return (centred / std * weight + bias).movedim(-1, 1)
         return centred.div_(std).mul_(weight).add_(bias).movedim(-1, 1)  # in place: centred is fresh
 
-    def swish(self, x: torch.Tensor) -> torch.Tensor:
+    def swish(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``swish(self(x))``, the norm then swish (every use of the norm in the VAE's residual blocks and
         before ``conv_out``): ``[N,C,...] -> same``. On a channels-last float32 CPU tensor without autograd it is
-        one pass of the compiled kernel (:func:`videoflex.nn.cpu_kernels.channel_norm_swish`, 3.2x faster than
-        the seven passes of the eager path at 16 channels) where that is available; else the eager path. Equal
-        up to float rounding."""
-        fused = cpu_kernels.channel_norm_swish(x.movedim(1, -1), self.norm.weight, self.norm.bias, self.norm.eps)
+        one pass of the compiled kernel (:func:`videoflex.nn.cpu_kernels.channel_norm_swish`, 2.2-2.8x faster
+        than the eager passes at 16-32 channels, ``benchmarks/cpu_kernels.py``) where that is available; else the
+        eager path. Equal up to float rounding.
+
+        inplace: ``x`` is a temporary the caller no longer needs; the kernel then writes over it instead of
+            into a new buffer (fewer fresh allocations: the kernel zeroes every page of a fresh one as it first
+            touches it). The eager path ignores it."""
+        fused = cpu_kernels.channel_norm_swish(x.movedim(1, -1), self.norm.weight, self.norm.bias, self.norm.eps,
+                                               inplace=inplace)
         return swish(self(x)) if fused is None else fused.movedim(-1, 1)
 
 
@@ -200,7 +205,7 @@ class SpatialResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(self.norm1.swish(x))
-        h = self.conv2(self.norm2.swish(h))
+        h = self.conv2(self.norm2.swish(h, inplace=True))
         return h.add_(x if self.nin_shortcut is None else self.nin_shortcut(x))  # in place: h is fresh
 
 
@@ -216,7 +221,7 @@ class TemporalResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(self.norm1.swish(x))
-        return self.conv2(self.norm2.swish(h)).add_(x)
+        return self.conv2(self.norm2.swish(h, inplace=True)).add_(x)
 
 
 class CausalResBlock3D(nn.Module):
@@ -231,7 +236,7 @@ class CausalResBlock3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(self.norm1.swish(x))
-        return self.conv2(self.norm2.swish(h)).add_(x)
+        return self.conv2(self.norm2.swish(h, inplace=True)).add_(x)
 
 
 class FrameAttention(nn.Module):
@@ -427,7 +432,7 @@ class VidTokEncoder(nn.Module):
             if temporal.downsample is not None:
                 x = temporal.downsample(x)
         x = self.mid(x)
-        return self.conv_out(self.norm_out.swish(x))
+        return self.conv_out(self.norm_out.swish(x, inplace=True))
 
 
 class VidTokDecoder(nn.Module):
@@ -465,7 +470,7 @@ class VidTokDecoder(nn.Module):
                 x = per_frame(spatial.upsample, x)
             if temporal.upsample is not None:
                 x = temporal.upsample(x)
-        return self.conv_out(self.norm_out.swish(x))
+        return self.conv_out(self.norm_out.swish(x, inplace=True))
 
 
 # ------------------------------------------------------------------------------------------- the VAE

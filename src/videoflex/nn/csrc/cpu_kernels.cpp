@@ -44,8 +44,8 @@ inline float exp_approx(float x) {
 // Blocks of 64 rows: the statistics of the block first, then its normalised, swished values; the two loops
 // vectorise separately (about twice as fast as one loop per row with C = 16).
 template <int64_t C_FIXED>
-void rows(const float* __restrict x, const float* __restrict weight, const float* __restrict bias,
-          float* __restrict out, int64_t begin, int64_t end, float eps, int64_t c_runtime) {
+void rows(const float* x, const float* __restrict weight, const float* __restrict bias, float* out, int64_t begin,
+          int64_t end, float eps, int64_t c_runtime) {
   const int64_t C = C_FIXED > 0 ? C_FIXED : c_runtime;
   constexpr int64_t BLOCK = 64;
   float mean[BLOCK], rstd[BLOCK];
@@ -79,8 +79,9 @@ void rows(const float* __restrict x, const float* __restrict weight, const float
   }
 }
 
-at::Tensor channel_norm_swish(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                                 double eps) {
+// Into out, which is x itself (in place: each row is read whole before it is written) or a new tensor like x.
+void norm_swish_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                     at::Tensor& out) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() && x.dim() >= 1,
               "channel_norm_swish: x must be a contiguous float32 CPU tensor [..., C]");
   const int64_t C = x.size(-1);
@@ -89,7 +90,6 @@ at::Tensor channel_norm_swish(const at::Tensor& x, const at::Tensor& weight, con
                   bias.scalar_type() == at::kFloat && weight.device().is_cpu() && bias.device().is_cpu(),
               "channel_norm_swish: weight and bias must be float32 CPU tensors of C = ", C, " values");
   const at::Tensor w = weight.contiguous(), b = bias.contiguous();
-  at::Tensor out = at::empty_like(x);
   const int64_t positions = x.numel() / C;
   const float* xp = x.data_ptr<float>();
   const float* wp = w.data_ptr<float>();
@@ -105,7 +105,17 @@ at::Tensor channel_norm_swish(const at::Tensor& x, const at::Tensor& weight, con
       default: rows<0>(xp, wp, bp, op, begin, end, e, C);
     }
   });
+}
+
+at::Tensor channel_norm_swish(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  at::Tensor out = at::empty_like(x);
+  norm_swish_into(x, weight, bias, eps, out);
   return out;
+}
+
+at::Tensor& channel_norm_swish_(at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  norm_swish_into(x, weight, bias, eps, x);
+  return x;
 }
 
 // The causal temporal x2 upsampler's sums (videoflex.vae.vidtok.TimeUpsample2x), written interleaved:
@@ -156,13 +166,16 @@ at::Tensor time_upsample_sums(const at::Tensor& y, int64_t batch) {
 
 }  // namespace
 
-// The operators torch.ops.videoflex.channel_norm_swish and torch.ops.videoflex.time_upsample_sums (CPU only).
+// The operators torch.ops.videoflex.channel_norm_swish (and its in-place form channel_norm_swish_) and
+// torch.ops.videoflex.time_upsample_sums (CPU only).
 TORCH_LIBRARY(videoflex, m) {
   m.def("channel_norm_swish(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor");
+  m.def("channel_norm_swish_(Tensor(a!) x, Tensor weight, Tensor bias, float eps) -> Tensor(a!)");
   m.def("time_upsample_sums(Tensor y, int batch) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(videoflex, CPU, m) {
   m.impl("channel_norm_swish", &channel_norm_swish);
+  m.impl("channel_norm_swish_", &channel_norm_swish_);
   m.impl("time_upsample_sums", &time_upsample_sums);
 }
