@@ -3,6 +3,7 @@ only where they apply, and a failed build falls back to the eager path with a wa
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -143,3 +144,14 @@ def test_build_name_follows_source_flags_and_cpu(monkeypatch):
     other_cpu = cpu_kernels.build_name()
     monkeypatch.setattr(cpu_kernels, "FLAGS", (*cpu_kernels.FLAGS, "-DOTHER"))
     assert len({name, other_cpu, cpu_kernels.build_name()}) == 3
+
+
+def test_the_ninja_wheel_is_found_without_an_activated_environment(monkeypatch):
+    """torch's builder runs `ninja` from PATH; a virtual environment's is not on it unless activated."""
+    import shutil
+
+    ninja = pytest.importorskip("ninja")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert shutil.which("ninja") is None
+    cpu_kernels._ninja_on_path()
+    assert shutil.which("ninja") is not None and ninja.BIN_DIR in os.environ["PATH"]

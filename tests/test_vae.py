@@ -219,3 +219,51 @@ def test_channel_norm_matches_layer_norm_with_and_without_autograd():
     assert torch.equal(tracked, fast)  # the same passes, in place or not
     tracked.square().sum().backward()
     assert x.grad is not None and layer.norm.weight.grad is not None
+
+
+def test_derived_kernels_follow_weight_changes(vae):
+    """The rearranged kernels the VAE keeps between calls (per-tap, sub-pixel, mixed) are remade when the
+    weights change (load_state_dict, in-place updates) and never used where gradients must reach the weights."""
+    import copy
+
+    latents = torch.randn(1, 16, 3, 4, 4, generator=gen(3))
+    other = copy.deepcopy(vae)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(0.9).add_(0.01)
+        first = vae.decode(latents)
+        changed = copy.deepcopy(vae)
+        changed.load_state_dict(other.state_dict())
+        torch.testing.assert_close(changed.decode(latents), other.decode(latents), atol=0, rtol=0)
+        assert (changed.decode(latents) - first).abs().max() > 1e-3
+        torch.testing.assert_close(vae.decode(latents), first, atol=0, rtol=0)
+    trained = copy.deepcopy(vae).train()
+    trained.decode(latents).square().mean().backward()
+    for name in ("decoder.up_temporal.1.upsample.mix_factor", "decoder.up.1.upsample.conv.weight",
+                 "decoder.mid.block_1.conv1.conv.weight", "decoder.up_temporal.0.block.0.conv1.conv.weight"):
+        assert trained.get_parameter(name).grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_residual_blocks_in_place_equal_the_plain_blocks(batch):
+    """With inplace=True a block may write its output into its input (the decoder's temporaries): the same
+    values as without; under autograd the input is left alone."""
+    torch.manual_seed(0)
+    spatial, temporal = vidtok.SpatialResBlock(16, 16).eval(), vidtok.TemporalResBlock(16).eval()
+    for module in (spatial, temporal):
+        for p in module.parameters():
+            p.data.normal_(0, 0.3)
+    video = torch.randn(batch, 16, 5, 6, 7).contiguous(memory_format=vidtok.CHANNELS_LAST)
+    frames = video.transpose(1, 2).flatten(0, 1)  # [(B T),C,H,W] channels-last
+    with torch.no_grad():
+        for block, x in ((spatial, frames), (temporal, video)):
+            expected = block(x)
+            scratch = x.clone(memory_format=torch.preserve_format)
+            got = block(scratch, inplace=True)
+            torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+            if batch == 1:  # one clip on the CPU: the output is the input's memory
+                assert got.data_ptr() == scratch.data_ptr()
+    x = frames.clone().requires_grad_()
+    before = x.detach().clone()
+    spatial(x, inplace=True).sum().backward()
+    assert torch.equal(x.detach(), before) and x.grad is not None

@@ -137,14 +137,16 @@ def _build() -> bool:
 
 
 def channel_norm_swish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
-                       inplace: bool = False) -> torch.Tensor | None:
+                       inplace: bool = False, out: torch.Tensor | None = None) -> torch.Tensor | None:
     """``swish(layer_norm(x, [C], weight, bias, eps))`` over the last axis of ``x`` ``[..., C]``, in one pass of
     the compiled kernel; None where it does not apply, for the caller to take its eager path: not float32 on
     the CPU, ``x`` not contiguous, autograd needed (the kernel has no backward), or the kernels off or
     unavailable (:func:`load`).
 
-    ``weight`` and ``bias`` are float32 ``[C]``; returns a new float32 tensor shaped like ``x``, or with
-    ``inplace`` ``x`` itself, overwritten (no new buffer: for a temporary the caller no longer needs)."""
+    ``weight`` and ``bias`` are float32 ``[C]``; returns a new float32 tensor shaped like ``x``; with ``inplace``
+    ``x`` itself, overwritten (no new buffer: for a temporary the caller no longer needs); with ``out`` (a
+    contiguous float32 CPU tensor shaped like ``x``, not overlapping it) ``out``, written (None where ``out`` does
+    not qualify)."""
     if (x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous() or x.numel() == 0
             or weight.dtype != torch.float32 or bias.dtype != torch.float32):
         return None
@@ -152,6 +154,10 @@ def channel_norm_swish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         return None
     if not load():
         return None
+    if out is not None:
+        if out.shape != x.shape or out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous():
+            return None
+        return torch.ops.videoflex.channel_norm_swish.out(x, weight, bias, float(eps), out=out)
     op = torch.ops.videoflex.channel_norm_swish_ if inplace else torch.ops.videoflex.channel_norm_swish
     return op(x, weight, bias, float(eps))
 

@@ -118,6 +118,14 @@ at::Tensor& channel_norm_swish_(at::Tensor& x, const at::Tensor& weight, const a
   return x;
 }
 
+at::Tensor& channel_norm_swish_out(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                   at::Tensor& out) {
+  TORCH_CHECK(out.sizes() == x.sizes() && out.is_contiguous() && out.scalar_type() == at::kFloat && out.device().is_cpu(),
+              "channel_norm_swish: out must be a contiguous float32 CPU tensor shaped like x");
+  norm_swish_into(x, weight, bias, eps, out);
+  return out;
+}
+
 // The causal temporal x2 upsampler's sums (videoflex.vae.vidtok.TimeUpsample2x), written interleaved:
 // y [B*T, P, 3, C] holds the three temporal taps y0, y1, y2 of every frame's per-frame convolution (P pixels);
 // out [B, T, 2, P, C] gets out[i, 0] = y2[i] + y1[i-1] + y0[i-1] and out[i, 1] = y2[i] + y1[i] + y0[i-1], the
@@ -166,16 +174,18 @@ at::Tensor time_upsample_sums(const at::Tensor& y, int64_t batch) {
 
 }  // namespace
 
-// The operators torch.ops.videoflex.channel_norm_swish (and its in-place form channel_norm_swish_) and
+// The operators torch.ops.videoflex.channel_norm_swish (in place: channel_norm_swish_; into a buffer: .out) and
 // torch.ops.videoflex.time_upsample_sums (CPU only).
 TORCH_LIBRARY(videoflex, m) {
   m.def("channel_norm_swish(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor");
   m.def("channel_norm_swish_(Tensor(a!) x, Tensor weight, Tensor bias, float eps) -> Tensor(a!)");
+  m.def("channel_norm_swish.out(Tensor x, Tensor weight, Tensor bias, float eps, *, Tensor(a!) out) -> Tensor(a!)");
   m.def("time_upsample_sums(Tensor y, int batch) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(videoflex, CPU, m) {
   m.impl("channel_norm_swish", &channel_norm_swish);
   m.impl("channel_norm_swish_", &channel_norm_swish_);
+  m.impl("channel_norm_swish.out", &channel_norm_swish_out);
   m.impl("time_upsample_sums", &time_upsample_sums);
 }
