@@ -4,9 +4,10 @@
 
 For the activation shapes of ``benchmarks/vs_reference.py``'s S and L VAE decoders (17 frames): the VAE's
 channel norm + swish (``ChannelNorm.swish``: compiled kernel vs eager passes) and the temporal upsampler
-(``TimeUpsample2x``, whole layer, kernel vs eager sums); and for the flow decoder's attention shapes (5 steps;
-S: 16 registers + 64 patches, L: 64 + 256; the two guidance branches as a batch of 2), time-block-causal
-attention step by step (``StepCausal``) vs one call with a dense mask. Median milliseconds, interleaved, and
+(``TimeUpsample2x``, whole layer, kernel vs eager sums); and time-block-causal attention step by step
+(``StepCausal``) vs one call with a dense mask, at the shapes a first-stage flex decoder of those sizes has (5
+steps; S: 16 registers + 64 patches, 4 heads; L: 64 + 256, 8 heads of 32; the two guidance branches as a batch
+of 2). Median milliseconds, interleaved, and
 the speed-up. Freed memory is kept for reuse (``videoflex.utils.memory.keep_freed_memory``, as the
 ``videoflex`` command does), so that page faults on fresh allocations do not blur the comparison. Prints one
 JSON object.

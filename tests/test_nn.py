@@ -52,11 +52,15 @@ def test_attention_width_must_split_into_heads():
         Attention(30, 8)
 
 
-@pytest.mark.parametrize("steps,per_step", [(1, 5), (3, 4), (5, 7)])
-def test_step_causal_attention_equals_the_dense_mask_with_gradients(steps, per_step):
+@pytest.mark.parametrize("step_by_step_from", [1, None])  # every length step by step; the library's threshold
+@pytest.mark.parametrize("steps,per_step", [(1, 5), (3, 4), (5, 7), (2, 64)])
+def test_step_causal_attention_equals_the_dense_mask_with_gradients(steps, per_step, step_by_step_from, monkeypatch):
     """Attention step by step over the keys so far (StepCausal) is the dense time-block-causal attention."""
+    from videoflex.nn import attention as attention_module
     from videoflex.nn.masks import StepCausal
 
+    if step_by_step_from is not None:
+        monkeypatch.setattr(attention_module, "STEP_BY_STEP_MIN_TOKENS", step_by_step_from)
     torch.manual_seed(0)
     attention = Attention(32, 8, qk_norm=True, scale=1.0)
     x = torch.randn(2, steps * per_step, 32, requires_grad=True)
@@ -74,10 +78,48 @@ def test_step_causal_attention_equals_the_dense_mask_with_gradients(steps, per_s
 
 
 def test_step_causal_attention_refuses_a_mismatched_sequence():
+    from videoflex.nn.attention import step_causal_attention
     from videoflex.nn.masks import StepCausal
 
+    q = torch.randn(1, 2, 10, 8)
+    with pytest.raises(ValueError, match="does not fit"):
+        step_causal_attention(q, q, q, StepCausal(3, 4), None)
+    with pytest.raises(ValueError, match="does not fit"):  # keys of a KV cache
+        step_causal_attention(q[:, :, :4], q, q, StepCausal(1, 4), None)
     attention = Attention(16, 8)
     with pytest.raises(ValueError, match="does not fit"):
+        attention(torch.randn(1, 128, 16), StepCausal(1, 64))
+    with pytest.raises(ValueError, match="does not fit"):  # short steps (the dense path) too
         attention(torch.randn(1, 10, 16), StepCausal(3, 4))
-    with pytest.raises(ValueError, match="does not fit"):  # a KV cache is not for StepCausal
+    with pytest.raises(ValueError, match="with a KV cache"):
         attention(torch.randn(1, 4, 16), StepCausal(1, 4), cache=KVCache(1, 2, 8, 8), positions=torch.arange(4))
+
+
+def test_derived_weights_follow_their_parameters():
+    """DerivedWeights (the joined qkv, the VAE's rearranged kernels) is remade when a parameter changes in
+    place or is replaced, kept otherwise, and works for parameters made under inference_mode (no version
+    counter: remade at every call)."""
+    from videoflex.nn.fused import DerivedWeights
+
+    calls = []
+
+    def double(w: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return w * 2
+
+    derived = DerivedWeights(double)
+    w = torch.nn.Parameter(torch.ones(3))
+    with torch.no_grad():
+        assert torch.equal(derived(w), torch.full((3,), 2.0)) and derived(w) is derived(w)
+        assert len(calls) == 1
+        w.add_(1.0)  # in place: the version counter moves
+        assert torch.equal(derived(w), torch.full((3,), 4.0))
+        other = torch.nn.Parameter(torch.ones(3))  # replaced
+        assert torch.equal(derived(other), torch.full((3,), 2.0))
+    assert derived(w).requires_grad  # with autograd: made at every call, gradients reach w
+    with torch.inference_mode():
+        frozen = torch.nn.Parameter(torch.ones(3))
+        assert frozen.is_inference()
+        first = derived(frozen)
+        frozen.mul_(3.0)  # no version counter to see this
+        assert torch.equal(derived(frozen), first * 3)

@@ -51,6 +51,13 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
+STEP_BY_STEP_MIN_TOKENS = 64
+"""Tokens per step from which :class:`videoflex.nn.masks.StepCausal` attention runs step by step. Below, the
+per-call overhead of ``t`` attention calls outweighs the skipped pairs: measured on one core (5 steps, head dim
+32, forward + backward), 20 tokens a step took 1.59 ms step by step against 1.38 ms with the dense mask (batch 8,
+2 heads), 80 tokens a step 55 against 69 ms (batch 16, 4 heads)."""
+
+
 def step_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: StepCausal,
                           scale: float | None) -> torch.Tensor:
     """Attention under :class:`videoflex.nn.masks.StepCausal`: ``q, k, v [B,H,S,d]`` with ``S = steps *
@@ -108,9 +115,14 @@ class Attention(nn.Module):
                 raise ValueError("a KV cache needs the positions of the tokens being computed")
             k, v = cache.update(positions, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        if isinstance(mask, StepCausal):
+        if isinstance(mask, StepCausal) and (cache is not None or s != mask.steps * mask.per_step):
+            raise ValueError(f"a StepCausal mask of {mask.steps} steps x {mask.per_step} tokens does not fit {s} "
+                             f"tokens" + (" with a KV cache" if cache is not None else ""))
+        if isinstance(mask, StepCausal) and mask.per_step >= STEP_BY_STEP_MIN_TOKENS:
             out = step_causal_attention(q, k, v, mask, self.scale)
         else:
+            if isinstance(mask, StepCausal):  # short steps: one call with the dense mask is faster
+                mask = mask.dense(q.device)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         return self.proj(rearrange(out, "b h s d -> b s (h d)"))
 

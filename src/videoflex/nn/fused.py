@@ -7,7 +7,8 @@ kernels). The modules keep their own parameters (checkpoints, the released-check
 see them unchanged). While any of them may get a gradient the derived weights are made at every call (so
 gradients reach each parameter); otherwise they are kept until one of the parameters changes: its version
 counter moves (``load_state_dict``, an optimizer step, any in-place update) or it is replaced (``.to``,
-``.half``, ``load_state_dict(assign=True)``).
+``.half``, ``load_state_dict(assign=True)``). Parameters made under ``torch.inference_mode`` have no version
+counter: for them the derived weights are made at every call.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class DerivedWeights(Generic[T]):
         self._key: tuple | None = None
 
     def __call__(self, *weights: torch.Tensor) -> T:
-        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
-            return self.fn(*weights)
+        if (torch.is_grad_enabled() and any(w.requires_grad for w in weights)) or any(w.is_inference() for w in weights):
+            return self.fn(*weights)  # gradients must reach the weights; or they have no version counter to watch
         # made under inference_mode, the tensors could not be saved for backward outside it: one copy for each
         current = (torch.is_inference_mode_enabled(),
                    *((w.data_ptr(), w._version, w.dtype, w.device) for w in weights))
