@@ -155,3 +155,10 @@ def test_the_ninja_wheel_is_found_without_an_activated_environment(monkeypatch):
     assert shutil.which("ninja") is None
     cpu_kernels._ninja_on_path()
     assert shutil.which("ninja") is not None and ninja.BIN_DIR in os.environ["PATH"]
+
+
+def test_loading_the_kernels_keeps_subnormal_floats(kernels):
+    """The kernels are compiled with -ffast-math, which must not reach the link: a library linked with GCC's
+    crtfastmath would switch the whole process to flush-to-zero."""
+    tiny = torch.tensor([1e-40])  # subnormal in float32
+    assert (tiny * 1.0).item() != 0.0

@@ -10,7 +10,7 @@ Once the VAE's convolutions run at a CPU core's peak, its element-wise work is a
 Their speed against the eager path: ``benchmarks/cpu_kernels.py``.
 
 The source (``csrc/cpu_kernels.cpp``) is compiled with the host's C++ compiler at first use
-(``torch.utils.cpp_extension``: needs ``g++`` or ``clang++`` and ``ninja``; 20-60 s once) into videoflex's
+(``torch.utils.cpp_extension``: needs ``g++`` or ``clang++`` and ``ninja``; 10-30 s once) into videoflex's
 cache, ``cpu-kernels/<name>`` under :func:`videoflex.utils.cache.default_cache_dir`. The build's name carries a
 digest of the source, the flags, the torch version and the CPU's instruction-set flags, so a changed source
 or another CPU (a home directory shared by several machines) builds its own copy, and a copy built with
@@ -19,7 +19,7 @@ another platform) a warning says why and the callers take the eager path, which 
 (slower). ``VIDEOFLEX_CPU_KERNELS=0`` turns them off (the eager path everywhere).
 
 Results equal the eager path's up to float rounding (its swish uses a polynomial ``exp``, relative error
-about 1e-7): within 2e-6 absolute on unit-scale activations, not bit for bit, so outputs written with and
+about 1e-7): within 3e-6 absolute on unit-scale activations, not bit for bit, so outputs written with and
 without the kernels differ in the last bits. With the same setting they are deterministic, whatever the
 number of threads (every position is computed alone).
 """
@@ -122,7 +122,7 @@ def _build() -> bool:
         _ninja_on_path()
         if not any(folder.glob(f"{name}.*")):  # no library built yet (torch names it <name>.so)
             print(f"videoflex: compiling the CPU kernels into {folder} (once for this machine and version; "
-                  f"20-60 s; {ENV_SWITCH}=0 skips them)", file=sys.stderr, flush=True)
+                  f"10-30 s; {ENV_SWITCH}=0 skips them)", file=sys.stderr, flush=True)
         cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=_flags(), build_directory=str(folder),
                            is_python_module=False, verbose=False)
         return True
@@ -130,6 +130,7 @@ def _build() -> bool:
         # (torch reports a missing ninja, a compiler error or a failed link as RuntimeError, a missing compiler
         # as OSError, a library that does not load as ImportError)
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first_line = first_line if len(first_line) <= 240 else first_line[:240] + "..."  # a compiler command line
         warnings.warn(f"videoflex: the compiled CPU kernels are not available ({type(e).__name__}: {first_line}); "
                       f"using the slower eager path. Set {ENV_SWITCH}=0 to skip the build.", RuntimeWarning,
                       stacklevel=3)

@@ -221,7 +221,7 @@ def nearest_x2_taps(weight: torch.Tensor, dim: int) -> torch.Tensor:
 def conv2d_add_(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 padding: tuple[int, int]) -> torch.Tensor:
     """``residual += conv2d(x, weight, bias, padding=padding)`` in place: ``[N,Cout,H,W]``, ``[N,Cin,H,W]`` ->
-    ``residual``.
+    ``residual`` (which must not share memory with ``x``).
 
     On channels-last float32 CPU tensors without autograd it is one oneDNN convolution with an in-place sum
     post-op (``torch.ops.mkldnn._convolution_pointwise_``, the operator torch's inductor fuses a convolution and
