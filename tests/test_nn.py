@@ -91,7 +91,7 @@ def test_step_causal_attention_refuses_a_mismatched_sequence():
         attention(torch.randn(1, 128, 16), StepCausal(1, 64))
     with pytest.raises(ValueError, match="does not fit"):  # short steps (the dense path) too
         attention(torch.randn(1, 10, 16), StepCausal(3, 4))
-    with pytest.raises(ValueError, match="with a KV cache"):
+    with pytest.raises(ValueError, match="does not fit 4 queries and 8 keys"):  # a KV cache's keys
         attention(torch.randn(1, 4, 16), StepCausal(1, 4), cache=KVCache(1, 2, 8, 8), positions=torch.arange(4))
 
 

@@ -63,10 +63,8 @@ def step_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
     """Attention under :class:`videoflex.nn.masks.StepCausal`: ``q, k, v [B,H,S,d]`` with ``S = steps *
     per_step`` -> ``[B,H,S,d]``, the queries of each step over the keys and values of the steps so far.
     Raises ``ValueError`` when ``S`` does not match the mask."""
-    s, n = q.shape[2], mask.per_step
-    if s != mask.steps * n or k.shape[2] != s:
-        raise ValueError(f"a StepCausal mask of {mask.steps} steps x {n} tokens does not fit {s} queries and "
-                         f"{k.shape[2]} keys")
+    mask.check(q.shape[2], k.shape[2])
+    n = mask.per_step
     return torch.cat([F.scaled_dot_product_attention(q[:, :, i * n:(i + 1) * n], k[:, :, :(i + 1) * n],
                                                      v[:, :, :(i + 1) * n], scale=scale)
                       for i in range(mask.steps)], dim=2)
@@ -115,13 +113,11 @@ class Attention(nn.Module):
                 raise ValueError("a KV cache needs the positions of the tokens being computed")
             k, v = cache.update(positions, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        if isinstance(mask, StepCausal) and (cache is not None or s != mask.steps * mask.per_step):
-            raise ValueError(f"a StepCausal mask of {mask.steps} steps x {mask.per_step} tokens does not fit {s} "
-                             f"tokens" + (" with a KV cache" if cache is not None else ""))
         if isinstance(mask, StepCausal) and mask.per_step >= STEP_BY_STEP_MIN_TOKENS:
             out = step_causal_attention(q, k, v, mask, self.scale)
         else:
             if isinstance(mask, StepCausal):  # short steps: one call with the dense mask is faster
+                mask.check(s, k.shape[2])
                 mask = mask.dense(q.device)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         return self.proj(rearrange(out, "b h s d -> b s (h d)"))

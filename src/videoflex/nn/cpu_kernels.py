@@ -148,12 +148,7 @@ def channel_norm_swish(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     ``x`` itself, overwritten (no new buffer: for a temporary the caller no longer needs); with ``out`` (a
     contiguous float32 CPU tensor shaped like ``x``, not overlapping it) ``out``, written (None where ``out`` does
     not qualify)."""
-    if (x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous() or x.numel() == 0
-            or weight.dtype != torch.float32 or bias.dtype != torch.float32):
-        return None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias)):
-        return None
-    if not load():
+    if not _applies(x, weight, bias):
         return None
     if out is not None:
         if out.shape != x.shape or out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous():
@@ -168,10 +163,18 @@ def time_upsample_sums(y: torch.Tensor, batch: int) -> torch.Tensor | None:
     y2`` of every frame's convolution (``P`` pixels); returns ``[B, T, 2, P, C]`` with ``out[:, i, 0] = y2[i] +
     y1[i-1] + y0[i-1]`` and ``out[:, i, 1] = y2[i] + y1[i] + y0[i-1]`` (the ``i-1`` terms left out for ``i = 0``).
     None where the kernel does not apply (as :func:`channel_norm_swish`)."""
-    if y.device.type != "cpu" or y.dtype != torch.float32 or not y.is_contiguous() or y.numel() == 0:
-        return None
-    if torch.is_grad_enabled() and y.requires_grad:
-        return None
-    if not load():
+    if not _applies(y):
         return None
     return torch.ops.videoflex.time_upsample_sums(y, batch)
+
+
+def _applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
+    """Whether a kernel runs on ``x`` (with float32 ``params``): a non-empty contiguous float32 CPU tensor, no
+    gradient needed (the kernels have no backward), and the kernels loaded (:func:`load`)."""
+    if x.device.type != "cpu" or not x.is_contiguous() or x.numel() == 0:
+        return False
+    if any(t.dtype != torch.float32 for t in (x, *params)):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
+        return False
+    return load()

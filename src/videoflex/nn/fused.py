@@ -37,7 +37,7 @@ class DerivedWeights(Generic[T]):
     def __call__(self, *weights: torch.Tensor) -> T:
         if (torch.is_grad_enabled() and any(w.requires_grad for w in weights)) or any(w.is_inference() for w in weights):
             return self.fn(*weights)  # gradients must reach the weights; or they have no version counter to watch
-        # made under inference_mode, the tensors could not be saved for backward outside it: one copy for each
+        # a copy made under inference_mode could not be saved for backward outside it: the mode is in the key
         current = (torch.is_inference_mode_enabled(),
                    *((w.data_ptr(), w._version, w.dtype, w.device) for w in weights))
         cached = self._key

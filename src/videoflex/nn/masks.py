@@ -119,6 +119,13 @@ class StepCausal:
     steps: int
     per_step: int
 
+    def check(self, queries: int, keys: int) -> None:
+        """Raise ``ValueError`` unless ``queries`` and ``keys`` are both ``steps * per_step`` (a KV cache's keys
+        are not)."""
+        if queries != self.steps * self.per_step or keys != queries:
+            raise ValueError(f"a StepCausal mask of {self.steps} steps x {self.per_step} tokens does not fit "
+                             f"{queries} queries and {keys} keys")
+
     def dense(self, device: torch.device | None = None) -> torch.Tensor:
         """The equivalent boolean ``[S, S]`` mask (True = attend)."""
         return dense_mask("time_block_causal", self.steps, self.per_step, 0, device or torch.device("cpu"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,13 +78,13 @@ class ChannelNorm(nn.Module):
     def swish(self, x: torch.Tensor, inplace: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
         """``swish(self(x))``, the norm then swish (every use of the norm in the VAE's residual blocks and
         before ``conv_out``): ``[N,C,...] -> same``. On a channels-last float32 CPU tensor without autograd it is
-        one pass of the compiled kernel (:func:`videoflex.nn.cpu_kernels.channel_norm_swish`, 2.2-2.8x faster
-        than the eager passes at 16-32 channels, ``benchmarks/cpu_kernels.py``) where that is available; else the
+        one pass of the compiled kernel (:func:`videoflex.nn.cpu_kernels.channel_norm_swish`, 1.5-2.6x faster
+        than the eager passes at 16-64 channels, ``benchmarks/cpu_kernels.py``) where that is available; else the
         eager path. Equal up to float rounding.
 
         inplace: ``x`` is a temporary the caller no longer needs; the kernel then writes over it instead of
-            into a new buffer (fewer fresh allocations: the kernel zeroes every page of a fresh one as it first
-            touches it). The eager path ignores it.
+            into a new buffer (a fresh buffer's pages are faulted in and zeroed by the operating system on first
+            touch). The eager path ignores it.
         out: write the result into this tensor shaped like ``x`` (channels-last, not overlapping ``x``) and
             return it; the eager path computes, then copies."""
         target = None if out is None else out.movedim(1, -1)
@@ -196,11 +197,11 @@ def per_frame_view(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).flatten(0, 1)
 
 
-def per_frame(fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (also how norms run on 5-D tensors); on the
-    VAE's channels-last videos both regroupings are views."""
+def per_frame(fn: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Apply a 2-D module to every frame of ``[B,C,T,H,W]`` (with ``kwargs``); on the VAE's channels-last videos
+    both regroupings are views."""
     b = x.shape[0]
-    return rearrange(fn(rearrange(x, "b c t h w -> (b t) c h w")), "(b t) c h w -> b c t h w", b=b)
+    return rearrange(fn(rearrange(x, "b c t h w -> (b t) c h w"), **kwargs), "(b t) c h w -> b c t h w", b=b)
 
 
 NEAREST_X2 = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
@@ -468,9 +469,7 @@ def spatial_temporal(x: torch.Tensor, spatial: SpatialResBlock, temporal: Tempor
                      inplace: bool = False) -> torch.Tensor:
     """A spatial block on every frame, then a temporal block on every pixel: ``[B,Cin,T,H,W] -> [B,Cout,T,H,W]``.
     inplace: ``x`` is a temporary the caller no longer needs (see :meth:`SpatialResBlock.forward`)."""
-    b = x.shape[0]
-    frames = rearrange(x, "b c t h w -> (b t) c h w")  # a view for the VAE's channels-last videos
-    return temporal(rearrange(spatial(frames, inplace=inplace), "(b t) c h w -> b c t h w", b=b), inplace=inplace)
+    return temporal(per_frame(spatial, x, inplace=inplace), inplace=inplace)
 
 
 class SpatialLevel(nn.Module):
