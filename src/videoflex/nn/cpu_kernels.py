@@ -96,9 +96,9 @@ def _ninja_on_path() -> None:
     os.environ["PATH"] = os.pathsep.join(filter(None, (os.environ.get("PATH"), ninja.BIN_DIR)))
 
 
-def build_directory() -> Path:
-    """Where the kernels are built: ``<videoflex cache>/cpu-kernels/<build_name()>``."""
-    return default_cache_dir() / "cpu-kernels" / build_name()
+def build_directory(name: str | None = None) -> Path:
+    """Where the kernels are built: ``<videoflex cache>/cpu-kernels/<name>`` (default :func:`build_name`)."""
+    return default_cache_dir() / "cpu-kernels" / (name or build_name())
 
 
 def load() -> bool:
@@ -117,7 +117,8 @@ def _build() -> bool:
     try:
         from torch.utils import cpp_extension
 
-        name, folder = build_name(), build_directory()
+        name = build_name()
+        folder = build_directory(name)
         folder.mkdir(parents=True, exist_ok=True)
         _ninja_on_path()
         if not any(folder.glob(f"{name}.*")):  # no library built yet (torch names it <name>.so)

@@ -287,10 +287,10 @@ class TemporalResBlock(nn.Module):
     def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """inplace: ``x`` is a temporary the caller no longer needs; for one clip on the CPU without autograd the
         block then runs in place (:meth:`forward_in_place`)."""
-        rows = x.flatten(3)  # [B,C,T,H*W]: channels-last for a channels-last video
-        if inplace and x.shape[0] == 1 and cpu_kernels.load() and conv_add_fuses(rows, rows, self.conv2.conv.weight,
-                                                                                  self.conv2.conv.bias):
-            return self.forward_in_place(x)
+        if inplace and x.shape[0] == 1 and cpu_kernels.load():
+            rows = x.flatten(3)  # [B,C,T,H*W]: channels-last for a channels-last video
+            if conv_add_fuses(rows, rows, self.conv2.conv.weight, self.conv2.conv.bias):
+                return self.forward_in_place(x)
         h = self.conv1(self.norm1.swish(x))
         return self.conv2(self.norm2.swish(h, inplace=True)).add_(x)
 
