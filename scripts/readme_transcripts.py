@@ -205,11 +205,12 @@ def install_problem(root: Path) -> str | None:
     scratch folder that install fails, so the transcript would show pip's error instead of the command's output."""
     stamp, project = root / ".venv" / ".installed", root / "pyproject.toml"
     if not stamp.exists():
-        return f"{stamp} is missing: run `make install` first, so that the `make` transcripts do not install"
-    if stamp.stat().st_mtime < project.stat().st_mtime:
-        return (f"{stamp} is older than {project} (the dependencies changed since the last install): run "
-                f"`make install` first, so that the `make` transcripts do not install")
-    return None
+        state = "is missing"
+    elif stamp.stat().st_mtime < project.stat().st_mtime:
+        state = f"is older than {project} (the dependencies changed since the last install)"
+    else:
+        return None
+    return f"{stamp} {state}: run `make install` first, so that the `make` transcripts do not install"
 
 
 def regenerate(text: str, only: set[str] | None, python: str, timeout: float,
