@@ -26,14 +26,15 @@ def test_shipped_demo_model_reconstructs_the_held_out_clip_coarse_to_fine(tmp_pa
     # configs/demo_256.yaml: 15.78 / 17.47 / 18.28 / 19.16 / 20.25 / 21.51 / 22.37 dB at k = 4 ... 256)
     linear_code = {4: 15.78, 8: 17.47, 16: 18.28, 32: 19.16, 64: 20.25, 128: 21.51, 256: 22.37}
     assert all(rows[k]["psnr"] >= v for k, v in linear_code.items()), {k: rows[k]["psnr"] for k in linear_code}
-    assert abs(rows[256]["psnr"] - 23.69) < 0.05
+    assert abs(rows[256]["psnr"] - 24.87) < 0.05
     report = json.loads((out / "metrics.json").read_text())
     assert (report["model_name"], report["model_weights_hash"]) == ("demo", model.identity.weights_hash)
 
 
 def test_demo_model_in_half_precision_agrees_with_float32():
     """Issue 18, item 6, on the trained model: bfloat16 and float16 copies take the float32 video, their
-    tokens agree with float32 (measured: bfloat16 0.966, float16 0.996 on 33 frames of bikes) and decode finite."""
+    tokens agree with float32 (measured: bfloat16 0.947, float16 0.988 on 33 frames of bikes; with temporal
+    prediction a rounding that differs carries into the steps after it) and decode finite."""
     import copy
 
     import torch

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from videoflex.nn.fsq import FSQ
@@ -99,3 +100,96 @@ def test_residual_tokens_refine_their_source_at_finer_steps():
         FSQ(levels, bound="clip", residuals=((1, 1),))
     with pytest.raises(ValueError, match="one source, got tokens \\[2, 2\\]"):
         FSQ(levels, bound="clip", residuals=((2, 0), (2, 1)))
+
+
+# ------------------------------------------------------------------------------------ temporal prediction
+
+
+def predicted_fsq(seed: int = 0) -> FSQ:
+    """FSQ [8, 5] with temporal prediction over 4 tokens, token 3 refining token 0, gains and scales drawn."""
+    fsq = FSQ((8, 5), bound="clip", residuals=((3, 0),), predicted_tokens=4)
+    g = torch.Generator().manual_seed(seed)
+    fsq.prediction_gain.copy_(torch.rand(4, 2, generator=g) * 0.5 + 0.5)
+    fsq.prediction_scale.copy_(torch.rand(4, 2, generator=g) * 0.5 + 0.5)
+    fsq.prediction_gain[3] = 0.0
+    fsq.prediction_scale[3] = fsq.prediction_scale[0]
+    return fsq
+
+
+def random_walk(batch: int = 3, steps: int = 6, seed: int = 1) -> torch.Tensor:
+    """``[B, t, 4, 2]`` inputs that change slowly from step to step (what prediction is for)."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.rand(batch, 1, 4, 2, generator=g) * 1.2 - 0.6
+    return (start + torch.randn(batch, steps, 4, 2, generator=g).mul(0.05).cumsum(1)).clamp(-1, 1)
+
+
+def test_temporal_prediction_codes_are_the_predicted_values_and_round_trip_through_ids():
+    fsq = predicted_fsq()
+    z = random_walk().requires_grad_()
+    out = fsq(z)
+    assert out.codes.shape == z.shape and out.ids.shape == z.shape[:-1]
+    assert torch.equal(fsq.ids_to_codes(out.ids), out.codes.detach())
+    assert torch.equal(fsq.codes_to_ids(out.codes.detach()), out.ids)
+    # each step is the step before's value times the gain plus the scale times a level of the grid
+    gain, scale = fsq.prediction_gain, fsq.prediction_scale
+    steps = (out.codes[:, 1:] - gain * out.codes[:, :-1]) / scale
+    levels = torch.stack([torch.linspace(-1, 1, 8), torch.cat([torch.linspace(-1, 1, 5), torch.zeros(3)])])
+    for channel, count in enumerate((8, 5)):
+        distance = (steps[:, :, :3, channel, None] - levels[channel, :count]).abs().amin(-1)
+        assert float(distance.detach().max()) < 1e-5
+    # straight through: the non-residual codes pass the gradient on as is (0 where the clip bound clips)
+    out.codes[..., :3, :].sum().backward()
+    grad = z.grad[..., 1:3, :]
+    assert set(grad.unique().tolist()) <= {0.0, 1.0} and float((grad == 1).float().mean()) > 0.9
+    # what changes slowly is rounded finer than plain FSQ rounds it
+    plain = FSQ((8, 5), bound="clip", residuals=((3, 0),))
+    z = z.detach()
+    assert (out.codes[..., :3, :] - z[..., :3, :]).square().mean() < (plain(z).codes - z)[..., :3, :].square().mean()
+
+
+def test_temporal_prediction_with_its_default_buffers_is_plain_fsq():
+    fsq = FSQ((8, 5), bound="clip", residuals=((3, 0),), predicted_tokens=4)
+    plain = FSQ((8, 5), bound="clip", residuals=((3, 0),))
+    z = random_walk()
+    assert torch.equal(fsq(z).ids, plain(z).ids) and torch.equal(fsq(z).codes, plain(z).codes)
+
+
+def test_temporal_prediction_keeps_each_token_to_itself_and_restarts_at_the_first_step():
+    fsq = predicted_fsq()
+    z = random_walk()
+    out = fsq(z)
+    # a token's codes read only that token's inputs (and its source's, for a residual token): the prefix property
+    changed = z.clone()
+    changed[..., 1:, :] = -changed[..., 1:, :]
+    assert torch.equal(fsq(changed).codes[..., 0, :], out.codes[..., 0, :])
+    assert torch.equal(fsq(changed).codes[..., 3, :], out.codes[..., 3, :])
+    # and only the steps up to its own: causality in time
+    later = z.clone()
+    later[:, 4:] = 0.9
+    assert torch.equal(fsq(later).ids[:, :4], out.ids[:, :4])
+    # first_step: the ids from it on decode alone, as the same steps quantised on their own
+    first = torch.tensor([0, 2, 4])
+    restarted = fsq(z, first)
+    assert torch.equal(restarted.ids[0], out.ids[0])
+    for b, f in enumerate(first.tolist()):
+        assert torch.equal(restarted.ids[b, f:], fsq(z[b:b + 1, f:]).ids[0])
+        placeholders = restarted.ids.clone()
+        placeholders[b, :f] = 0
+        assert torch.equal(fsq.ids_to_codes(placeholders, first)[b, f:], restarted.codes[b, f:])
+    assert torch.equal(fsq.codes_to_ids(restarted.codes, first), restarted.ids)
+
+
+def test_temporal_prediction_refuses_what_it_cannot_read():
+    fsq = predicted_fsq()
+    with pytest.raises(ValueError, match=r"takes inputs shaped \[\.\.\., t, N, 2\] with N = 4"):
+        fsq(torch.zeros(4, 2))  # no step axis
+    with pytest.raises(ValueError, match="takes inputs shaped"):
+        fsq(torch.zeros(2, 3, 5, 2))  # 5 tokens, not 4
+    with pytest.raises(ValueError, match=r"takes ids shaped \[\.\.\., t, N\]"):
+        fsq.ids_to_codes(torch.zeros(3, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match="predicted_tokens must be 0"):
+        FSQ((8, 5), bound="clip", residuals=((3, 0),), predicted_tokens=3)
+    from videoflex.tokenizers.config import FSQConfig
+
+    with pytest.raises(ValueError, match="temporal prediction needs the uniform bound"):
+        FSQConfig(temporal_prediction=True)

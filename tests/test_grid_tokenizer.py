@@ -169,6 +169,9 @@ def test_config_errors_are_one_line():
     with pytest.raises(ValueError, match="residual tokens \\(fsq.residuals\\) refine a flex tokenizer's registers"):
         GridTokenizerConfig(name="x", image_size=(32, 32), vae=vae, encoder=base.encoder, decoder=base.decoder,
                             fsq=type(base.fsq)(bound="clip", residuals=((1, 0),)))
+    with pytest.raises(ValueError, match="temporal prediction \\(fsq.temporal_prediction\\) belongs to a flex"):
+        GridTokenizerConfig(name="x", image_size=(32, 32), vae=vae, encoder=base.encoder, decoder=base.decoder,
+                            fsq=type(base.fsq)(bound="clip", temporal_prediction=True))
 
 
 def test_save_load_round_trip_keeps_identity_and_ids(grid_model, video, tmp_path):

@@ -282,3 +282,48 @@ def test_recipes_with_a_linear_code_are_checked(tmp_path):
                                       "data.train=[{kind: shapes, count: 4}]"])
     with pytest.raises(RecipeError, match="linear_code_clips=100: starts a flex preset"):
         TokenizerTask(config).check()
+
+
+def predicted_model(prediction: bool = True) -> VideoFlexTok:
+    """``clip_model`` with residual tokens 2, 4 (refining 0, 1) and, by default, temporal prediction."""
+    model = clip_model()
+    fsq = dataclasses.replace(model.config.fsq, residuals=((2, 0), (4, 1)), temporal_prediction=prediction)
+    return VideoFlexTok(dataclasses.replace(model.config, fsq=fsq)).eval()
+
+
+def test_temporal_prediction_is_fitted_with_the_code_and_rounds_only_what_changed():
+    """``FSQConfig.temporal_prediction``: the fit sets a gain in [0, 1] and a scale in [PREDICTION_SCALE_MIN, 1]
+    per token and channel (a residual token: gain 0, its source's scale); on slowly changing held-out clips
+    the same code rebuilds them better with prediction than without at every budget; any prefix decodes alone;
+    the ids round trip; a video of several chunks decodes its later chunks as well as its first."""
+    from videoflex.tokenizers.flex.pca import PREDICTION_SCALE_MIN
+
+    def slow_clips(count: int, seed: int) -> torch.Tensor:  # colour fields drifting over the whole clip
+        low = torch.rand(count, 3, 2, 4, 4, generator=gen(seed))
+        return (F.interpolate(low, size=(17, 32, 32), mode="trilinear") * 255).round().to(torch.uint8)
+
+    clips, video = slow_clips(96, 0), slow_clips(4, 1).float() / 127.5 - 1
+    models = {prediction: predicted_model(prediction) for prediction in (False, True)}
+    for model in models.values():
+        fit_linear_paths(model, clips, progress=False)
+    plain, predicted = models[False], models[True]
+    # the same principal components: only the rounding differs
+    torch.testing.assert_close(predicted.encoder.linear_mix.weight, plain.encoder.linear_mix.weight, rtol=0, atol=0)
+    gain, scale = predicted.fsq.prediction_gain, predicted.fsq.prediction_scale
+    assert gain.shape == scale.shape == (16, 6)
+    assert bool(((gain >= 0) & (gain <= 1)).all()) and float(gain[[0, 1, 3]].min()) > 0.5  # slow clips
+    assert bool(((scale >= PREDICTION_SCALE_MIN) & (scale <= 1)).all())
+    assert float(gain[[2, 4]].abs().max()) == 0.0
+    torch.testing.assert_close(scale[[2, 4]], scale[[0, 1]], rtol=0, atol=0)
+    ids = {key: model.tokenize(video) for key, model in models.items()}
+    scores = {key: [psnr(model.detokenize(ids[key], keep=k, generator=gen()), video) for k in (1, 2, 4, 8, 16)]
+              for key, model in models.items()}
+    assert all(p > q for q, p in zip(scores[False], scores[True], strict=True)), scores
+    assert_prefix_decodes(predicted, ids[True], 3)
+    assert torch.equal(predicted.fsq.codes_to_ids(predicted.fsq.ids_to_codes(ids[True])), ids[True])
+    # 33 frames: two chunks sharing a frame; the second chunk's ids start their prediction anew
+    long = torch.cat([video, video.flip(2)[:, :, 1:]], dim=2)  # [4, 3, 33, 32, 32]
+    long_ids = predicted.tokenize(long)
+    out = predicted.detokenize(long_ids, generator=gen())
+    first, second = psnr(out[:, :, :17], long[:, :, :17]), psnr(out[:, :, 17:], long[:, :, 17:])
+    assert second > first - 1.0, (first, second)

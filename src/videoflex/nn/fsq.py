@@ -51,10 +51,20 @@ class FSQ(nn.Module):
         ``token``: a source may itself be a residual token (a second refinement). Residual quantisation in
         the manner of RVQ (Zeghidour et al., 2021), on FSQ's scalar channels; not in the paper (ours, for
         codes started from a linear code, :mod:`videoflex.tokenizers.flex.pca`).
+    predicted_tokens: ``N > 0`` turns on temporal prediction for ``[..., t, N, d]`` inputs (latent steps on
+        axis -3): closed-loop DPCM per token and channel, as in predictive video codecs. Step ``t`` rounds
+        ``(z_t - a * y_{t-1}) / s`` (with the residual tokens as above) and its codes are the values
+        ``y_t = a * y_{t-1} + s * rounded``, so that each step's codes stand on their own and any prefix of
+        tokens decodes without the others (the prediction of a token reads that token's earlier values
+        only). ``a`` (:attr:`prediction_gain`, in [0, 1]) and ``s`` (:attr:`prediction_scale`, in (0, 1])
+        are ``[N, d]`` buffers fitted with the code (:func:`~videoflex.tokenizers.flex.pca.fit_linear_paths`);
+        a residual token has ``a = 0`` and its source's ``s``. Their defaults (``a = 0``, ``s = 1``) are
+        plain FSQ. The ids are those of the rounded values (what is new in each step). Not in the paper
+        (ours, for codes started from a linear code, whose leading coefficients change slowly over time).
     """
 
     def __init__(self, levels: tuple[int, ...], eps: float = 1e-3, bound: str = "tanh",
-                 residuals: tuple[tuple[int, int], ...] = ()) -> None:
+                 residuals: tuple[tuple[int, int], ...] = (), predicted_tokens: int = 0) -> None:
         super().__init__()
         if bound not in BOUNDS:
             raise ValueError(f"FSQ: bound must be one of {BOUNDS}, got {bound!r}")
@@ -67,6 +77,13 @@ class FSQ(nn.Module):
         self.bound_kind = bound
         self.codebook_size = math.prod(levels)
         self.dim = len(levels)
+        if predicted_tokens < 0 or (residuals and predicted_tokens and predicted_tokens <= self.residuals[-1][0]):
+            raise ValueError(f"FSQ: predicted_tokens must be 0 (off) or a token count above every residual token, "
+                             f"got {predicted_tokens}")
+        self.predicted_tokens = predicted_tokens
+        if predicted_tokens:
+            self.register_buffer("prediction_gain", torch.zeros(predicted_tokens, self.dim))
+            self.register_buffer("prediction_scale", torch.ones(predicted_tokens, self.dim))
 
     def _levels(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(levels, mixed-radix basis), both int64 ``[d]`` (built on the fly: nothing to load or move)."""
@@ -90,9 +107,49 @@ class FSQ(nn.Module):
         shift = torch.atanh(offset / half)
         return torch.tanh(z + shift) * half - offset
 
-    def quantize(self, z: torch.Tensor) -> torch.Tensor:
-        """Continuous ``[..., d]`` (``[..., N, d]`` with residuals) -> codes of the same shape on the grid
-        (straight-through gradient). Raises ValueError when a residual pair's token is not on axis -2."""
+    def quantize(self, z: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
+        """Continuous ``[..., d]`` (``[..., N, d]`` with residuals, ``[..., t, N, d]`` with temporal prediction)
+        -> codes of the same shape (straight-through gradient): on the grid, or with temporal prediction the
+        predicted values (see :class:`FSQ`).
+
+        first_step: with temporal prediction, the first step predicted from nothing (an int, or int64 ``[B]``
+            per sample of ``[B, t, N, d]`` inputs): steps up to it are not predicted from the ones before, so
+            that the ids from ``first_step`` on decode without the earlier ones (a chunk's steps shared with
+            the chunk before). No effect without temporal prediction.
+        Raises ValueError when a residual pair's token is not on axis -2 or, with temporal prediction, for
+        inputs not shaped ``[..., t, predicted_tokens, d]``."""
+        if not self.predicted_tokens:
+            return self._quantize_step(z)
+        self._check_predicted(z.shape, "inputs")
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            gain, scale = self.prediction_gain.float(), self.prediction_scale.float()
+            values, previous = [], torch.zeros_like(z[..., 0, :, :], dtype=torch.float32)
+            for t, step in enumerate(z.float().unbind(-3)):
+                predicted = gain * self._after(previous.detach(), t, first_step)
+                value = predicted + scale * self._quantize_step((step - predicted) / scale)
+                values.append(value)
+                previous = value
+            return torch.stack(values, dim=-3)
+
+    @staticmethod
+    def _after(previous: torch.Tensor, t: int, first_step: int | torch.Tensor) -> torch.Tensor:
+        """``previous [B?, ..., N, d]`` where step ``t`` is predicted from it (``t > first_step``), else 0."""
+        if isinstance(first_step, int):
+            return previous if t > first_step else torch.zeros_like(previous)
+        keep = (t > first_step.to(previous.device)).view(-1, *([1] * (previous.dim() - 1)))
+        return previous * keep
+
+    def _check_predicted(self, shape: torch.Size, what: str) -> None:
+        """With temporal prediction: ``ValueError`` unless ``shape`` is ``[..., t, N, d]`` (``what="ids"``:
+        ``[..., t, N]``)."""
+        tail = (self.predicted_tokens,) if what == "ids" else (self.predicted_tokens, self.dim)
+        if len(shape) < len(tail) + 1 or tuple(shape[-len(tail):]) != tail:
+            want = "[..., t, N]" if what == "ids" else f"[..., t, N, {self.dim}]"
+            raise ValueError(f"FSQ with temporal prediction takes {what} shaped {want} with N = "
+                             f"{self.predicted_tokens} (latent steps on the axis before the tokens); got {list(shape)}")
+
+    def _quantize_step(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`quantize` without temporal prediction: ``[..., d]`` or ``[..., N, d]`` -> codes on the grid."""
         with torch.autocast(device_type=z.device.type, enabled=False):
             codes = self._round(z.float())
             if not self.residuals:
@@ -121,21 +178,41 @@ class FSQ(nn.Module):
         """``[d]``: what a residual token's code is worth in its source's code units, ``1 / (L - 1)``."""
         return 1.0 / (self._levels(device or torch.device("cpu"))[0].float() - 1)
 
-    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes ``[..., d]`` -> int64 ids ``[...]``."""
+    def codes_to_ids(self, codes: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
+        """Codes ``[..., d]`` (``[..., t, N, d]`` with temporal prediction; ``first_step`` as in
+        :meth:`quantize`) -> int64 ids ``[...]``. Raises ValueError for codes of another shape with temporal
+        prediction."""
+        if self.predicted_tokens:
+            self._check_predicted(codes.shape, "codes")
+            codes, gain = codes.float(), self.prediction_gain.float()
+            steps = [step - gain * self._after(codes.select(-3, t - 1), t, first_step) if t else step
+                     for t, step in enumerate(codes.unbind(-3))]
+            codes = torch.stack(steps, dim=-3) / self.prediction_scale.float()
         levels, basis = self._levels(codes.device)
         centre = self._centre(levels)
         digits = torch.round(codes.float() * centre + centre).long()
         return (digits * basis).sum(dim=-1)
 
-    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """int64 ids ``[...]`` -> float32 codes ``[..., d]``."""
+    def ids_to_codes(self, ids: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
+        """int64 ids ``[...]`` (``[..., t, N]`` with temporal prediction; ``first_step`` as in
+        :meth:`quantize`) -> float32 codes ``[..., d]``. Raises ValueError for ids of another shape with
+        temporal prediction."""
         levels, basis = self._levels(ids.device)
         centre = self._centre(levels)
         digits = (ids[..., None] // basis) % levels
-        return (digits.float() - centre) / centre
+        codes = (digits.float() - centre) / centre
+        if not self.predicted_tokens:
+            return codes
+        self._check_predicted(ids.shape, "ids")
+        gain, scale = self.prediction_gain.float(), self.prediction_scale.float()
+        values, previous = [], torch.zeros_like(codes[..., 0, :, :])
+        for t, step in enumerate(codes.unbind(-3)):
+            previous = gain * self._after(previous, t, first_step) + scale * step
+            values.append(previous)
+        return torch.stack(values, dim=-3)
 
-    def forward(self, z: torch.Tensor) -> FSQOutput:
-        """``z [..., d]`` -> :class:`FSQOutput` (codes ``[..., d]``, ids ``[...]``)."""
-        codes = self.quantize(z)
-        return FSQOutput(codes, self.codes_to_ids(codes))
+    def forward(self, z: torch.Tensor, first_step: int | torch.Tensor = 0) -> FSQOutput:
+        """``z [..., d]`` -> :class:`FSQOutput` (codes ``[..., d]``, ids ``[...]``); ``first_step`` as in
+        :meth:`quantize`."""
+        codes = self.quantize(z, first_step)
+        return FSQOutput(codes, self.codes_to_ids(codes, first_step))

@@ -151,14 +151,18 @@ class ChunkedFlowTokenizer(PretrainedModel, Tokenizer):
     # ------------------------------------------------------------------------------------ one chunk (the kind's)
 
     @abc.abstractmethod
-    def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64."""
+    def encode_latents(self, latents: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
+        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64. ``first_step``
+        (an int or int64 ``[B]``): the first step whose ids must decode without the earlier steps' (a chunk's
+        steps shared with the chunk before are dropped); it matters only with temporal prediction
+        (``FSQConfig.temporal_prediction``)."""
 
     @abc.abstractmethod
     def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
-                       prefix: torch.Tensor | None = None) -> torch.Tensor:
+                       prefix: torch.Tensor | None = None, first_step: int = 0) -> torch.Tensor:
         """Sample the latents ``[B,C,t,h,w]`` of one chunk from ids ``[B,t,n]`` (n >= keep), the flow noise
-        ``[B,C,t,h,w]`` and, when given, clean latents ``[B,C,c,h,w]`` fixed in the first c steps."""
+        ``[B,C,t,h,w]`` and, when given, clean latents ``[B,C,c,h,w]`` fixed in the first c steps.
+        ``first_step``: as in :meth:`encode_latents` (the ids before it are placeholders)."""
 
     @abc.abstractmethod
     def check_ids(self, ids: torch.Tensor, keep: int) -> None:
@@ -200,7 +204,8 @@ class ChunkedFlowTokenizer(PretrainedModel, Tokenizer):
         for batch in micro_batches(plan, chunk_batch):
             clips = torch.cat([self._chunk_clip(video, plan.chunks[i]) for i in batch])
             latents = self.encode_video(clips, generator).to(self.dtype)
-            ids = self.encode_latents(latents).view(len(batch), b, -1, n)
+            first = torch.tensor([plan.chunks[i].steps - plan.chunks[i].kept_steps for i in batch]).repeat_interleave(b)
+            ids = self.encode_latents(latents, first).view(len(batch), b, -1, n)
             kept.extend(ids[j][:, plan.chunks[i].steps - plan.chunks[i].kept_steps:] for j, i in enumerate(batch))
         return torch.cat(kept, dim=1)
 
@@ -266,7 +271,7 @@ class ChunkedFlowTokenizer(PretrainedModel, Tokenizer):
                                        chunk_ids], dim=1)
             noise = torch.randn(b, c.vae.latent_channels, chunk.steps, h, w, generator=generator,
                                 device=device, dtype=dtype)
-            latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix)
+            latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix, chunk.steps - chunk.kept_steps)
             video = self.vae.decode(latents)  # unclamped: the next chunk re-encodes it (as the reference)
             frames.append(video if i == 0 else video[:, :, c.chunk_overlap:])
         video = check_finite_output(torch.cat(frames, dim=2)[:, :, : plan.num_frames], "detokenize: the decoded video", self)

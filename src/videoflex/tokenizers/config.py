@@ -57,11 +57,16 @@ class FSQConfig:
     residuals: pairs ``(token, source)``: token ``token`` holds token ``source``'s rounding error, rounded
         again at ``L - 1`` times finer steps (residual tokens, :class:`~videoflex.nn.fsq.FSQ`); needs
         ``bound="clip"``; ``()``: none (the paper's FSQ).
+    temporal_prediction: each step's codes predicted from the step before (closed-loop DPCM per token and
+        channel, :class:`~videoflex.nn.fsq.FSQ` ``predicted_tokens``; gains and scales fitted with the linear
+        code, :func:`~videoflex.tokenizers.flex.pca.fit_linear_paths`); needs ``bound="clip"``; ``False``:
+        none (the paper's FSQ).
     """
 
     levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     bound: str = field(default="tanh", metadata={HASH_SINCE: "2026-12"})
     residuals: tuple[tuple[int, int], ...] = field(default=(), metadata={HASH_SINCE: "2026-12-07"})
+    temporal_prediction: bool = field(default=False, metadata={HASH_SINCE: "2026-12-07 (temporal prediction)"})
 
     def __post_init__(self) -> None:
         if not self.levels or any(level < 2 for level in self.levels):
@@ -71,6 +76,9 @@ class FSQConfig:
         problem = residual_problem(self.residuals, self.bound)
         if problem is not None:
             raise ValueError(f"FSQConfig: {problem}")
+        if self.temporal_prediction and self.bound != "clip":
+            raise ValueError(f"FSQConfig: temporal prediction needs the uniform bound (bound='clip'), got "
+                             f"bound={self.bound!r}")
 
     @property
     def dim(self) -> int:

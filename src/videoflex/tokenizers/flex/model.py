@@ -59,7 +59,8 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         self.config = config
         latent_channels, steps = config.vae.latent_channels, config.chunk_steps
         self.vae = build_vae(config.vae)
-        self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound, residuals=config.fsq.residuals)
+        self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound, residuals=config.fsq.residuals,
+                       predicted_tokens=config.num_registers if config.fsq.temporal_prediction else 0)
         self.encoder = Encoder(config.encoder, latent_channels, steps, config.latent_size,
                                config.num_registers, config.fsq.dim)
         self.decoder = Decoder(config.decoder, latent_channels, steps, config.latent_size,
@@ -139,18 +140,24 @@ class VideoFlexTok(ChunkedFlowTokenizer):
 
     # ------------------------------------------------------------------------------------ one chunk
 
-    def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64.
+    def encode_latents(self, latents: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
+        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64; ``first_step``: the
+        first step of FSQ's temporal prediction (:meth:`videoflex.nn.fsq.FSQ.quantize`; an int or int64 ``[B]``).
 
         Raises ``NonFiniteOutputError`` when the encoder's output is not finite (its ids would be garbage)."""
-        return self.fsq(check_finite_output(self.encoder(latents), "tokenize: the encoder's output", self)).ids
+        pre = check_finite_output(self.encoder(latents), "tokenize: the encoder's output", self)
+        return self.fsq(pre, first_step).ids
 
     def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
-                       prefix: torch.Tensor | None = None) -> torch.Tensor:
+                       prefix: torch.Tensor | None = None, first_step: int = 0) -> torch.Tensor:
         """Sample the latents of one chunk.
 
-        ids: ``[B,t,n]`` (n >= keep; ids of prefix steps are ignored). noise: ``[B,C,t,h,w]``.
+        ids: ``[B,t,n]`` (n >= keep; ids of prefix steps are not decoded, but with temporal prediction the
+            steps after them are predicted from them unless ``first_step`` lies past them).
+        noise: ``[B,C,t,h,w]``.
         prefix: clean latents ``[B,C,c,h,w]`` fixed in the first c steps (their registers are masked).
+        first_step: the first step of FSQ's temporal prediction (:meth:`encode_latents`); the ids before it
+            are placeholders.
         Returns latents ``[B,C,t,h,w]``.
         """
         b, t = ids.shape[:2]
@@ -159,7 +166,7 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         if keep < n:  # the masked positions need placeholder ids; their values never matter
             ids = torch.cat([ids, ids.new_zeros(b, t, n - keep)], dim=-1)
         prefix_steps = 0 if prefix is None else prefix.shape[2]
-        codes = self.fsq.ids_to_codes(ids).to(noise.dtype)
+        codes = self.fsq.ids_to_codes(ids, first_step).to(noise.dtype)
         registers = self.decoder.embed_tokens(codes, keep, prefix_steps)
         linear = self.decoder.code_path(codes, keep, prefix_steps)
         if sampler.guided:  # conditional and unconditional registers in one batch

@@ -20,6 +20,10 @@ before the bound (``kappa`` chosen per level count to minimise the quantisation 
 and the decoder multiplies each code by the least-squares gain back. With the uniform bound (``"clip"``) each
 coefficient is divided by :data:`CLIP_RANGE` standard deviations and the decoder multiplies the code by the
 same: every coefficient is rounded to the nearest of its levels, spread evenly over +-2.5 standard deviations.
+
+With temporal prediction (``FSQConfig.temporal_prediction``) the fit also sets each coefficient's prediction
+gain (the least-squares gain of a step's value on the step before's) and its scale (the fraction of its spread
+that the prediction leaves, at least :data:`PREDICTION_SCALE_MIN`), so that each step rounds only what changed.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ TEMPORAL_CLIPS = 1024
 """Clips the temporal mix (``DecoderConfig.linear_temporal``) is fitted on: 4 pairs of steps each for 17 frames,
 64 patches a step, at each budget it is fitted over (k = 1 ... 256 for ``flex-demo-256`` without residual
 tokens, k = 1, 2, 4 with them; ours; the blend it fits has r unknowns)."""
+
+
+PREDICTION_SCALE_MIN = 0.7
+"""The least scale of FSQ's temporal prediction (``FSQConfig.temporal_prediction``): the quantiser of a step's
+prediction error spans at least 0.7 of the range of the coefficient itself. Ours, from one-off probes with
+``flex-demo-256`` fitted on the demo recipe's 4,000 clips (``checkpoints/demo/README.md``): the fitted scales
+(0.2 to 0.6 for the leading coefficients) were too narrow for held-out clips with faster motion or cuts
+(clipped errors take several steps to catch up); the least scales 0.5 / 0.6 / 0.65 / 0.7 / 0.75 / 0.8 / 0.9
+gave 326.2 / 326.9 / 327.2 / 327.2 / 326.8 / 326.5 / 325.7 dB summed over k = 4, 8, 32, 256 on OpenCV's
+vtest, tree, box and Megamind (held out; 324.2 without prediction)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,37 @@ def _principal(sum_: torch.Tensor, outer: torch.Tensor, total: float, keep: int
     vectors = vectors * torch.where(signs == 0, 1.0, signs)
     kept = float(variance[:keep].sum() / variance.sum().clamp_min(1e-30))
     return mean, vectors[:, :keep], variance[:keep], kept
+
+
+@torch.no_grad()
+def _fit_prediction(model: VideoFlexTok, clips: torch.Tensor, batch: int, progress: bool) -> None:
+    """Set FSQ's temporal prediction (``FSQConfig.temporal_prediction``) for the fitted linear code: per token
+    and channel the gain ``a`` (least squares of a step's coefficient on the step before's, clipped to [0, 1])
+    and the scale ``s = sqrt(E (z_t - a z_{t-1})^2 / E z_t^2)`` (the fraction of the quantiser's range the
+    prediction error needs, clipped to [:data:`PREDICTION_SCALE_MIN`, 1]), over every pair of neighbouring
+    steps of all ``clips``, the coefficients clipped to the quantiser's range as FSQ reads them. A residual token gets ``a = 0`` and its
+    source's ``s`` (it rounds its source's error in its source's units). The encoder's linear path must be
+    fitted already."""
+    config = model.config
+    encoder, fsq = model.encoder, model.fsq
+    n, dim = config.num_registers, config.fsq.dim
+    cross = torch.zeros(n, dim, dtype=torch.float64)
+    before = torch.zeros(n, dim, dtype=torch.float64)
+    after = torch.zeros(n, dim, dtype=torch.float64)
+    for values, _ in _steps(model, clips, batch, progress, "linear code: temporal prediction"):
+        b, t = values.shape[:2]
+        z = encoder.linear_mix(encoder.linear_patch(values.float()).flatten(2)).view(b, t, n, dim)
+        z = z.double().clamp(-1.0, 1.0)
+        cross += (z[:, 1:] * z[:, :-1]).sum((0, 1))
+        before += z[:, :-1].square().sum((0, 1))
+        after += z[:, 1:].square().sum((0, 1))
+    gain = (cross / before.clamp_min(1e-30)).clamp(0.0, 1.0)
+    error = (after - 2 * gain * cross + gain.square() * before).clamp_min(0.0)
+    scale = (error / after.clamp_min(1e-30)).sqrt().clamp(PREDICTION_SCALE_MIN, 1.0)
+    for token, source in fsq.residuals:  # in order of token: a source's scale is final when it is read
+        gain[token], scale[token] = 0.0, scale[source]
+    fsq.prediction_gain.copy_(gain)
+    fsq.prediction_scale.copy_(scale)
 
 
 @torch.no_grad()
@@ -162,6 +207,7 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
         reading codes (``DecoderConfig.linear_input="codes"``, ``prediction="data"``). Its encoder's code
         projection and decoder's head are zeroed, so its one-step reconstruction is the linear code's. Its
         residual tokens (``FSQConfig.residuals``) take no coefficient of their own: they refine their sources'.
+        With temporal prediction (``FSQConfig.temporal_prediction``) its FSQ's gains and scales are fitted too.
     clips: uint8 ``[n,3,T,H,W]`` training clips of the model's frame size, ``1 + tf*m`` frames (n >= 2).
     Returns a :class:`LinearCodeFit`. Deterministic: the same clips give the same weights, bit for bit.
 
@@ -264,6 +310,8 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     decoder.linear_out.bias.copy_(patch_mean)
     decoder.head.weight.zero_()
     decoder.head.bias.zero_()
+    if config.fsq.temporal_prediction:
+        _fit_prediction(model, clips, batch, progress)
     if config.decoder.linear_temporal:
         _fit_temporal(model, clips[:min(len(clips), TEMPORAL_CLIPS)], patch_mean, patch_basis, batch, progress)
 

@@ -92,6 +92,9 @@ class GridTokenizerConfig(ChunkGeometry):
     loss: LossConfig = field(default_factory=default_loss)
 
     def __post_init__(self) -> None:
+        if self.fsq.temporal_prediction:
+            raise ValueError("GridTokenizerConfig: temporal prediction (fsq.temporal_prediction) belongs to a flex "
+                             "tokenizer's linear code; a grid tokenizer takes plain FSQ")
         if self.fsq.residuals:
             raise ValueError("GridTokenizerConfig: residual tokens (fsq.residuals) refine a flex tokenizer's "
                              "registers; a grid tokenizer's tokens are its patches")

@@ -128,17 +128,18 @@ class GridTokenizer(ChunkedFlowTokenizer):
 
     # ------------------------------------------------------------------------------------ one chunk
 
-    def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64.
+    def encode_latents(self, latents: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
+        """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64 (``first_step``: no
+        effect, a grid tokenizer has no temporal prediction; each step's ids stand alone).
 
         Raises ``NonFiniteOutputError`` when the encoder's output is not finite (its ids would be garbage)."""
         return self.fsq(check_finite_output(self.encoder(latents), "tokenize: the encoder's output", self)).ids
 
     def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
-                       prefix: torch.Tensor | None = None) -> torch.Tensor:
+                       prefix: torch.Tensor | None = None, first_step: int = 0) -> torch.Tensor:
         """Sample the latents ``[B,C,t,h,w]`` of one chunk from ids ``[B,t,N]`` (``keep`` is N; ids of prefix
         steps are ignored), noise ``[B,C,t,h,w]`` and clean latents ``prefix [B,C,c,h,w]`` fixed in the first
-        c steps (their tokens masked)."""
+        c steps (their tokens masked). ``first_step``: no effect (no temporal prediction)."""
         b, t, n = ids.shape
         prefix_steps = 0 if prefix is None else prefix.shape[2]
         tokens = self.decoder.embed_tokens(self.fsq.ids_to_codes(ids).to(noise.dtype), prefix_steps)
