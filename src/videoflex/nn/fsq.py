@@ -16,7 +16,7 @@ BOUNDS = ("tanh", "clip")
 class FSQOutput:
     """What :class:`FSQ` gives for ``[..., d]`` inputs."""
 
-    codes: torch.Tensor  # [..., d] float32 on the grid (straight-through gradient)
+    codes: torch.Tensor  # [..., d] float32 on the grid, or the predicted values (temporal prediction); straight-through
     ids: torch.Tensor  # [...] int64 in [0, codebook_size)
 
 
@@ -197,13 +197,14 @@ class FSQ(nn.Module):
         """int64 ids ``[...]`` (``[..., t, N]`` with temporal prediction; ``first_step`` as in
         :meth:`quantize`) -> float32 codes ``[..., d]``. Raises ValueError for ids of another shape with
         temporal prediction."""
+        if self.predicted_tokens:
+            self._check_predicted(ids.shape, "ids")
         levels, basis = self._levels(ids.device)
         centre = self._centre(levels)
         digits = (ids[..., None] // basis) % levels
         codes = (digits.float() - centre) / centre
         if not self.predicted_tokens:
             return codes
-        self._check_predicted(ids.shape, "ids")
         gain, scale = self.prediction_gain.float(), self.prediction_scale.float()
         values, previous = [], torch.zeros_like(codes[..., 0, :, :])
         for t, step in enumerate(codes.unbind(-3)):
