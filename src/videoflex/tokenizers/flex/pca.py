@@ -118,9 +118,9 @@ def _fit_prediction(model: VideoFlexTok, clips: torch.Tensor, batch: int, progre
     and channel the gain ``a`` (least squares of a step's coefficient on the step before's, clipped to [0, 1])
     and the scale ``s = sqrt(E (z_t - a z_{t-1})^2 / E z_t^2)`` (the fraction of the quantiser's range the
     prediction error needs, clipped to [:data:`PREDICTION_SCALE_MIN`, 1]), over every pair of neighbouring
-    steps of all ``clips``, the coefficients clipped to the quantiser's range as FSQ reads them. A residual token gets ``a = 0`` and its
-    source's ``s`` (it rounds its source's error in its source's units). The encoder's linear path must be
-    fitted already."""
+    steps of all ``clips``, the coefficients clipped to the quantiser's range as FSQ reads them. A residual
+    token gets ``a = 0`` and its source's ``s`` (it rounds its source's error in its source's units). The
+    encoder's linear path must be fitted already."""
     config = model.config
     encoder, fsq = model.encoder, model.fsq
     n, dim = config.num_registers, config.fsq.dim
