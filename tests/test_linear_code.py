@@ -324,6 +324,7 @@ def test_temporal_prediction_is_fitted_with_the_code_and_rounds_only_what_change
     # 33 frames: two chunks sharing a frame; the second chunk's ids start their prediction anew
     long = torch.cat([video, video.flip(2)[:, :, 1:]], dim=2)  # [4, 3, 33, 32, 32]
     long_ids = predicted.tokenize(long)
+    assert torch.equal(predicted.tokenize(long, chunk_batch=1), long_ids)  # each chunk's restart, batched or not
     out = predicted.detokenize(long_ids, generator=gen())
     first, second = psnr(out[:, :, :17], long[:, :, :17]), psnr(out[:, :, 17:], long[:, :, 17:])
     assert second > first - 1.0, (first, second)
