@@ -112,6 +112,15 @@ def _principal(sum_: torch.Tensor, outer: torch.Tensor, total: float, keep: int
     return mean, vectors[:, :keep], variance[:keep], kept
 
 
+def _linear_codes(model: VideoFlexTok, values: torch.Tensor) -> torch.Tensor:
+    """The encoder's values before FSQ ``[B,t,N,d]`` from patch values ``[B,t,L,P]``, while its transformer's
+    contribution is zero (the fitted linear path alone)."""
+    b, t = values.shape[:2]
+    encoder = model.encoder
+    pre = encoder.linear_mix(encoder.linear_patch(values.float()).flatten(2))
+    return pre.view(b, t, model.config.num_registers, model.config.fsq.dim)
+
+
 @torch.no_grad()
 def _fit_prediction(model: VideoFlexTok, clips: torch.Tensor, batch: int, progress: bool) -> None:
     """Set FSQ's temporal prediction (``FSQConfig.temporal_prediction``) for the fitted linear code: per token
@@ -121,16 +130,12 @@ def _fit_prediction(model: VideoFlexTok, clips: torch.Tensor, batch: int, progre
     steps of all ``clips``, the coefficients clipped to the quantiser's range as FSQ reads them. A residual
     token gets ``a = 0`` and its source's ``s`` (it rounds its source's error in its source's units). The
     encoder's linear path must be fitted already."""
-    config = model.config
-    encoder, fsq = model.encoder, model.fsq
-    n, dim = config.num_registers, config.fsq.dim
+    n, dim, fsq = model.config.num_registers, model.config.fsq.dim, model.fsq
     cross = torch.zeros(n, dim, dtype=torch.float64)
     before = torch.zeros(n, dim, dtype=torch.float64)
     after = torch.zeros(n, dim, dtype=torch.float64)
     for values, _ in _steps(model, clips, batch, progress, "linear code: temporal prediction"):
-        b, t = values.shape[:2]
-        z = encoder.linear_mix(encoder.linear_patch(values.float()).flatten(2)).view(b, t, n, dim)
-        z = z.double().clamp(-1.0, 1.0)
+        z = _linear_codes(model, values).double().clamp(-1.0, 1.0)
         cross += (z[:, 1:] * z[:, :-1]).sum((0, 1))
         before += z[:, :-1].square().sum((0, 1))
         after += z[:, 1:].square().sum((0, 1))
@@ -159,8 +164,8 @@ def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Te
     over them too the blend gave up 0.01 dB at k = 4 on carphone (``flex-demo-256``'s start; ours). The
     linear paths must be fitted already."""
     config = model.config
-    encoder, decoder, fsq = model.encoder, model.decoder, model.fsq
-    n, dim, rank = config.num_registers, config.fsq.dim, config.encoder.linear_path
+    decoder, fsq = model.decoder, model.fsq
+    n, rank = config.num_registers, config.encoder.linear_path
     first_residual = min((token for token, _ in config.fsq.residuals), default=n)
     budgets = tuple(k for k in nested_budgets(n) if k <= first_residual)
     decoder.linear_temporal.weight.zero_()
@@ -170,8 +175,7 @@ def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Te
     for values, _ in _steps(model, clips, batch, progress, "linear code: temporal mix"):
         target = (values - patch_mean) @ patch_basis  # [B,t,L,r]
         b, t = target.shape[:2]
-        pre = encoder.linear_mix(encoder.linear_patch(values.float()).flatten(2)).view(b, t, n, dim)
-        codes = fsq(pre).codes  # what the encoder gives while its transformer's contribution is zero
+        codes = fsq(_linear_codes(model, values)).codes  # what the encoder gives at the start
         for i, k in enumerate(budgets):
             mixed = decoder.linear_mix(codes.masked_fill(torch.arange(n)[:, None] >= k, 0.0).flatten(2))
             mixed = mixed.view(b, t, -1, rank).double()  # [B,t,L,r]
