@@ -204,9 +204,9 @@ class ChunkedFlowTokenizer(PretrainedModel, Tokenizer):
         for batch in micro_batches(plan, chunk_batch):
             clips = torch.cat([self._chunk_clip(video, plan.chunks[i]) for i in batch])
             latents = self.encode_video(clips, generator).to(self.dtype)
-            first = torch.tensor([plan.chunks[i].steps - plan.chunks[i].kept_steps for i in batch]).repeat_interleave(b)
-            ids = self.encode_latents(latents, first).view(len(batch), b, -1, n)
-            kept.extend(ids[j][:, plan.chunks[i].steps - plan.chunks[i].kept_steps:] for j, i in enumerate(batch))
+            shared = [plan.chunks[i].shared_steps for i in batch]
+            ids = self.encode_latents(latents, torch.tensor(shared).repeat_interleave(b)).view(len(batch), b, -1, n)
+            kept.extend(ids[j][:, dropped:] for j, dropped in enumerate(shared))
         return torch.cat(kept, dim=1)
 
     def _chunk_clip(self, video: torch.Tensor, chunk: Chunk) -> torch.Tensor:
@@ -267,11 +267,11 @@ class ChunkedFlowTokenizer(PretrainedModel, Tokenizer):
             if i > 0:  # condition on the frames shared with the previous chunk (the last decoded ones)
                 overlap = last_frames(frames, c.chunk_overlap)
                 prefix = self.encode_video(overlap, generator).to(self.dtype)
-                chunk_ids = torch.cat([chunk_ids.new_zeros(b, chunk.steps - chunk.kept_steps, ids.shape[2]),
+                chunk_ids = torch.cat([chunk_ids.new_zeros(b, chunk.shared_steps, ids.shape[2]),
                                        chunk_ids], dim=1)
             noise = torch.randn(b, c.vae.latent_channels, chunk.steps, h, w, generator=generator,
                                 device=device, dtype=dtype)
-            latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix, chunk.steps - chunk.kept_steps)
+            latents = self.decode_latents(chunk_ids, keep, noise, sampler, prefix, chunk.shared_steps)
             video = self.vae.decode(latents)  # unclamped: the next chunk re-encodes it (as the reference)
             frames.append(video if i == 0 else video[:, :, c.chunk_overlap:])
         video = check_finite_output(torch.cat(frames, dim=2)[:, :, : plan.num_frames], "detokenize: the decoded video", self)

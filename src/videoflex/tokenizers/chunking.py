@@ -18,6 +18,11 @@ class Chunk:
     steps: int  # latent steps of this chunk
     kept_steps: int  # token steps this chunk contributes (steps minus the shared ones)
 
+    @property
+    def shared_steps(self) -> int:
+        """Latent steps at the start of this chunk shared with the chunk before (their ids are dropped)."""
+        return self.steps - self.kept_steps
+
 
 @dataclass(frozen=True)
 class ChunkPlan:
