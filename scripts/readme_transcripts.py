@@ -11,7 +11,8 @@ Two kinds of blocks in README.md are delimited by HTML comments:
   each followed by its output. Every command is run with ``bash -c`` and its stdout and stderr (merged) replace
   the lines under it. Options after the name: ``bare-checkout`` runs the block in a copy of ``src/`` with no
   ``checkpoints/`` (a checkout without the demo model); ``stdout`` keeps stdout only (progress bars, which go
-  to stderr, left out).
+  to stderr, left out); ``after=NAME[,NAME]`` names the earlier transcripts whose files the block reads, so
+  that ``--only`` runs them first (their README text is left as it is).
 - ``<!-- usage: videoflex SUB -->`` ... ``<!-- /usage -->`` around a fenced synopsis: the usage paragraph of
   ``videoflex SUB --help`` without its ``usage: `` prefix, wrapped at 110 columns.
 
@@ -73,6 +74,12 @@ class Block:
     body: str  # the text between the fences
 
     @property
+    def after(self) -> list[str]:
+        """The transcripts this one reads files from (option ``after=NAME[,NAME]``)."""
+        return [name for option in self.options if option.startswith("after=")
+                for name in option.removeprefix("after=").split(",")]
+
+    @property
     def commands(self) -> list[str]:
         """The ``$ `` lines of a transcript (a line ending in ``\\`` continues on the next)."""
         found, pending = [], None
@@ -106,6 +113,11 @@ def find_blocks(text: str) -> list[Block]:
     names = [b.name for b in blocks if b.kind == "transcript"]
     if len(names) != len(set(names)):
         raise SystemExit(f"README.md: transcript names must be unique, got {names}")
+    for block in blocks:
+        earlier = names[:names.index(block.name)] if block.kind == "transcript" else []
+        if missing := [name for name in block.after if name not in earlier]:
+            raise SystemExit(f"README.md: transcript {block.name} runs after {missing}, which are not transcripts "
+                             f"above it")
     return blocks
 
 
@@ -199,6 +211,20 @@ def selected(block: Block, only: set[str] | None) -> bool:
     return only is None or block.name in only or block.kind in only
 
 
+def needed(blocks: list[Block], only: set[str] | None) -> set[str]:
+    """Names of the transcripts that must run for the selected blocks: those selected and, recursively, the ones
+    they run after."""
+    by_name = {b.name: b for b in blocks if b.kind == "transcript"}
+    todo = [b.name for b in by_name.values() if selected(b, only)]
+    found: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(by_name[name].after)
+    return found
+
+
 def install_problem(root: Path) -> str | None:
     """Why the checkout's environment cannot run a transcript's ``make`` command as the README shows it, or
     ``None``: ``make`` reinstalls when ``.venv/.installed`` is missing or older than its prerequisites in the
@@ -217,8 +243,11 @@ def install_problem(root: Path) -> str | None:
 
 def regenerate(text: str, only: set[str] | None, python: str, timeout: float,
                threads: int | None = None) -> dict[int, str]:
-    """New bodies of the selected blocks, by block start."""
-    blocks = [b for b in find_blocks(text) if selected(b, only)]
+    """New bodies of the selected blocks, by block start. Transcripts that a selected one runs after are run too,
+    in README order, and left out of the result."""
+    every = find_blocks(text)
+    run = needed(every, only)
+    blocks = [b for b in every if selected(b, only) or (b.kind == "transcript" and b.name in run)]
     runs_make = any(command.split()[:1] == ["make"] for b in blocks if b.kind == "transcript"
                     and "bare-checkout" not in b.options for command in b.commands)
     problem = install_problem(ROOT) if runs_make else None
@@ -230,7 +259,7 @@ def regenerate(text: str, only: set[str] | None, python: str, timeout: float,
     with tempfile.TemporaryDirectory(prefix="readme-transcripts-") as tmp:
         scratch = make_scratch(Path(tmp) / "repo", bare=False)
         env = environment(bin_dir, clip, threads)
-        usage = [b for b in blocks if b.kind == "usage"]
+        usage = [b for b in blocks if b.kind == "usage" and selected(b, only)]
         if usage:
             bodies = run_usages(usage, python, env, scratch)
             new.update({b.start: bodies[b.name] for b in usage})
@@ -240,10 +269,11 @@ def regenerate(text: str, only: set[str] | None, python: str, timeout: float,
             print(f"transcript {block.name}", file=sys.stderr)
             if "bare-checkout" in block.options:
                 bare = make_scratch(Path(tmp) / f"bare-{block.name}", bare=True)
-                new[block.start] = run_transcript(block, bare, environment(bin_dir, clip, threads, bare / "src"), clip,
-                                                  timeout)
+                body = run_transcript(block, bare, environment(bin_dir, clip, threads, bare / "src"), clip, timeout)
             else:
-                new[block.start] = run_transcript(block, scratch, env, clip, timeout)
+                body = run_transcript(block, scratch, env, clip, timeout)
+            if selected(block, only):
+                new[block.start] = body
     return new
 
 

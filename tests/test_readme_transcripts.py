@@ -122,3 +122,21 @@ def test_usage_synopses_and_error_messages_are_current():
 def test_every_transcript_is_current():
     done = check()
     assert done.returncode == 0, f"stale README transcripts; run `make readme`:\n{done.stdout}{done.stderr}"
+
+
+def test_only_runs_the_transcripts_a_block_reads_from_first():
+    """``--only r`` for a block marked ``after=w`` runs ``w`` first (its files are there for ``r``) and returns
+    only ``r``'s new body; without the mark ``r`` finds no file; a mark naming no transcript above is refused."""
+    script = load_script()
+    text = ("<!-- transcript: w -->\n```console\n$ echo written > note.txt\n```\n<!-- /transcript -->\n"
+            "<!-- transcript: r after=w -->\n```console\n$ cat note.txt\n```\n<!-- /transcript -->\n")
+    blocks = script.find_blocks(text)
+    assert blocks[1].after == ["w"]
+    new = script.regenerate(text, {"r"}, sys.executable, 30.0)
+    assert list(new.values()) == ["$ cat note.txt\nwritten\n"]
+    alone = script.regenerate(text.replace(" after=w", ""), {"r"}, sys.executable, 30.0)
+    assert "No such file" in next(iter(alone.values()))
+    with pytest.raises(SystemExit, match=r"runs after \['r'\]"):
+        script.find_blocks(text.replace("transcript: w -->", "transcript: w after=r -->"))
+    with pytest.raises(SystemExit, match=r"runs after \['x'\]"):
+        script.find_blocks(text.replace("after=w", "after=w,x"))
