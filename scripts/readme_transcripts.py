@@ -259,7 +259,7 @@ def regenerate(text: str, only: set[str] | None, python: str, timeout: float,
     with tempfile.TemporaryDirectory(prefix="readme-transcripts-") as tmp:
         scratch = make_scratch(Path(tmp) / "repo", bare=False)
         env = environment(bin_dir, clip, threads)
-        usage = [b for b in blocks if b.kind == "usage" and selected(b, only)]
+        usage = [b for b in blocks if b.kind == "usage"]
         if usage:
             bodies = run_usages(usage, python, env, scratch)
             new.update({b.start: bodies[b.name] for b in usage})
