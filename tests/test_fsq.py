@@ -179,6 +179,58 @@ def test_temporal_prediction_keeps_each_token_to_itself_and_restarts_at_the_firs
     assert torch.equal(fsq.codes_to_ids(restarted.codes, first), restarted.ids)
 
 
+def test_the_colour_token_is_not_predicted_from_its_first_value():
+    """``colour_token``: its first step's value (the colour) does not predict the step after, which rounds its own
+    value over the whole range (scale 1, gain 0); at the first step the residual token refining it rounds its own
+    values (the coefficients the colour displaced) instead of the colour's rounding error; the other tokens are
+    quantised as without it; the ids round trip, also with a first step per sample."""
+    plain = predicted_fsq()  # token 3 refines token 0
+    fsq = FSQ((8, 5), bound="clip", residuals=((3, 0),), predicted_tokens=4, colour_token=0)
+    fsq.load_state_dict(plain.state_dict())  # the same gains and scales
+    assert fsq.colour_refiner == 3
+    z = random_walk()
+    out, before = fsq(z), plain(z)
+    grid = FSQ((8, 5), bound="clip")
+    scale = fsq.prediction_scale[3]
+    torch.testing.assert_close(out.codes[:, 0, 3], grid(z[:, 0, 3] / scale).codes * scale, rtol=0, atol=1e-6)
+    assert torch.equal(out.codes[:, 1, 0], grid(z[:, 1, 0]).codes)
+    assert torch.equal(out.codes[:, :, 1:3], before.codes[:, :, 1:3])
+    assert torch.equal(out.codes[:, 0, :3], before.codes[:, 0, :3])
+    assert torch.equal(fsq.ids_to_codes(out.ids), out.codes.detach())
+    assert torch.equal(fsq.codes_to_ids(out.codes.detach()), out.ids)
+    starts = torch.tensor([0, 2, 4])
+    per_sample = fsq(z, starts)
+    for b, f in enumerate(starts.tolist()):
+        assert torch.equal(per_sample.ids[b, f:], fsq(z[b:b + 1, f:]).ids[0])
+    assert torch.equal(fsq.ids_to_codes(per_sample.ids, starts), per_sample.codes.detach())
+    assert torch.equal(fsq.codes_to_ids(per_sample.codes.detach(), starts), per_sample.ids)
+    with pytest.raises(ValueError, match=r"colour_token needs temporal prediction and must lie in \[0, "):
+        FSQ((8, 5), bound="clip", predicted_tokens=4, colour_token=4)
+
+
+def test_full_range_restarts_round_a_first_step_over_the_whole_range():
+    """``full_range_restarts``: a step predicted from nothing (the first, or each sample's ``first_step``) is
+    plain FSQ of its inputs (scale 1), the later steps as without the option; the ids round trip."""
+    plain = predicted_fsq()
+    fsq = FSQ((8, 5), bound="clip", residuals=((3, 0),), predicted_tokens=4, full_range_restarts=True)
+    fsq.load_state_dict(plain.state_dict())
+    z = random_walk()
+    starts = torch.tensor([0, 2, 4])
+    out = fsq(z, starts)
+    unpredicted = FSQ((8, 5), bound="clip", residuals=((3, 0),))
+    for b, f in enumerate(starts.tolist()):
+        assert torch.equal(out.codes[b, :f + 1], unpredicted(z[b, :f + 1]).codes)
+    assert torch.equal(fsq.ids_to_codes(out.ids, starts), out.codes.detach())
+    assert torch.equal(fsq.codes_to_ids(out.codes.detach(), starts), out.ids)
+    # from the second step on, each step is the step before's value times the gain plus the scale times a level
+    later = ((out.codes[0, 1:] - fsq.prediction_gain * out.codes[0, :-1]) / fsq.prediction_scale)[:, :3]
+    torch.testing.assert_close(FSQ((8, 5), bound="clip")(later).codes, later, rtol=0, atol=1e-5)
+    from videoflex.tokenizers.config import FSQConfig
+
+    with pytest.raises(ValueError, match="full_range_restarts is an option of temporal prediction"):
+        FSQConfig(bound="clip", full_range_restarts=True)
+
+
 def test_temporal_prediction_refuses_what_it_cannot_read():
     fsq = predicted_fsq()
     with pytest.raises(ValueError, match=r"takes inputs shaped \[\.\.\., t, N, 2\] with N = 4"):

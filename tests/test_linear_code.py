@@ -328,3 +328,97 @@ def test_temporal_prediction_is_fitted_with_the_code_and_rounds_only_what_change
     out = predicted.detokenize(long_ids, generator=gen())
     first, second = psnr(out[:, :, :17], long[:, :, :17]), psnr(out[:, :, 17:], long[:, :, 17:])
     assert second > first - 1.0, (first, second)
+
+
+def colour_model(colour_token: int | None = 1) -> VideoFlexTok:
+    """``predicted_model`` (residual tokens 2, 4 refining 0, 1; temporal prediction) with token 1 as the colour
+    token (``None``: without)."""
+    model = predicted_model()
+    return VideoFlexTok(dataclasses.replace(model.config, colour_token=colour_token)).eval()
+
+
+def chroma_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """RMS difference of the colour parts (each pixel minus its mean over R, G, B) of two videos."""
+    return float(((a - a.mean(1, keepdim=True)) - (b - b.mean(1, keepdim=True))).square().mean().sqrt())
+
+
+def test_the_colour_token_sends_a_chunks_colour_once_and_every_step_shows_it():
+    """``TokenizerConfig.colour_token``: fitted, its colour components are orthonormal colour directions; the first
+    step's colour token holds the colour codes and, where the token is kept, the decoder's linear path gives every
+    step of the chunk those colour codes; without it (k = 1) nothing reads them; on held-out clips whose colours
+    stay while their light moves, k = 2 shows their colours better than the same code without a colour token; the
+    token's second step is not predicted from its first; the prefix property, causality and the ids' round trip
+    hold, and each chunk of a long video carries its own colour."""
+    def lit_clips(count: int, seed: int) -> torch.Tensor:  # faint fixed tints under bright moving light
+        tint = F.interpolate(torch.rand(count, 3, 1, 2, 2, generator=gen(seed)), size=(17, 32, 32),
+                             mode="trilinear")
+        light = F.interpolate(torch.rand(count, 1, 5, 4, 4, generator=gen(seed + 1)), size=(17, 32, 32),
+                              mode="trilinear")
+        return ((0.8 + 0.4 * tint) * (0.1 + 0.7 * light) * 255).round().clamp(0, 255).to(torch.uint8)
+
+    clips, video = lit_clips(96, 0), lit_clips(4, 10).float() / 127.5 - 1
+    models = {token: colour_model(token) for token in (None, 1)}
+    for model in models.values():
+        fit_linear_paths(model, clips, progress=False)
+    model = models[1]
+    assert model.fsq.colour_refiner == 4 and model.colour_masked == ()  # token 4 refines token 1
+    read, out = model.decoder.colour_read.weight, model.decoder.colour_out.weight  # [d, L*r], [L*r, d]
+    torch.testing.assert_close(read @ out, torch.eye(6), atol=1e-4, rtol=0)
+    ids = model.tokenize(video)
+    codes = model.fsq.ids_to_codes(ids)
+
+    def colour_coordinates(keep: int) -> torch.Tensor:  # [B,t,d]: each step's, as the linear path gives them
+        linear = model.decoder.code_path(codes, keep)  # [B,t,L,P]
+        reduced = (linear - model.decoder.linear_out.bias) @ model.decoder.linear_out.weight  # [B,t,L,r]
+        return model.decoder.colour_read(reduced.flatten(2))
+
+    # the first step shows the colour codes; the later steps move towards them by the fitted gain per budget,
+    # all the way with gain 1
+    gains = model.decoder.colour_gain.detach()
+    assert bool(((gains >= 0) & (gains <= 1)).all()) and float(gains[1].mean()) > float(gains[15].mean())
+    torch.testing.assert_close(colour_coordinates(2)[:, 0], codes[:, 0, 1], atol=1e-4, rtol=0)
+    with torch.no_grad():
+        model.decoder.colour_gain.fill_(1.0)
+        colour = colour_coordinates(2)
+        model.decoder.colour_gain.copy_(gains)
+    torch.testing.assert_close(colour, codes[:, :1, 1].expand_as(colour), atol=1e-4, rtol=0)
+    # the first step's colour token reaches the last step at k = 2, and nothing at k = 1
+    changed = ids.clone()
+    changed[:, 0, 1] = (changed[:, 0, 1] + 1000) % model.codebook_size
+    for keep, differs in ((1, False), (2, True)):
+        a, b = (model.detokenize(x, keep=keep, generator=gen())[:, :, -4:] for x in (ids, changed))
+        assert torch.equal(a, b) != differs
+    with_colour, without = (chroma_error(m.detokenize(m.tokenize(video), keep=2, generator=gen()), video)
+                            for m in (model, models[None]))
+    assert with_colour < 0.8 * without, (with_colour, without)
+    # the token's second step is rounded over the whole range, not predicted from the colour; then predicted
+    from videoflex.nn.fsq import FSQ
+
+    grid = FSQ(model.config.fsq.levels, bound="clip")
+    assert float(model.fsq.prediction_gain[1].min()) > 0
+    assert torch.equal(codes[:, 1, 1], grid.ids_to_codes(ids[:, 1, 1]))
+    assert not torch.equal(codes[:, 2, 1], grid.ids_to_codes(ids[:, 2, 1]))
+    assert_prefix_decodes(model, ids, 3)
+    assert torch.equal(model.fsq.codes_to_ids(codes), ids)
+    later = video.clone()
+    later[:, :, 9:] = 0.5
+    assert torch.equal(model.tokenize(later)[:, :3], ids[:, :3])
+    # two chunks sharing a frame: the second chunk's first token step holds its colour
+    long = torch.cat([video, video.flip(0)[:, :, 1:]], dim=2)  # [4, 3, 33, 32, 32]: other colours later
+    long_ids = model.tokenize(long)
+    assert torch.equal(model.tokenize(long, chunk_batch=1), long_ids)
+    decoded = model.detokenize(long_ids, keep=2, generator=gen())
+    assert chroma_error(decoded[:, :, 17:], long[:, :, 17:]) < 1.2 * chroma_error(decoded[:, :, :17], long[:, :, :17])
+
+
+def test_a_colour_token_needs_code_paths_and_a_token_of_its_own():
+    config = colour_model(None).config
+    for bad, match in ((16, r"colour_token must be a token index in \[0, 16\)"), (True, "colour_token must be"),
+                       (2, "colour_token 2 is a residual token")):
+        with pytest.raises(ValueError, match=match):
+            dataclasses.replace(config, colour_token=bad)
+    tiny = VideoFlexTok.from_preset("flex-tiny").config
+    with pytest.raises(ValueError, match="colour_token needs both linear paths"):
+        dataclasses.replace(tiny, colour_token=1)
+    with pytest.raises(ValueError, match="colour_token needs fsq.temporal_prediction"):
+        dataclasses.replace(config, colour_token=1, fsq=dataclasses.replace(config.fsq, temporal_prediction=False))

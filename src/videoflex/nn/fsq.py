@@ -61,10 +61,20 @@ class FSQ(nn.Module):
         a residual token has ``a = 0`` and its source's ``s``. Their defaults (``a = 0``, ``s = 1``) are
         plain FSQ. The ids are those of the rounded values (what is new in each step). Not in the paper
         (ours, for codes started from a linear code, whose leading coefficients change slowly over time).
+    colour_token: with temporal prediction, the colour token (``TokenizerConfig.colour_token``): at the first
+        step it holds the chunk's colour, not its own coefficients, so the step after the first does not predict
+        it from them (it starts from 0, as the first step), and at the first step the residual token refining it
+        (:attr:`colour_refiner`, if any) holds the coefficients the colour displaced, rounded as that token's
+        own, instead of the colour's rounding error. ``None``: none.
+    full_range_restarts: with temporal prediction, a step predicted from nothing (the first step) is rounded
+        over the whole range of its coefficients (scale 1) rather than at the prediction's scale, which is
+        fitted for what changes from step to step and clips a first value beyond its range. ``False``: the
+        prediction's scale (models made before this option).
     """
 
     def __init__(self, levels: tuple[int, ...], eps: float = 1e-3, bound: str = "tanh",
-                 residuals: tuple[tuple[int, int], ...] = (), predicted_tokens: int = 0) -> None:
+                 residuals: tuple[tuple[int, int], ...] = (), predicted_tokens: int = 0,
+                 colour_token: int | None = None, full_range_restarts: bool = False) -> None:
         super().__init__()
         if bound not in BOUNDS:
             raise ValueError(f"FSQ: bound must be one of {BOUNDS}, got {bound!r}")
@@ -81,6 +91,11 @@ class FSQ(nn.Module):
             raise ValueError(f"FSQ: predicted_tokens must be 0 (off) or a token count above every residual token, "
                              f"got {predicted_tokens}")
         self.predicted_tokens = predicted_tokens
+        if colour_token is not None and not 0 <= colour_token < predicted_tokens:
+            raise ValueError(f"FSQ: colour_token needs temporal prediction and must lie in [0, predicted_tokens="
+                             f"{predicted_tokens}), got {colour_token}")
+        self.colour_token, self.full_range_restarts = colour_token, full_range_restarts
+        self.colour_refiner = next((t for t, source in self.residuals if source == colour_token), None)
         if predicted_tokens:
             self.register_buffer("prediction_gain", torch.zeros(predicted_tokens, self.dim))
             self.register_buffer("prediction_scale", torch.ones(predicted_tokens, self.dim))
@@ -122,22 +137,41 @@ class FSQ(nn.Module):
             return self._quantize_step(z)
         self._check_predicted(z.shape, "inputs")
         with torch.autocast(device_type=z.device.type, enabled=False):
-            gain, scale = self.prediction_gain.float(), self.prediction_scale.float()
             values, previous = [], torch.zeros_like(z[..., 0, :, :], dtype=torch.float32)
             for t, step in enumerate(z.float().unbind(-3)):
-                predicted = gain * self._after(previous.detach(), t, first_step)
-                value = predicted + scale * self._quantize_step((step - predicted) / scale)
+                gain, scale = self._prediction(t, first_step, step)
+                predicted = gain * previous.detach()
+                first = None if self.colour_refiner is None else self._is_first(t, first_step, step)
+                value = predicted + scale * self._quantize_step((step - predicted) / scale, first)
                 values.append(value)
                 previous = value
             return torch.stack(values, dim=-3)
 
     @staticmethod
-    def _after(previous: torch.Tensor, t: int, first_step: int | torch.Tensor) -> torch.Tensor:
-        """``previous [B?, ..., N, d]`` where step ``t`` is predicted from it (``t > first_step``), else 0."""
-        if isinstance(first_step, int):
-            return previous if t > first_step else torch.zeros_like(previous)
-        keep = (t > first_step.to(previous.device)).view(-1, *([1] * (previous.dim() - 1)))
-        return previous * keep
+    def _is_first(t: int, first_step: int | torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Bool: is step ``t`` the first step (of each sample), shaped to broadcast with a token's ``[..., d]`` of
+        ``step [B?, ..., N, d]``."""
+        first = torch.as_tensor(first_step, device=step.device) == t
+        return first.reshape(-1, *([1] * (step.dim() - 2))) if step.dim() > 2 else first.reshape(())
+
+    def _prediction(self, t: int, first_step: int | torch.Tensor, like: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and scale of step ``t`` per token and channel, broadcasting with ``like [B?, ..., N, d]``: the
+        fitted ones where step ``t`` is predicted from the step before (``t > first_step``; the
+        :attr:`colour_token` not at ``t = first_step + 1``), else gain 0 and the fitted scale, or scale 1 with
+        :attr:`full_range_restarts` (always for the colour token's second step, its coefficient's first value)."""
+        start = torch.as_tensor(first_step, device=like.device).reshape(-1, 1)  # [B|1, 1]
+        n = like.shape[-2]
+        predicted = (t > start).expand(-1, n).clone()  # [B|1, N]
+        full = torch.zeros_like(predicted)  # rounded over the whole range (scale 1)
+        if self.colour_token is not None:
+            full[:, self.colour_token] = t == start[:, 0] + 1
+            predicted &= ~full
+        if self.full_range_restarts:
+            full = ~predicted
+        shape = (n, 1) if like.dim() < 3 else (len(predicted), *([1] * (like.dim() - 3)), n, 1)
+        predicted, full = predicted.reshape(shape), full.reshape(shape)
+        return self.prediction_gain.float() * predicted, torch.where(full, 1.0, self.prediction_scale.float())
 
     def _check_predicted(self, shape: torch.Size, what: str) -> None:
         """With temporal prediction: ``ValueError`` unless ``shape`` is ``[..., t, N, d]`` (``what="ids"``:
@@ -148,8 +182,10 @@ class FSQ(nn.Module):
             raise ValueError(f"FSQ with temporal prediction takes {what} shaped {want} with N = "
                              f"{self.predicted_tokens} (latent steps on the axis before the tokens); got {list(shape)}")
 
-    def _quantize_step(self, z: torch.Tensor) -> torch.Tensor:
-        """:meth:`quantize` without temporal prediction: ``[..., d]`` or ``[..., N, d]`` -> codes on the grid."""
+    def _quantize_step(self, z: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`quantize` without temporal prediction: ``[..., d]`` or ``[..., N, d]`` -> codes on the grid;
+        ``first`` (bool, broadcasting to a token's ``[..., d]``): where the step is a first step, the
+        :attr:`colour_refiner` rounds its own values."""
         with torch.autocast(device_type=z.device.type, enabled=False):
             codes = self._round(z.float())
             if not self.residuals:
@@ -160,7 +196,9 @@ class FSQ(nn.Module):
             steps = self._levels(z.device)[0].float() - 1  # L - 1
             inputs, parts = list(z.float().unbind(-2)), list(codes.unbind(-2))
             for token, source in self.residuals:  # in order of token: a source is final when it is read
-                inputs[token] = (inputs[source].clamp(-1.0, 1.0) - parts[source].detach()) * steps
+                error = (inputs[source].clamp(-1.0, 1.0) - parts[source].detach()) * steps
+                inputs[token] = error if first is None or token != self.colour_refiner else \
+                    torch.where(first, inputs[token], error)
                 parts[token] = self._round(inputs[token])
             return torch.stack(parts, dim=-2)
 
@@ -184,10 +222,11 @@ class FSQ(nn.Module):
         prediction."""
         if self.predicted_tokens:
             self._check_predicted(codes.shape, "codes")
-            codes, gain = codes.float(), self.prediction_gain.float()
-            steps = [step - gain * self._after(codes.select(-3, t - 1), t, first_step) if t else step
-                     for t, step in enumerate(codes.unbind(-3))]
-            codes = torch.stack(steps, dim=-3) / self.prediction_scale.float()
+            steps = []
+            for t, step in enumerate(codes.float().unbind(-3)):
+                gain, scale = self._prediction(t, first_step, step)
+                steps.append((step - gain * codes.float().select(-3, t - 1) if t else step) / scale)
+            codes = torch.stack(steps, dim=-3)
         levels, basis = self._levels(codes.device)
         centre = self._centre(levels)
         digits = torch.round(codes.float() * centre + centre).long()
@@ -205,10 +244,10 @@ class FSQ(nn.Module):
         codes = (digits.float() - centre) / centre
         if not self.predicted_tokens:
             return codes
-        gain, scale = self.prediction_gain.float(), self.prediction_scale.float()
         values, previous = [], torch.zeros_like(codes[..., 0, :, :])
         for t, step in enumerate(codes.unbind(-3)):
-            previous = gain * self._after(previous, t, first_step) + scale * step
+            gain, scale = self._prediction(t, first_step, step)
+            previous = gain * previous + scale * step
             values.append(previous)
         return torch.stack(values, dim=-3)
 

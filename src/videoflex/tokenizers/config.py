@@ -61,12 +61,16 @@ class FSQConfig:
         channel, :class:`~videoflex.nn.fsq.FSQ` ``predicted_tokens``; gains and scales fitted with the linear
         code, :func:`~videoflex.tokenizers.flex.pca.fit_linear_paths`); needs ``bound="clip"``; ``False``:
         none (the paper's FSQ).
+    full_range_restarts: with temporal prediction, round a step predicted from nothing (a chunk's first step)
+        over its coefficients' whole range rather than at the prediction's scale (:class:`~videoflex.nn.fsq.FSQ`
+        ``full_range_restarts``; ``False``: the prediction's scale, as the models made before this option).
     """
 
     levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     bound: str = field(default="tanh", metadata={HASH_SINCE: "2026-12"})
     residuals: tuple[tuple[int, int], ...] = field(default=(), metadata={HASH_SINCE: "2026-12-07"})
     temporal_prediction: bool = field(default=False, metadata={HASH_SINCE: "2026-12-07 (temporal prediction)"})
+    full_range_restarts: bool = field(default=False, metadata={HASH_SINCE: "2026-12-07 (colour token)"})
 
     def __post_init__(self) -> None:
         if not self.levels or any(level < 2 for level in self.levels):
@@ -76,6 +80,9 @@ class FSQConfig:
         problem = residual_problem(self.residuals, self.bound)
         if problem is not None:
             raise ValueError(f"FSQConfig: {problem}")
+        if self.full_range_restarts and not self.temporal_prediction:
+            raise ValueError("FSQConfig: full_range_restarts is an option of temporal prediction "
+                             "(temporal_prediction=True)")
         if self.temporal_prediction and self.bound != "clip":
             raise ValueError(f"FSQConfig: temporal prediction needs the uniform bound (bound='clip'), got "
                              f"bound={self.bound!r}")

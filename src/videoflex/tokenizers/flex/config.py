@@ -112,6 +112,19 @@ class TokenizerConfig(ChunkGeometry):
     num_registers: N, tokens per latent step.
     sample_posterior: draw VAE latents from the posterior at encode (as the released code) instead of
         taking its mean.
+    colour_token: the token that holds a chunk's colour (``None``: none; not in the paper). In the chunk's
+        first step (its first token step, after the steps it shares with the chunk before) this token holds
+        ``code_dim`` colour coefficients in place of its own, and wherever the token is kept the decoder's
+        linear path moves the colour components of every step of the chunk towards them (all the way in the
+        first step, in the others by a gain per kept token count, fitted: the more tokens a step keeps, the
+        more of its own colour they carry). A code ordered by squared
+        error puts colour late (little variance) and ties it to brightness, so that the first tokens show the
+        training footage's typical tints; sent once a chunk, colour comes at the token's budget for every
+        step at the cost of one token of the first step, whose own coefficients go to the residual token
+        refining the colour token (if any; :class:`~videoflex.nn.fsq.FSQ` ``colour_token``). Needs both linear
+        paths, the decoder's reading codes, and ``fsq.temporal_prediction``;
+        :func:`~videoflex.tokenizers.flex.pca.fit_linear_paths` fits the colour components (it needs a linear
+        VAE) and ``checkpoints/demo/README.md`` has the measurements.
     """
 
     name: str
@@ -124,6 +137,7 @@ class TokenizerConfig(ChunkGeometry):
     chunk_frames: int = 17
     chunk_overlap: int = 1
     sample_posterior: bool = False
+    colour_token: int | None = field(default=None, metadata={HASH_SINCE: "2026-12-07 (colour token)"})
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -133,3 +147,19 @@ class TokenizerConfig(ChunkGeometry):
             raise ValueError(f"TokenizerConfig: residual tokens must be below num_registers={self.num_registers}, "
                              f"got fsq.residuals={[list(p) for p in self.fsq.residuals]}")
         self.check_geometry("TokenizerConfig", (self.encoder.patch_size, self.decoder.patch_size))
+        if self.colour_token is not None:
+            if isinstance(self.colour_token, bool) or not isinstance(self.colour_token, int) \
+                    or not 0 <= self.colour_token < self.num_registers:
+                raise ValueError(f"TokenizerConfig: colour_token must be a token index in [0, {self.num_registers}) "
+                                 f"or None, got {self.colour_token!r}")
+            if not (self.encoder.linear_path and self.decoder.linear_path and self.decoder.linear_input == "codes"):
+                raise ValueError("TokenizerConfig: colour_token needs both linear paths, the decoder's reading codes "
+                                 f"(linear_input='codes'); got encoder.linear_path={self.encoder.linear_path}, "
+                                 f"decoder.linear_path={self.decoder.linear_path}, "
+                                 f"decoder.linear_input={self.decoder.linear_input!r}")
+            if not self.fsq.temporal_prediction:
+                raise ValueError("TokenizerConfig: colour_token needs fsq.temporal_prediction (the quantiser then "
+                                 "takes a chunk's steps in order and knows its first)")
+            if self.colour_token in {token for token, _ in self.fsq.residuals}:
+                raise ValueError(f"TokenizerConfig: colour_token {self.colour_token} is a residual token "
+                                 f"(fsq.residuals={[list(p) for p in self.fsq.residuals]})")

@@ -31,10 +31,21 @@ class Decoder(nn.Module):
     learned mask token past the kept prefix, the prefix-mask token on conditioning steps, the null
     condition for guidance). Each step is the block ``[registers_t (N) | patches_t (h'w')]``; blocks are
     adaLN-zero with separate modulation for registers and patches; the mask is time-block-causal or full.
+
+    colour_token: the token whose codes in the chunk's first step are its colour (``TokenizerConfig.colour_token``;
+        ``None``: none). In that step the linear path's mix reads the colour token's own coefficients from
+        ``colour_refiner`` (the residual token refining it, which holds them there; ``None``: they are not sent)
+        and leaves out the ``colour_masked`` tokens; where the colour token is kept, it moves the colour
+        components of every step's r values a patch to the colour codes ``c``: ``mixed + colour_out(g * (c -
+        colour_read(mixed)))`` (``colour_read``: ``L*r -> d``, ``colour_out``: ``d -> L*r``), all the way
+        (``g = 1``) in the first step and by ``g = colour_gain[k - 1]`` (``[N, d]``, per kept token count ``k``)
+        in the others, whose own codes carry more of their colour the more tokens are kept.
     """
 
     def __init__(self, config: DecoderConfig, latent_channels: int, max_steps: int,
-                 latent_size: tuple[int, int], num_registers: int, code_dim: int) -> None:
+                 latent_size: tuple[int, int], num_registers: int, code_dim: int,
+                 colour_token: int | None = None, colour_refiner: int | None = None,
+                 colour_masked: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.config = config
         p, d = config.patch_size, config.width
@@ -62,6 +73,15 @@ class Decoder(nn.Module):
             self.linear_out = nn.Linear(config.linear_path, latent_channels * p * p)
             if config.linear_temporal:  # see DecoderConfig.linear_temporal
                 self.linear_temporal = nn.Linear(2 * config.linear_path, config.linear_path, bias=False)
+        self.colour_token, self.colour_refiner, self.colour_masked = colour_token, colour_refiner, tuple(colour_masked)
+        if colour_token is not None:
+            if not config.linear_path or config.linear_input != "codes":
+                raise ValueError("the colour token needs the decoder's linear path reading codes "
+                                 "(DecoderConfig.linear_path > 0, linear_input='codes')")
+            size = self.grid[0] * self.grid[1] * config.linear_path
+            self.colour_read = nn.Linear(size, code_dim)
+            self.colour_out = nn.Linear(code_dim, size, bias=False)
+            self.colour_gain = nn.Parameter(torch.ones(num_registers, code_dim))
 
     def embed_tokens(self, codes: torch.Tensor, keep: int | torch.Tensor, prefix_steps: int | torch.Tensor = 0,
                      null: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,18 +105,39 @@ class Decoder(nn.Module):
         return x
 
     def code_path(self, codes: torch.Tensor, keep: int | torch.Tensor, prefix_steps: int | torch.Tensor = 0,
-                  null: torch.Tensor | None = None) -> torch.Tensor | None:
+                  null: torch.Tensor | None = None, first_step: int | torch.Tensor = 0) -> torch.Tensor | None:
         """The linear path's data ``[B,t,L,C*p*p]`` from FSQ codes ``[B,t,N,d]`` for a decoder whose path reads
         codes (``linear_input="codes"``; ``None`` for any other decoder). Positions ``>= keep``, prefix steps
         and ``null`` samples read code 0, as :meth:`embed_tokens` masks them; pass the result to
-        :meth:`forward` as ``linear``."""
+        :meth:`forward` as ``linear``. ``first_step`` (int or int64 ``[B]``): the step holding the colour
+        token's colour (read even when it is a prefix step; no effect without a colour token)."""
         if not self.config.linear_path or self.config.linear_input != "codes":
             return None
-        b = codes.shape[0]
+        b, t, n = codes.shape[:3]
         dropped, prefixed = _masks(codes, keep, prefix_steps)
         off = dropped[:, None, :] | prefixed[:, :, None]  # [B,t,N]
         if null is not None:
             off = off | null.reshape(b, 1, 1)
+        if self.colour_token is not None:
+            start = _per_sample(first_step, b, codes.device)
+            kept = ~dropped[:, self.colour_token]  # [B]
+            if null is not None:
+                kept = kept & ~null.reshape(b)
+            first = torch.arange(t, device=codes.device)[None, :] == start[:, None]  # [B,t]
+            gain = self.colour_gain[_per_sample(keep, b, codes.device) - 1][:, None]  # [B,1,d]
+            gain = torch.where(first[..., None], 1.0, gain) * kept[:, None, None]  # [B,t,d]
+            colour = (codes[torch.arange(b, device=codes.device), start, self.colour_token], gain)  # [B,d], [B,t,d]
+            masked = torch.zeros(n, dtype=torch.bool, device=codes.device)
+            masked[[self.colour_token, *self.colour_masked]] = True
+            if self.colour_refiner is not None:
+                masked[self.colour_refiner] = True
+            values = codes.masked_fill(off[..., None], 0.0)
+            moved = values.masked_fill((first[:, :, None] & masked)[..., None], 0.0)
+            if self.colour_refiner is not None:  # the first step's own coefficients of the colour token
+                own = torch.where(first[..., None], values[:, :, self.colour_refiner], moved[:, :, self.colour_token])
+                moved = torch.cat([moved[:, :, :self.colour_token], own[:, :, None],
+                                   moved[:, :, self.colour_token + 1:]], dim=2)
+            return self._linear_mix_out(moved, prefixed, colour)
         return self._linear_mix_out(codes.masked_fill(off[..., None], 0.0), prefixed)
 
     def null_registers(self, batch: int, steps: int) -> torch.Tensor:
@@ -153,14 +194,19 @@ class Decoder(nn.Module):
             raise ValueError(f"the decoder's linear path is built for a {self.grid} patch grid, got {grid}")
         return self._linear_mix_out(self.linear_in(registers))
 
-    def _linear_mix_out(self, values: torch.Tensor, prefixed: torch.Tensor | None = None) -> torch.Tensor:
+    def _linear_mix_out(self, values: torch.Tensor, prefixed: torch.Tensor | None = None,
+                        colour: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``[B,t,N,code_dim]`` -> ``[B,t,L,C*p*p]``: a step's values mixed to r per patch (plus the temporal
-        mix, ``DecoderConfig.linear_temporal``, where ``prefixed [B,t]`` marks the prefix steps), each patch's r
-        values to its latent values."""
+        mix, ``DecoderConfig.linear_temporal``, where ``prefixed [B,t]`` marks the prefix steps; then the colour,
+        ``colour = (codes [B,d], gains [B,t,d])``, see the class), each patch's r values to its latent values."""
         b, t = values.shape[:2]
         mixed = self.linear_mix(values.flatten(2)).view(b, t, self.grid[0] * self.grid[1], -1)  # [B,t,L,r]
         if self.config.linear_temporal and t > 1:
             mixed = mixed + self.temporal_term(mixed, prefixed)
+        if colour is not None:
+            codes, gain = colour
+            flat = mixed.flatten(2)  # [B,t,L*r]
+            mixed = (flat + self.colour_out(gain * (codes[:, None].to(flat.dtype) - self.colour_read(flat)))).view_as(mixed)
         return self.linear_out(mixed)
 
     def temporal_term(self, mixed: torch.Tensor, prefixed: torch.Tensor | None) -> torch.Tensor:

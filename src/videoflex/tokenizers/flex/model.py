@@ -59,12 +59,15 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         self.config = config
         latent_channels, steps = config.vae.latent_channels, config.chunk_steps
         self.vae = build_vae(config.vae)
+        predicted = config.fsq.temporal_prediction
         self.fsq = FSQ(config.fsq.levels, bound=config.fsq.bound, residuals=config.fsq.residuals,
-                       predicted_tokens=config.num_registers if config.fsq.temporal_prediction else 0)
+                       predicted_tokens=config.num_registers if predicted else 0,
+                       colour_token=config.colour_token, full_range_restarts=config.fsq.full_range_restarts)
+        colour = config.colour_token, self.fsq.colour_refiner
         self.encoder = Encoder(config.encoder, latent_channels, steps, config.latent_size,
-                               config.num_registers, config.fsq.dim)
+                               config.num_registers, config.fsq.dim, *colour)
         self.decoder = Decoder(config.decoder, latent_channels, steps, config.latent_size,
-                               config.num_registers, config.fsq.dim)
+                               config.num_registers, config.fsq.dim, *colour, self.colour_masked)
         self.init_weights()
 
     # ------------------------------------------------------------------------------------ construction
@@ -90,6 +93,26 @@ class VideoFlexTok(ChunkedFlowTokenizer):
             nn.init.zeros_(dec.linear_out.bias)
         if self.config.decoder.linear_temporal:  # the temporal mix too
             nn.init.zeros_(dec.linear_temporal.weight)
+        if self.config.colour_token is not None:  # colour codes like the mix's; the colour path starts at zero
+            nn.init.normal_(enc.colour_in.weight, std=0.5 * enc.colour_in.in_features ** -0.5)
+            nn.init.zeros_(enc.colour_in.bias)
+            for weight in (dec.colour_read.weight, dec.colour_read.bias, dec.colour_out.weight):
+                nn.init.zeros_(weight)
+
+    @property
+    def colour_masked(self) -> tuple[int, ...]:
+        """The residual tokens (``FSQConfig.residuals``) that refine the colour token's refiner
+        (:attr:`~videoflex.nn.fsq.FSQ.colour_refiner`), directly or through another: in the chunk's first step
+        they refine coefficients that the decoder reads in another token's place, so it does not read them
+        there. ``()`` without a colour token or such tokens."""
+        refiner = self.fsq.colour_refiner
+        if refiner is None:
+            return ()
+        masked = [refiner]
+        for token, source in sorted(self.config.fsq.residuals):  # a source comes before its refiners
+            if source in masked:
+                masked.append(token)
+        return tuple(masked[1:])
 
     @property
     def num_registers(self) -> int:
@@ -142,10 +165,11 @@ class VideoFlexTok(ChunkedFlowTokenizer):
 
     def encode_latents(self, latents: torch.Tensor, first_step: int | torch.Tensor = 0) -> torch.Tensor:
         """Latents of one chunk ``[B,C,t,h,w]`` (t <= chunk_steps) -> ids ``[B,t,N]`` int64; ``first_step``: the
-        first step of FSQ's temporal prediction (:meth:`videoflex.nn.fsq.FSQ.quantize`; an int or int64 ``[B]``).
+        first step of FSQ's temporal prediction (:meth:`videoflex.nn.fsq.FSQ.quantize`; an int or int64 ``[B]``),
+        also the step whose colour token holds the chunk's colour (``TokenizerConfig.colour_token``).
 
         Raises ``NonFiniteOutputError`` when the encoder's output is not finite (its ids would be garbage)."""
-        pre = check_finite_output(self.encoder(latents), "tokenize: the encoder's output", self)
+        pre = check_finite_output(self.encoder(latents, first_step), "tokenize: the encoder's output", self)
         return self.fsq(pre, first_step).ids
 
     def decode_latents(self, ids: torch.Tensor, keep: int, noise: torch.Tensor, sampler: SamplerConfig,
@@ -156,8 +180,8 @@ class VideoFlexTok(ChunkedFlowTokenizer):
             steps after them are predicted from them unless ``first_step`` lies past them).
         noise: ``[B,C,t,h,w]``.
         prefix: clean latents ``[B,C,c,h,w]`` fixed in the first c steps (their registers are masked).
-        first_step: the first step of FSQ's temporal prediction (:meth:`encode_latents`); the ids before it
-            are placeholders.
+        first_step: the first step of FSQ's temporal prediction and the colour token's step
+            (:meth:`encode_latents`); the ids before it are placeholders.
         Returns latents ``[B,C,t,h,w]``.
         """
         b, t = ids.shape[:2]
@@ -168,12 +192,13 @@ class VideoFlexTok(ChunkedFlowTokenizer):
         prefix_steps = 0 if prefix is None else prefix.shape[2]
         codes = self.fsq.ids_to_codes(ids, first_step).to(noise.dtype)
         registers = self.decoder.embed_tokens(codes, keep, prefix_steps)
-        linear = self.decoder.code_path(codes, keep, prefix_steps)
+        linear = self.decoder.code_path(codes, keep, prefix_steps, first_step=first_step)
         if sampler.guided:  # conditional and unconditional registers in one batch
             registers = torch.cat([registers, self.decoder.null_registers(b, t).to(registers.dtype)])
             if linear is not None:
                 everyone = torch.ones(b, dtype=torch.bool, device=codes.device)
-                linear = torch.cat([linear, self.decoder.code_path(codes, keep, prefix_steps, null=everyone)])
+                linear = torch.cat([linear, self.decoder.code_path(codes, keep, prefix_steps, null=everyone,
+                                                                   first_step=first_step)])
         return sample(lambda x, s: self.decoder(x, s, registers, linear=linear).velocity, noise, sampler,
                       FixedPrefix(prefix) if prefix is not None else None)
 

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from videoflex.nn.flow import nested_budgets
-from videoflex.nn.positions import patchify
+from videoflex.nn.positions import patchify, unpatchify
 from videoflex.tokenizers.flex.model import VideoFlexTok
 
 KAPPAS = tuple(0.5 + 0.05 * i for i in range(71))  # candidate kappa: 0.5 .. 4.0 standard deviations
@@ -97,28 +97,62 @@ def _steps(model: VideoFlexTok, clips: torch.Tensor, batch: int, progress: bool,
         yield values, weights
 
 
+def _eigen(symmetric: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending, clamped at 0) and eigenvectors (columns) of a symmetric matrix, each vector with
+    a fixed sign (largest entry positive), so that the fit does not depend on the eigen-solver."""
+    variance, vectors = torch.linalg.eigh(symmetric)  # ascending
+    variance, vectors = variance.flip(0).clamp_min(0.0), vectors.flip(1)
+    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
+    return variance, vectors * torch.where(signs == 0, 1.0, signs)
+
+
 def _principal(sum_: torch.Tensor, outer: torch.Tensor, total: float, keep: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Weighted mean ``[D]``, top ``keep`` components ``[D, keep]``, their variances ``[keep]`` (descending)
     and the fraction of the total variance they hold, from sums of x and x x^T."""
     mean = sum_ / total
-    covariance = outer / total - torch.outer(mean, mean)
-    variance, vectors = torch.linalg.eigh(covariance)  # ascending
-    variance, vectors = variance.flip(0).clamp_min(0.0), vectors.flip(1)
-    # a fixed sign per component (largest entry positive): the fit does not depend on the eigen-solver
-    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
-    vectors = vectors * torch.where(signs == 0, 1.0, signs)
+    variance, vectors = _eigen(outer / total - torch.outer(mean, mean))
     kept = float(variance[:keep].sum() / variance.sum().clamp_min(1e-30))
     return mean, vectors[:, :keep], variance[:keep], kept
+
+
+def _chroma_operator(model: VideoFlexTok) -> torch.Tensor:
+    """``[P, P]`` float64: the linear map taking a patch's values to those of its colour part (every pixel minus
+    its mean over R, G and B), through the model's VAE, which must be linear (``vae.kind="space_to_depth"``;
+    ``ValueError`` otherwise)."""
+    if model.config.vae.kind != "space_to_depth":
+        raise ValueError(f"fitting the colour token needs a linear VAE (vae.kind='space_to_depth'), got "
+                         f"vae.kind={model.config.vae.kind!r}")
+    p, size = model.config.encoder.patch_size, model.encoder.linear_patch.in_features
+    values = torch.zeros(size, 2, 1, size, dtype=torch.float64)  # one patch, in the second (a full) step
+    values[:, 1, 0] = torch.eye(size, dtype=torch.float64)
+    video = model.vae.decode(unpatchify(values, p, (1, 1)))
+    colour = video - video.mean(dim=1, keepdim=True)
+    return patchify(model.vae.encode(colour), p)[:, 1, 0].T  # column i: the image of unit vector i
+
+
+def _fit_colour(model: VideoFlexTok, covariance: torch.Tensor, step_basis: torch.Tensor, patch_basis: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour token's components ``[S, d]`` (S = L*r reduced values a step) and their standard deviations
+    ``[d]``: the ``d`` directions of largest colour variance (the step covariance ``[S, S]`` seen through the
+    colour part of every patch, :func:`_chroma_operator`) outside the step components of the tokens before the
+    colour token (``step_basis``'s leading columns), so that the colour adds to what those tokens show."""
+    config = model.config
+    residual_tokens = {token for token, _ in config.fsq.residuals}
+    before = config.fsq.dim * sum(token not in residual_tokens for token in range(config.colour_token))
+    patch_colour = patch_basis.T @ _chroma_operator(model) @ patch_basis  # [r, r]
+    chroma = torch.block_diag(*[patch_colour] * (covariance.shape[0] // len(patch_colour)))  # [S, S]
+    leading = step_basis[:, :before]
+    outside = torch.eye(len(covariance), dtype=torch.float64) - leading @ leading.T
+    colour_covariance = outside @ chroma @ covariance @ chroma.T @ outside
+    basis = _eigen((colour_covariance + colour_covariance.T) / 2)[1][:, :config.fsq.dim]
+    return basis, (basis.T @ covariance @ basis).diagonal().clamp_min(0.0).sqrt().clamp_min(1e-12)
 
 
 def _linear_codes(model: VideoFlexTok, values: torch.Tensor) -> torch.Tensor:
     """The encoder's values before FSQ ``[B,t,N,d]`` from patch values ``[B,t,L,P]``, while its transformer's
     contribution is zero (the fitted linear path alone)."""
-    b, t = values.shape[:2]
-    encoder = model.encoder
-    pre = encoder.linear_mix(encoder.linear_patch(values.float()).flatten(2))
-    return pre.view(b, t, model.config.num_registers, model.config.fsq.dim)
+    return model.encoder.linear_codes(values.float())
 
 
 @torch.no_grad()
@@ -136,9 +170,12 @@ def _fit_prediction(model: VideoFlexTok, clips: torch.Tensor, batch: int, progre
     after = torch.zeros(n, dim, dtype=torch.float64)
     for values, _ in _steps(model, clips, batch, progress, "linear code: temporal prediction"):
         z = _linear_codes(model, values).double().clamp(-1.0, 1.0)
-        cross += (z[:, 1:] * z[:, :-1]).sum((0, 1))
-        before += z[:, :-1].square().sum((0, 1))
-        after += z[:, 1:].square().sum((0, 1))
+        pairs = torch.ones(z.shape[1] - 1, n, 1, dtype=torch.float64)
+        if model.config.colour_token is not None:  # its first step's colour does not predict the second step
+            pairs[:1, model.config.colour_token] = 0.0
+        cross += (z[:, 1:] * z[:, :-1] * pairs).sum((0, 1))
+        before += (z[:, :-1].square() * pairs).sum((0, 1))
+        after += (z[:, 1:].square() * pairs).sum((0, 1))
     gain = (cross / before.clamp_min(1e-30)).clamp(0.0, 1.0)
     error = (after - 2 * gain * cross + gain.square() * before).clamp_min(0.0)
     scale = (error / after.clamp_min(1e-30)).sqrt().clamp(PREDICTION_SCALE_MIN, 1.0)
@@ -189,6 +226,36 @@ def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Te
     decoder.linear_temporal.weight.copy_(torch.cat([alpha.diag(), -alpha.diag()], dim=1))  # [r, 2r]
 
 
+@torch.no_grad()
+def _fit_colour_gain(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Tensor, patch_basis: torch.Tensor,
+                     batch: int, progress: bool) -> None:
+    """Set the decoder's colour gains (``colour_gain``, ``[N, d]``, see :class:`~videoflex.tokenizers.flex.decoder.
+    Decoder`): per budget k = 1, 2, 4, ..., N that keeps the colour token and per colour component, the least-squares
+    gain ``g`` of the move of a step's colour coordinates ``m`` (the linear path's, before the move) towards the first
+    step's colour codes ``c``, fitted to the clip's own coordinates ``a`` over every step after the first of ``clips``:
+    ``g = sum (a - m)(c - m) / sum (c - m)^2``, clipped to [0, 1]. The kept counts between two budgets take the
+    gain of the budget below (those below the colour token, the first budget's). The linear paths, the temporal mix
+    and the colour path must be fitted already."""
+    config, decoder = model.config, model.decoder
+    budgets = [k for k in nested_budgets(config.num_registers) if k > config.colour_token]
+    along = torch.zeros(len(budgets), config.fsq.dim, dtype=torch.float64)
+    square = torch.zeros(len(budgets), config.fsq.dim, dtype=torch.float64)
+    decoder.colour_gain.zero_()  # the later steps' coordinates before the move
+    for values, _ in _steps(model, clips, batch, progress, "linear code: colour gains"):
+        codes = model.fsq(_linear_codes(model, values)).codes
+        target = decoder.colour_read(((values - patch_mean) @ patch_basis).flatten(2).float())[:, 1:].double()
+        colour = codes[:, :1, config.colour_token].double()  # [B,1,d]
+        for i, k in enumerate(budgets):
+            mixed = (decoder.code_path(codes, k).double() - patch_mean) @ patch_basis  # [B,t,L,r]
+            moved = decoder.colour_read(mixed.flatten(2).float())[:, 1:].double()  # [B,t-1,d]
+            along[i] += ((target - moved) * (colour - moved)).sum((0, 1))
+            square[i] += (colour - moved).square().sum((0, 1))
+    gains = (along / square.clamp_min(1e-30)).clamp(0.0, 1.0)  # [budgets, d]
+    below = [max([i for i, k in enumerate(budgets) if k <= count], default=0) for count in
+             range(1, config.num_registers + 1)]
+    decoder.colour_gain.copy_(gains[below])
+
+
 def linear_code_problem(config: object) -> str | None:
     """Why :func:`fit_linear_paths` cannot start a model of ``config`` (any tokenizer config), or ``None`` when
     it can: it needs a flex config whose encoder and decoder linear paths have one nonzero rank and whose
@@ -212,6 +279,9 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
         projection and decoder's head are zeroed, so its one-step reconstruction is the linear code's. Its
         residual tokens (``FSQConfig.residuals``) take no coefficient of their own: they refine their sources'.
         With temporal prediction (``FSQConfig.temporal_prediction``) its FSQ's gains and scales are fitted too.
+        With a colour token (``TokenizerConfig.colour_token``; it needs a linear VAE, ``ValueError``
+        otherwise) the colour path is set to the ``d`` components of largest colour variance outside those of
+        the tokens before it (:func:`_fit_colour`), quantised like the code's coefficients.
     clips: uint8 ``[n,3,T,H,W]`` training clips of the model's frame size, ``1 + tf*m`` frames (n >= 2).
     Returns a :class:`LinearCodeFit`. Deterministic: the same clips give the same weights, bit for bit.
 
@@ -265,6 +335,10 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
         value_sum = value_sum + (values * weights[None, :, None, None]).sum((0, 1))  # [L,P]
         value_square += float((values.square().sum((2, 3)) * weights).sum())
     step_mean, step_basis, step_var, _ = _principal(sum_, outer, total, n_codes)  # [S], [S, m], [m]
+    if config.colour_token is not None:
+        covariance = outer / total - torch.outer(step_mean, step_mean)
+        colour_basis, colour_std = _fit_colour(model, covariance, step_basis, patch_basis)  # [S, d], [d]
+        del covariance
     std = step_var.sqrt().clamp_min(1e-12)
     total_variance = value_square / total - float((value_sum / total).square().sum())
     step_variance = float(step_var.sum()) / max(total_variance, 1e-30)
@@ -312,12 +386,23 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     decoder.linear_mix.bias.copy_(step_mean)
     decoder.linear_out.weight.copy_(patch_basis)
     decoder.linear_out.bias.copy_(patch_mean)
+    if config.colour_token is not None:  # each colour channel quantised and read back as the code's of its levels
+        channel_kappa = torch.stack([kappa[levels == count][0] for count in config.fsq.levels])
+        channel_gain = torch.stack([gains[levels == count].mean() for count in config.fsq.levels])
+        colour_mean = step_mean @ colour_basis  # [d]
+        encoder.colour_in.weight.copy_((colour_basis / (channel_kappa * colour_std)).T)
+        encoder.colour_in.bias.copy_(-colour_mean / (channel_kappa * colour_std))
+        decoder.colour_out.weight.copy_(colour_basis * (channel_gain * colour_std))
+        decoder.colour_read.weight.copy_((colour_basis / (channel_gain * colour_std)).T)
+        decoder.colour_read.bias.copy_(-colour_mean / (channel_gain * colour_std))
     decoder.head.weight.zero_()
     decoder.head.bias.zero_()
     if config.fsq.temporal_prediction:
         _fit_prediction(model, clips, batch, progress)
     if config.decoder.linear_temporal:
         _fit_temporal(model, clips[:min(len(clips), TEMPORAL_CLIPS)], patch_mean, patch_basis, batch, progress)
+    if config.colour_token is not None:
+        _fit_colour_gain(model, clips[:min(len(clips), TEMPORAL_CLIPS)], patch_mean, patch_basis, batch, progress)
 
     # 5. the starting model's code at every budget, on (up to) 64 of the clips
     psnr = {}
