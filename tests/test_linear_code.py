@@ -422,3 +422,27 @@ def test_a_colour_token_needs_code_paths_and_a_token_of_its_own():
         dataclasses.replace(tiny, colour_token=1)
     with pytest.raises(ValueError, match="colour_token needs fsq.temporal_prediction"):
         dataclasses.replace(config, colour_token=1, fsq=dataclasses.replace(config.fsq, temporal_prediction=False))
+
+
+def test_a_colour_token_can_be_fitted_to_a_model_without_one():
+    """``fit_colour_path`` on a model whose linear paths were fitted (or trained) without a colour token, as
+    ``scripts/add_colour_token.py`` does for the shipped demo: every weight it had stays as it was, the colour
+    path is fitted, and k = 2 shows the clips' colours better; a model without a colour token is refused."""
+    from videoflex.tokenizers.flex.pca import fit_colour_path
+
+    tint = F.interpolate(torch.rand(100, 3, 1, 2, 2, generator=gen(5)), size=(17, 32, 32), mode="trilinear")
+    light = F.interpolate(torch.rand(100, 1, 5, 4, 4, generator=gen(6)), size=(17, 32, 32), mode="trilinear")
+    clips = ((0.8 + 0.4 * tint) * (0.1 + 0.7 * light) * 255).round().clamp(0, 255).to(torch.uint8)
+    before = colour_model(None)
+    fit_linear_paths(before, clips[:96], progress=False)
+    with pytest.raises(ValueError, match="has no colour token"):
+        fit_colour_path(before, clips[:96], progress=False)
+    after = colour_model(1)
+    loaded = after.load_state_dict(before.state_dict(), strict=False)
+    assert not loaded.unexpected_keys and all(".colour_" in key for key in loaded.missing_keys)
+    fit_colour_path(after, clips[:96], progress=False)
+    state = after.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in before.state_dict().items())
+    video = clips[96:].float() / 127.5 - 1
+    errors = [chroma_error(m.detokenize(m.tokenize(video), keep=2, generator=gen()), video) for m in (after, before)]
+    assert errors[0] < 0.8 * errors[1], errors

@@ -131,22 +131,59 @@ def _chroma_operator(model: VideoFlexTok) -> torch.Tensor:
     return patchify(model.vae.encode(colour), p)[:, 1, 0].T  # column i: the image of unit vector i
 
 
-def _fit_colour(model: VideoFlexTok, covariance: torch.Tensor, step_basis: torch.Tensor, patch_basis: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The colour token's components ``[S, d]`` (S = L*r reduced values a step) and their standard deviations
-    ``[d]``: the ``d`` directions of largest colour variance (the step covariance ``[S, S]`` seen through the
-    colour part of every patch, :func:`_chroma_operator`) outside the step components of the tokens before the
-    colour token (``step_basis``'s leading columns), so that the colour adds to what those tokens show."""
-    config = model.config
-    residual_tokens = {token for token, _ in config.fsq.residuals}
-    before = config.fsq.dim * sum(token not in residual_tokens for token in range(config.colour_token))
-    patch_colour = patch_basis.T @ _chroma_operator(model) @ patch_basis  # [r, r]
-    chroma = torch.block_diag(*[patch_colour] * (covariance.shape[0] // len(patch_colour)))  # [S, S]
-    leading = step_basis[:, :before]
-    outside = torch.eye(len(covariance), dtype=torch.float64) - leading @ leading.T
+@torch.no_grad()
+def fit_colour_path(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32, progress: bool = True) -> None:
+    """Fit the colour token's path (``TokenizerConfig.colour_token``) of a model whose linear paths are set (fitted
+    by :func:`fit_linear_paths`, which calls this, or trained on from there), in place.
+
+    In the decoder's reduced coordinates (the r values a patch that ``decoder.linear_out`` maps to the patch's
+    latent values; a step has ``S = L*r``), from the step values of ``clips`` (uint8 ``[n,3,T,H,W]``, the first
+    step weighted as in the fit): the colour components are the ``d`` directions of largest colour variance (the
+    step covariance seen through the colour part of every patch, :func:`_chroma_operator`; the VAE must be linear)
+    outside the decoder's directions of the tokens before the colour token, so that the colour adds to what they
+    show. Each is quantised over +-:data:`CLIP_RANGE` of its standard deviations: ``encoder.colour_in`` maps the
+    encoder's reduced values to them (through the encoder's and decoder's patch maps), ``decoder.colour_read`` /
+    ``colour_out`` read and write them, and the decoder's colour gains are fitted last (:func:`_fit_colour_gain`).
+    Raises ValueError for a model without a colour token or a linear VAE."""
+    config, encoder, decoder = model.config, model.encoder, model.decoder
+    if config.colour_token is None:
+        raise ValueError(f"{config.name} has no colour token (TokenizerConfig.colour_token)")
+    chroma_patch = _chroma_operator(model)  # [P, P]; refuses a VAE that is not linear
+    out_weight, out_bias = decoder.linear_out.weight.double(), decoder.linear_out.bias.double()  # [P, r], [P]
+    inverse = torch.linalg.pinv(out_weight)  # [r, P]: patch values -> the decoder's reduced values
+    size = decoder.grid[0] * decoder.grid[1] * out_weight.shape[1]
+    sum_, outer, total = torch.zeros(size, dtype=torch.float64), torch.zeros(size, size, dtype=torch.float64), 0.0
+    for values, weights in _steps(model, clips, batch, progress, "colour token: step statistics"):
+        y = ((values - out_bias) @ inverse.T).flatten(2)  # [B,t,S]
+        w = weights[None, :, None].expand(*y.shape[:2], 1)
+        flat, wf = y.reshape(-1, size), w.reshape(-1, 1)
+        sum_ += (flat * wf).sum(0)
+        outer += (flat * wf).T @ flat
+        total += float(wf.sum())
+    mean = sum_ / total
+    covariance = outer / total - torch.outer(mean, mean)
+    del outer
+    chroma = torch.block_diag(*[inverse @ chroma_patch @ out_weight] * (decoder.grid[0] * decoder.grid[1]))  # [S, S]
+    dim, residual_tokens = config.fsq.dim, {token for token, _ in config.fsq.residuals}
+    columns = [token * dim + c for token in range(config.colour_token) if token not in residual_tokens for c in range(dim)]
+    leading = torch.linalg.qr(decoder.linear_mix.weight.double()[:, columns])[0] if columns else torch.zeros(size, 0)
+    outside = torch.eye(size, dtype=torch.float64) - leading @ leading.T
     colour_covariance = outside @ chroma @ covariance @ chroma.T @ outside
-    basis = _eigen((colour_covariance + colour_covariance.T) / 2)[1][:, :config.fsq.dim]
-    return basis, (basis.T @ covariance @ basis).diagonal().clamp_min(0.0).sqrt().clamp_min(1e-12)
+    basis = _eigen((colour_covariance + colour_covariance.T) / 2)[1][:, :dim]  # [S, d]
+    std = (basis.T @ covariance @ basis).diagonal().clamp_min(0.0).sqrt().clamp_min(1e-12)  # [d]
+    del chroma, colour_covariance, outside, covariance
+    # the encoder's reduced values x = W_in v + b_in of patch values v = W_out y + b_out: y = A^-1 (x - e)
+    in_weight, in_bias = encoder.linear_patch.weight.double(), encoder.linear_patch.bias.double()  # [r, P], [r]
+    patches = decoder.grid[0] * decoder.grid[1]
+    to_decoder = torch.block_diag(*[torch.linalg.inv(in_weight @ out_weight)] * patches)  # [S, S]
+    offset = to_decoder @ (in_weight @ out_bias + in_bias).repeat(patches)  # [S]
+    scale = 1.0 / (CLIP_RANGE * std)
+    encoder.colour_in.weight.copy_(((to_decoder.T @ basis) * scale).T)
+    encoder.colour_in.bias.copy_(-((offset + mean) @ basis) * scale)
+    decoder.colour_out.weight.copy_(basis / scale)
+    decoder.colour_read.weight.copy_((basis * scale).T)
+    decoder.colour_read.bias.copy_(-(mean @ basis) * scale)
+    _fit_colour_gain(model, clips[:min(len(clips), TEMPORAL_CLIPS)], out_bias, inverse.T, batch, progress)
 
 
 def _linear_codes(model: VideoFlexTok, values: torch.Tensor) -> torch.Tensor:
@@ -227,26 +264,26 @@ def _fit_temporal(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Te
 
 
 @torch.no_grad()
-def _fit_colour_gain(model: VideoFlexTok, clips: torch.Tensor, patch_mean: torch.Tensor, patch_basis: torch.Tensor,
+def _fit_colour_gain(model: VideoFlexTok, clips: torch.Tensor, out_bias: torch.Tensor, to_reduced: torch.Tensor,
                      batch: int, progress: bool) -> None:
     """Set the decoder's colour gains (``colour_gain``, ``[N, d]``, see :class:`~videoflex.tokenizers.flex.decoder.
     Decoder`): per budget k = 1, 2, 4, ..., N that keeps the colour token and per colour component, the least-squares
     gain ``g`` of the move of a step's colour coordinates ``m`` (the linear path's, before the move) towards the first
     step's colour codes ``c``, fitted to the clip's own coordinates ``a`` over every step after the first of ``clips``:
-    ``g = sum (a - m)(c - m) / sum (c - m)^2``, clipped to [0, 1]. The kept counts between two budgets take the
-    gain of the budget below (those below the colour token, the first budget's). The linear paths, the temporal mix
-    and the colour path must be fitted already."""
+    ``g = sum (a - m)(c - m) / sum (c - m)^2``, clipped to [0, 1], with the encoder's linear path alone. The kept
+    counts between two budgets take the gain of the budget below (those below the colour token, the first
+    budget's). ``out_bias [P]`` and ``to_reduced [P, r]`` take patch values to the decoder's reduced values."""
     config, decoder = model.config, model.decoder
     budgets = [k for k in nested_budgets(config.num_registers) if k > config.colour_token]
     along = torch.zeros(len(budgets), config.fsq.dim, dtype=torch.float64)
     square = torch.zeros(len(budgets), config.fsq.dim, dtype=torch.float64)
     decoder.colour_gain.zero_()  # the later steps' coordinates before the move
-    for values, _ in _steps(model, clips, batch, progress, "linear code: colour gains"):
+    for values, _ in _steps(model, clips, batch, progress, "colour token: gains"):
         codes = model.fsq(_linear_codes(model, values)).codes
-        target = decoder.colour_read(((values - patch_mean) @ patch_basis).flatten(2).float())[:, 1:].double()
+        target = decoder.colour_read(((values - out_bias) @ to_reduced).flatten(2).float())[:, 1:].double()
         colour = codes[:, :1, config.colour_token].double()  # [B,1,d]
         for i, k in enumerate(budgets):
-            mixed = (decoder.code_path(codes, k).double() - patch_mean) @ patch_basis  # [B,t,L,r]
+            mixed = (decoder.code_path(codes, k).double() - out_bias) @ to_reduced  # [B,t,L,r]
             moved = decoder.colour_read(mixed.flatten(2).float())[:, 1:].double()  # [B,t-1,d]
             along[i] += ((target - moved) * (colour - moved)).sum((0, 1))
             square[i] += (colour - moved).square().sum((0, 1))
@@ -281,7 +318,7 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
         With temporal prediction (``FSQConfig.temporal_prediction``) its FSQ's gains and scales are fitted too.
         With a colour token (``TokenizerConfig.colour_token``; it needs a linear VAE, ``ValueError``
         otherwise) the colour path is set to the ``d`` components of largest colour variance outside those of
-        the tokens before it (:func:`_fit_colour`), quantised like the code's coefficients.
+        the tokens before it (:func:`fit_colour_path`).
     clips: uint8 ``[n,3,T,H,W]`` training clips of the model's frame size, ``1 + tf*m`` frames (n >= 2).
     Returns a :class:`LinearCodeFit`. Deterministic: the same clips give the same weights, bit for bit.
 
@@ -335,10 +372,6 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
         value_sum = value_sum + (values * weights[None, :, None, None]).sum((0, 1))  # [L,P]
         value_square += float((values.square().sum((2, 3)) * weights).sum())
     step_mean, step_basis, step_var, _ = _principal(sum_, outer, total, n_codes)  # [S], [S, m], [m]
-    if config.colour_token is not None:
-        covariance = outer / total - torch.outer(step_mean, step_mean)
-        colour_basis, colour_std = _fit_colour(model, covariance, step_basis, patch_basis)  # [S, d], [d]
-        del covariance
     std = step_var.sqrt().clamp_min(1e-12)
     total_variance = value_square / total - float((value_sum / total).square().sum())
     step_variance = float(step_var.sum()) / max(total_variance, 1e-30)
@@ -386,15 +419,6 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     decoder.linear_mix.bias.copy_(step_mean)
     decoder.linear_out.weight.copy_(patch_basis)
     decoder.linear_out.bias.copy_(patch_mean)
-    if config.colour_token is not None:  # each colour channel quantised and read back as the code's of its levels
-        channel_kappa = torch.stack([kappa[levels == count][0] for count in config.fsq.levels])
-        channel_gain = torch.stack([gains[levels == count].mean() for count in config.fsq.levels])
-        colour_mean = step_mean @ colour_basis  # [d]
-        encoder.colour_in.weight.copy_((colour_basis / (channel_kappa * colour_std)).T)
-        encoder.colour_in.bias.copy_(-colour_mean / (channel_kappa * colour_std))
-        decoder.colour_out.weight.copy_(colour_basis * (channel_gain * colour_std))
-        decoder.colour_read.weight.copy_((colour_basis / (channel_gain * colour_std)).T)
-        decoder.colour_read.bias.copy_(-colour_mean / (channel_gain * colour_std))
     decoder.head.weight.zero_()
     decoder.head.bias.zero_()
     if config.fsq.temporal_prediction:
@@ -402,7 +426,7 @@ def fit_linear_paths(model: VideoFlexTok, clips: torch.Tensor, batch: int = 32,
     if config.decoder.linear_temporal:
         _fit_temporal(model, clips[:min(len(clips), TEMPORAL_CLIPS)], patch_mean, patch_basis, batch, progress)
     if config.colour_token is not None:
-        _fit_colour_gain(model, clips[:min(len(clips), TEMPORAL_CLIPS)], patch_mean, patch_basis, batch, progress)
+        fit_colour_path(model, clips, batch, progress)
 
     # 5. the starting model's code at every budget, on (up to) 64 of the clips
     psnr = {}

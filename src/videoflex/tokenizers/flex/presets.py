@@ -130,16 +130,22 @@ def demo_256() -> TokenizerConfig:
     Its FSQ predicts each step's codes from the step before's (``FSQConfig.temporal_prediction``: closed-loop
     DPCM per token and channel, gains and scales fitted with the linear code), so each step rounds only what
     changed: on the fitted start it gained 0.1 to 0.3 dB at k = 4 and 1.2 to 1.5 at k = 256 on carphone and
-    cup (``checkpoints/demo/README.md``).
-    Not in the paper; the architecture of the shipped CPU demo model (``checkpoints/demo``, trained by
-    ``configs/demo_256.yaml``; its model card has the measurements)."""
+    cup (``checkpoints/demo/README.md``); a step predicted from nothing is rounded over the coefficients' whole
+    range (``FSQConfig.full_range_restarts``). Token 1 is the colour token (``TokenizerConfig.colour_token``): in
+    a chunk's first step it holds the chunk's colour, which every step shows from k = 2 on, so that the
+    coarse budgets show the clip's colours rather than the training footage's tints (the 4x4 thumbnail's colour
+    error at k = 2 on carphone 0.073 -> 0.048; ``checkpoints/demo/README.md``).
+    Not in the paper; the architecture of the shipped CPU demo model (``checkpoints/demo``: trained by
+    ``configs/demo_256.yaml`` before it had the colour token, which ``scripts/add_colour_token.py`` fitted to it;
+    the recipe trains this architecture; its model card has the measurements)."""
     base = demo()
     return dataclasses.replace(
         base, name="flex-demo-256", num_registers=256,
         encoder=dataclasses.replace(base.encoder, linear_path=48),
         decoder=dataclasses.replace(base.decoder, linear_path=48, linear_input="codes", linear_temporal=True),
         fsq=dataclasses.replace(base.fsq, bound="clip", residuals=((4, 0), (8, 1), (9, 2), (10, 3)),
-                                temporal_prediction=True),
+                                temporal_prediction=True, full_range_restarts=True),
+        colour_token=1,
     )
 
 
