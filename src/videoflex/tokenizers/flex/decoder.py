@@ -118,27 +118,29 @@ class Decoder(nn.Module):
         off = dropped[:, None, :] | prefixed[:, :, None]  # [B,t,N]
         if null is not None:
             off = off | null.reshape(b, 1, 1)
-        if self.colour_token is not None:
-            start = _per_sample(first_step, b, codes.device)
-            kept = ~dropped[:, self.colour_token]  # [B]
-            if null is not None:
-                kept = kept & ~null.reshape(b)
-            first = torch.arange(t, device=codes.device)[None, :] == start[:, None]  # [B,t]
-            gain = self.colour_gain[_per_sample(keep, b, codes.device) - 1][:, None]  # [B,1,d]
-            gain = torch.where(first[..., None], 1.0, gain) * kept[:, None, None]  # [B,t,d]
-            colour = (codes[torch.arange(b, device=codes.device), start, self.colour_token], gain)  # [B,d], [B,t,d]
-            masked = torch.zeros(n, dtype=torch.bool, device=codes.device)
-            masked[[self.colour_token, *self.colour_masked]] = True
-            if self.colour_refiner is not None:
-                masked[self.colour_refiner] = True
-            values = codes.masked_fill(off[..., None], 0.0)
-            moved = values.masked_fill((first[:, :, None] & masked)[..., None], 0.0)
-            if self.colour_refiner is not None:  # the first step's own coefficients of the colour token
-                own = torch.where(first[..., None], values[:, :, self.colour_refiner], moved[:, :, self.colour_token])
-                moved = torch.cat([moved[:, :, :self.colour_token], own[:, :, None],
-                                   moved[:, :, self.colour_token + 1:]], dim=2)
-            return self._linear_mix_out(moved, prefixed, colour)
-        return self._linear_mix_out(codes.masked_fill(off[..., None], 0.0), prefixed)
+        values = codes.masked_fill(off[..., None], 0.0)
+        if self.colour_token is None:
+            return self._linear_mix_out(values, prefixed)
+        start = _per_sample(first_step, b, codes.device)
+        kept = ~dropped[:, self.colour_token]  # [B]
+        if null is not None:
+            kept = kept & ~null.reshape(b)
+        first = torch.arange(t, device=codes.device)[None, :] == start[:, None]  # [B,t]
+        gain = self.colour_gain[_per_sample(keep, b, codes.device) - 1][:, None]  # [B,1,d]
+        gain = torch.where(first[..., None], 1.0, gain) * kept[:, None, None]  # [B,t,d]
+        colour = (codes[torch.arange(b, device=codes.device), start, self.colour_token], gain)  # [B,d], [B,t,d]
+        # the first step: the colour token's own coefficients come from its refiner; the tokens refining those
+        # (colour_masked) are left out
+        masked = torch.zeros(n, dtype=torch.bool, device=codes.device)
+        masked[[self.colour_token, *self.colour_masked]] = True
+        if self.colour_refiner is not None:
+            masked[self.colour_refiner] = True
+        moved = values.masked_fill((first[:, :, None] & masked)[..., None], 0.0)
+        if self.colour_refiner is not None:
+            own = torch.where(first[..., None], values[:, :, self.colour_refiner], moved[:, :, self.colour_token])
+            moved = torch.cat([moved[:, :, :self.colour_token], own[:, :, None], moved[:, :, self.colour_token + 1:]],
+                              dim=2)
+        return self._linear_mix_out(moved, prefixed, colour)
 
     def null_registers(self, batch: int, steps: int) -> torch.Tensor:
         """Registers of the unconditional branch: the null condition everywhere, ``[B,t,N,D]``."""
