@@ -63,9 +63,9 @@ class FSQ(nn.Module):
         (ours, for codes started from a linear code, whose leading coefficients change slowly over time).
     colour_token: with temporal prediction, the colour token (``TokenizerConfig.colour_token``): at the first
         step it holds the chunk's colour, not its own coefficients, so the step after the first does not predict
-        it from them (it starts from 0, as the first step), and at the first step the residual token refining it
-        (:attr:`colour_refiner`, if any) holds the coefficients the colour displaced, rounded as that token's
-        own, instead of the colour's rounding error. ``None``: none.
+        it from them (it starts from 0 and is rounded over the whole range), and at the first step the residual
+        token refining it (:attr:`colour_refiner`, if any) holds the coefficients the colour displaced, rounded
+        as that token's own, instead of the colour's rounding error. ``None``: none.
     full_range_restarts: with temporal prediction, a step predicted from nothing (the first step) is rounded
         over the whole range of its coefficients (scale 1) rather than at the prediction's scale, which is
         fitted for what changes from step to step and clips a first value beyond its range. ``False``: the
@@ -222,10 +222,10 @@ class FSQ(nn.Module):
         prediction."""
         if self.predicted_tokens:
             self._check_predicted(codes.shape, "codes")
-            steps = []
-            for t, step in enumerate(codes.float().unbind(-3)):
+            values, steps = codes.float(), []
+            for t, step in enumerate(values.unbind(-3)):
                 gain, scale = self._prediction(t, first_step, step)
-                steps.append((step - gain * codes.float().select(-3, t - 1) if t else step) / scale)
+                steps.append((step - gain * values.select(-3, t - 1) if t else step) / scale)
             codes = torch.stack(steps, dim=-3)
         levels, basis = self._levels(codes.device)
         centre = self._centre(levels)
