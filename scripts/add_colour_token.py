@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from videoflex import VideoFlexTok
-from videoflex.data.clip_cache import load_or_build_cache
 from videoflex.tokenizers.flex.pca import fit_colour_path
+from videoflex.train.tasks.tokenizer import linear_code_clips
 from videoflex.train.tasks.tokenizer_config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     other = loaded.unexpected_keys + [key for key in loaded.missing_keys if ".colour_" not in key]
     if other:
         parser.error(f"{args.source}: weights that do not fit the copy: {other}")
-    clips = load_or_build_cache(recipe.data, "train", progress=True).clips
-    pick = torch.randperm(len(clips), generator=torch.Generator().manual_seed(recipe.seed))[:recipe.linear_code_clips]
-    fit_colour_path(model, clips[pick.sort().values], progress=True)
+    fit_colour_path(model, linear_code_clips(recipe, progress=True), progress=True)
     out = model.save_pretrained(args.output, dtype=torch.int8)
     print(f"wrote {out} ({(out / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
     return 0

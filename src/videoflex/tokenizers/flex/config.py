@@ -117,12 +117,12 @@ class TokenizerConfig(ChunkGeometry):
         ``code_dim`` colour coefficients in place of its own, and wherever the token is kept the decoder's
         linear path moves the colour components of every step of the chunk towards them (all the way in the
         first step, in the others by a gain per kept token count, fitted: the more tokens a step keeps, the
-        more of its own colour they carry). A code ordered by squared
-        error puts colour late (little variance) and ties it to brightness, so that the first tokens show the
-        training footage's typical tints; sent once a chunk, colour comes at the token's budget for every
-        step at the cost of one token of the first step, whose own coefficients go to the residual token
-        refining the colour token (if any; :class:`~videoflex.nn.fsq.FSQ` ``colour_token``). Needs both linear
-        paths, the decoder's reading codes, and ``fsq.temporal_prediction``;
+        more of its own colour they carry). A code ordered by squared error puts colour late (little
+        variance) and ties it to brightness, so that the first tokens show the training footage's typical
+        tints; sent once a chunk, colour comes at the token's budget for every step at the cost of one token
+        of the first step, whose own coefficients go to the residual token refining the colour token (if any;
+        :class:`~videoflex.nn.fsq.FSQ` ``colour_token``). Needs both linear paths, the decoder's reading codes,
+        and ``fsq.temporal_prediction``;
         :func:`~videoflex.tokenizers.flex.pca.fit_linear_paths` fits the colour components (it needs a linear
         VAE) and ``checkpoints/demo/README.md`` has the measurements.
     """

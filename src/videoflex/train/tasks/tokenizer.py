@@ -167,18 +167,26 @@ def build_model(config: TokenizerTrainConfig, progress: bool = False) -> Chunked
     return model
 
 
-def _fit_linear_code(model: ChunkedFlowTokenizer, config: TokenizerTrainConfig, progress: bool) -> None:
-    """``linear_code_clips``: the linear paths from principal components of a seeded choice of the cached
-    training clips (building the cache if needed); prints what the code reaches."""
+def linear_code_clips(config: TokenizerTrainConfig, progress: bool = False) -> torch.Tensor:
+    """The clips a recipe's linear code is fitted to (``linear_code_clips``): a choice seeded by ``config.seed``
+    of the cached training clips (the cache built if needed), uint8 ``[n,3,T,H,W]`` in cache order."""
     from videoflex.data.clip_cache import load_or_build_cache
-    from videoflex.tokenizers.flex.pca import fit_linear_paths
 
     clips = load_or_build_cache(config.data, "train", progress).clips
     pick = torch.randperm(len(clips), generator=torch.Generator().manual_seed(config.seed))[:config.linear_code_clips]
-    fit = fit_linear_paths(model, clips[pick.sort().values], progress=progress)
+    return clips[pick.sort().values]
+
+
+def _fit_linear_code(model: ChunkedFlowTokenizer, config: TokenizerTrainConfig, progress: bool) -> None:
+    """``linear_code_clips``: the linear paths from principal components of :func:`linear_code_clips`; prints
+    what the code reaches."""
+    from videoflex.tokenizers.flex.pca import fit_linear_paths
+
+    clips = linear_code_clips(config, progress)
+    fit = fit_linear_paths(model, clips, progress=progress)
     if progress:
         psnr = " / ".join(f"{v:.2f}" for v in fit.code_psnr_db.values())
-        print(f"linear code from {len(pick)} clips: patch components keep {fit.patch_variance:.1%} of the variance, "
+        print(f"linear code from {len(clips)} clips: patch components keep {fit.patch_variance:.1%} of the variance, "
               f"step components {fit.step_variance:.1%}; k = {', '.join(map(str, fit.code_psnr_db))}: {psnr} dB")
 
 
